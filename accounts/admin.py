@@ -1,0 +1,61 @@
+"""Admin: a thin UI over the key services. Keys are shown once; logs are read-only."""
+from django.contrib import admin, messages
+from django.utils.html import format_html
+
+from . import services
+from .models import ApiKey, RequestLog
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["name", "prefix", "owner", "active", "rate_limit", "rate_window_seconds", "expires_at", "last_used_at", "created_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter), "expires_at", "created_at"]
+    search_fields = ["name", "prefix", "owner__username", "owner__email"]
+    readonly_fields = ["prefix", "created_at", "revoked_at", "last_used_at"]
+    fields = ["name", "owner", "rate_limit", "rate_window_seconds", "expires_at", *readonly_fields]
+    actions = ["revoke_keys"]
+
+    @admin.display(boolean=True, description="active")
+    def active(self, obj: ApiKey) -> bool:
+        return obj.is_active()
+
+    def save_model(self, request, obj: ApiKey, form, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        raw_key = services.api_key_assign_secret(api_key=obj)
+        messages.warning(
+            request,
+            format_html(
+                "The new API key for “{}” is <code style='user-select:all'>{}</code> "
+                "— copy it now: it is stored only as a hash and will not be shown again.",
+                obj.name,
+                raw_key,
+            ),
+        )
+
+    @admin.action(description="Revoke selected API keys")
+    def revoke_keys(self, request, queryset) -> None:
+        revoked = 0
+        for api_key in queryset.filter(revoked_at__isnull=True):
+            services.api_key_revoke(api_key=api_key)
+            revoked += 1
+        self.message_user(request, f"Revoked {revoked} API key(s).", messages.SUCCESS)
+
+
+@admin.register(RequestLog)
+class RequestLogAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "api_key", "method", "endpoint", "status_code", "response_time_ms", "images", "client_ip"]
+    list_filter = ["status_code", "endpoint", "method", ("api_key", admin.RelatedOnlyFieldListFilter), "created_at"]
+    search_fields = ["endpoint", "request_id", "api_key__name", "api_key__prefix"]
+    date_hierarchy = "created_at"
+    list_select_related = ["api_key"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -1,0 +1,98 @@
+"""Who may call the API (ApiKey) and what they used (RequestLog, RateLimitEvent)."""
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+def _default_rate_limit() -> int:
+    return settings.ACCOUNTS_DEFAULT_RATE_LIMIT
+
+
+def _default_rate_window() -> int:
+    return settings.ACCOUNTS_DEFAULT_RATE_WINDOW_SECONDS
+
+
+class ApiKey(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="api_keys"
+    )
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    hashed_key = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    rate_limit = models.PositiveIntegerField(
+        default=_default_rate_limit, help_text="Requests (v2: images) admitted per window."
+    )
+    rate_window_seconds = models.PositiveIntegerField(
+        default=_default_rate_window, help_text="Length of the sliding window in seconds."
+    )
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(rate_limit__gte=1), name="apikey_rate_limit_positive"),
+            models.CheckConstraint(condition=Q(rate_window_seconds__gte=1), name="apikey_rate_window_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix})"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def is_expired(self, now=None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or timezone.now())
+
+    def is_active(self, now=None) -> bool:
+        return not self.is_revoked and not self.is_expired(now)
+
+    is_active.boolean = True
+
+    def save(self, *args, **kwargs):
+        # A revoked key stays revoked: no edit may clear the stored revocation.
+        if self.pk is not None and self.revoked_at is None:
+            stored = ApiKey.objects.filter(pk=self.pk).values_list("revoked_at", flat=True).first()
+            if stored is not None:
+                self.revoked_at = stored
+        super().save(*args, **kwargs)
+
+
+class RequestLog(models.Model):
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="logs")
+    endpoint = models.CharField(max_length=200)
+    method = models.CharField(max_length=10)
+    status_code = models.PositiveSmallIntegerField()
+    response_time_ms = models.FloatField()
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    request_id = models.CharField(max_length=64, blank=True, default="")
+    images = models.PositiveIntegerField(default=0, help_text="Images this request asked to classify.")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["api_key", "created_at"], name="requestlog_key_time")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status_code__gte=100, status_code__lte=599), name="requestlog_status_code_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.endpoint} {self.status_code}"
+
+
+class RateLimitEvent(models.Model):
+    """One admitted request inside a key's sliding window (the database window store)."""
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
+    at = models.FloatField(help_text="Unix time the request was admitted.")
+    cost = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        indexes = [models.Index(fields=["api_key", "at"], name="ratelimit_key_at")]

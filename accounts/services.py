@@ -1,0 +1,87 @@
+"""Writes for API keys and request logs."""
+import datetime as dt
+
+from django.utils import timezone
+
+from . import crypto
+from .models import ApiKey, RequestLog
+
+LAST_USED_RESOLUTION = dt.timedelta(seconds=60)  # last_used_at is refreshed at most this often
+
+
+def api_key_create(
+    *,
+    name: str,
+    owner=None,
+    rate_limit: int | None = None,
+    rate_window_seconds: int | None = None,
+    expires_at: dt.datetime | None = None,
+) -> tuple[ApiKey, str]:
+    """Create a key and return it with its plaintext, which is never available again."""
+    generated = crypto.generate_key()
+    api_key = ApiKey(
+        name=name, owner=owner, prefix=generated.prefix, hashed_key=generated.hashed_key, expires_at=expires_at
+    )
+    if rate_limit is not None:
+        api_key.rate_limit = rate_limit
+    if rate_window_seconds is not None:
+        api_key.rate_window_seconds = rate_window_seconds
+    api_key.full_clean(exclude=["prefix", "hashed_key"])
+    api_key.save()
+    return api_key, generated.raw_key
+
+
+def api_key_assign_secret(*, api_key: ApiKey) -> str:
+    """Give an unsaved key (built by the admin form) a fresh secret, save it, return the plaintext."""
+    generated = crypto.generate_key()
+    api_key.prefix = generated.prefix
+    api_key.hashed_key = generated.hashed_key
+    api_key.save()
+    return generated.raw_key
+
+
+def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+    """Revoke ``api_key`` for good; revoking twice keeps the first time."""
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=api_key.revoked_at)
+    return api_key
+
+
+def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
+    """Return the active key matching ``raw_key`` (constant-time check), or None."""
+    prefix = crypto.parse_prefix(raw_key)
+    api_key = ApiKey.objects.filter(prefix=prefix).first() if prefix else None
+    if not crypto.verify_key(raw_key, api_key.hashed_key if api_key else None):
+        return None
+    now = timezone.now()
+    if not api_key.is_active(now):
+        return None
+    if api_key.last_used_at is None or now - api_key.last_used_at >= LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        api_key.last_used_at = now
+    return api_key
+
+
+def request_log_create(
+    *,
+    api_key_id: int | None,
+    endpoint: str,
+    method: str,
+    status_code: int,
+    response_time_ms: float,
+    client_ip: str | None,
+    request_id: str = "",
+    images: int = 0,
+) -> RequestLog:
+    """Write one request's log row (autocommit: it stands even if the request failed)."""
+    return RequestLog.objects.create(
+        api_key_id=api_key_id,
+        endpoint=endpoint[:200],
+        method=method[:10],
+        status_code=status_code,
+        response_time_ms=round(response_time_ms, 3),
+        client_ip=client_ip,
+        request_id=request_id[:64],
+        images=images,
+    )

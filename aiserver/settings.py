@@ -1,0 +1,200 @@
+"""Settings for aiserver, read once from the environment with safe production defaults.
+
+Every setting a deployer may change is listed with its unit and meaning in README's
+configuration table. Production secrets have no default: start-up fails without them.
+"""
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+# --- Django core -------------------------------------------------------------------------
+DEBUG = env.bool("DJANGO_DEBUG", default=False)  # never on in production
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")  # signs sessions and CSRF tokens
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off "
+            "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))')."
+        )
+    SECRET_KEY = "insecure-development-key-only-used-with-DJANGO_DEBUG-on"
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "accounts",
+    "classifier",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "classifier.middleware.RequestLogMiddleware",
+    "classifier.middleware.BodyLimitMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "aiserver.urls"
+WSGI_APPLICATION = "aiserver.wsgi.application"
+ASGI_APPLICATION = "aiserver.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ----------------------------------------------------------------------------
+# DATABASE_URL: sqlite:///path or postgresql://user@host:port/name. Default: embedded SQLite.
+DATABASES = {
+    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+}
+_db = DATABASES["default"]
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # IMMEDIATE transactions take the write lock up front, so the throttle's
+    # count-then-insert is atomic across worker processes; WAL lets readers run meanwhile.
+    _db["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+elif _db["ENGINE"] in ("django.db.backends.postgresql", "django.db.backends.postgresql_psycopg2"):
+    _db["ENGINE"] = "django.db.backends.postgresql"
+    # Persistent connections misbehave under ASGI; psycopg's pool does not.
+    _db["CONN_MAX_AGE"] = 0
+    _db["OPTIONS"] = {"pool": {"min_size": 1, "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=20)}}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache (and shared state when REDIS_URL is set) ------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")  # e.g. redis://127.0.0.1:6379/0; empty: per-process cache
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG  # in development serve straight from the apps, no collectstatic
+
+# --- Security (production defaults; loosen only behind a proxy that does the job) ---------------
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=False)  # on when TLS ends here
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0)  # e.g. 31536000 once on HTTPS
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=not DEBUG)
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# --- Request limits ------------------------------------------------------------------------
+# Largest request body accepted, in bytes; larger ones get 413 before they are read.
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=10 * 1024 * 1024)
+# Django's own parsing limits follow it, so JSON bodies up to the limit parse (base64 inflates by 4/3).
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+FILE_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 100
+DATA_UPLOAD_MAX_NUMBER_FILES = 32
+
+# --- accounts: API keys ----------------------------------------------------------------------
+ACCOUNTS_DEFAULT_RATE_LIMIT = env.int("ACCOUNTS_DEFAULT_RATE_LIMIT", default=60)  # requests per window
+ACCOUNTS_DEFAULT_RATE_WINDOW_SECONDS = env.int("ACCOUNTS_DEFAULT_RATE_WINDOW_SECONDS", default=60)
+
+# --- classifier: model and serving ----------------------------------------------------------
+CLASSIFIER_MODEL = env.str("CLASSIFIER_MODEL", default="resnet18")  # a torchvision model name
+# "default" (torchvision's pretrained weights, downloaded once), a state_dict path, or "random".
+CLASSIFIER_WEIGHTS = env.str("CLASSIFIER_WEIGHTS", default="default")
+CLASSIFIER_DEVICE = env.str("CLASSIFIER_DEVICE", default="auto")  # auto, cpu, cuda, cuda:N
+CLASSIFIER_MAX_IMAGE_PIXELS = env.int("CLASSIFIER_MAX_IMAGE_PIXELS", default=40_000_000)  # width*height
+CLASSIFIER_TOP_K = env.int("CLASSIFIER_TOP_K", default=5)  # predictions returned by v1
+CLASSIFIER_MAX_BATCH_SIZE = env.int("CLASSIFIER_MAX_BATCH_SIZE", default=8)  # images per forward pass
+CLASSIFIER_MAX_BATCH_DELAY_MS = env.float("CLASSIFIER_MAX_BATCH_DELAY_MS", default=2.0)  # wait to fill a batch
+CLASSIFIER_QUEUE_SIZE = env.int("CLASSIFIER_QUEUE_SIZE", default=64)  # images waiting; beyond it: 503
+CLASSIFIER_INFERENCE_TIMEOUT_SECONDS = env.float("CLASSIFIER_INFERENCE_TIMEOUT_SECONDS", default=30.0)
+CLASSIFIER_TORCH_THREADS = env.int("CLASSIFIER_TORCH_THREADS", default=0)  # 0: all cores of this process
+
+# --- REST framework and OpenAPI ----------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "classifier.exceptions.api_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "aiserver image classification API",
+    "DESCRIPTION": (
+        "Classify images with a torchvision model. Authenticate with `Authorization: Bearer <key>` "
+        "or `X-API-Key: <key>`. Errors are JSON `{\"detail\": ..., \"code\": ...}`."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": True},
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("DJANGO_LOG_LEVEL", default="INFO")},
+    "loggers": {"django.request": {"level": "ERROR"}},
+}

@@ -1,0 +1,39 @@
+import os
+import sys
+
+from django.apps import AppConfig
+
+# manage.py commands that serve requests; every other command (migrate, create_api_key, ...) loads no model.
+SERVING_COMMANDS = {"runserver"}
+
+
+def is_serving_process(argv: list[str], environ=os.environ) -> bool:
+    """Whether this process will serve requests (and so should load the model).
+
+    Under manage.py only ``runserver`` serves, and with its autoreloader only the child
+    process (RUN_MAIN=true) does. Test runners load the model themselves. Anything else
+    (uvicorn, gunicorn, a WSGI server) serves.
+    """
+    program = os.path.basename(argv[0]) if argv else ""
+    if program == "__main__.py":  # python -m PACKAGE
+        program = os.path.basename(os.path.dirname(argv[0]))
+    if program in ("manage.py", "django-admin", "django"):
+        command = argv[1] if len(argv) > 1 else ""
+        if command not in SERVING_COMMANDS:
+            return False
+        return environ.get("RUN_MAIN") == "true" or "--noreload" in argv
+    if "pytest" in program or "py.test" in program:
+        return False
+    return True
+
+
+class ClassifierConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "classifier"
+
+    def ready(self) -> None:
+        from . import authentication  # noqa: F401 - registers the OpenAPI auth extension
+        from .registry import registry
+
+        if is_serving_process(sys.argv):
+            registry.start()

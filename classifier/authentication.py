@@ -1,0 +1,47 @@
+"""API key authentication: ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``, never the query string."""
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.exceptions import AuthenticationFailed
+
+from accounts.services import api_key_authenticate
+
+API_KEY_HEADER = "X-API-Key"
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    keyword = "Bearer"
+    realm = "api"
+
+    def authenticate(self, request):
+        raw_key = self.raw_key(request)
+        if raw_key is None:
+            return None
+        api_key = api_key_authenticate(raw_key=raw_key)
+        if api_key is None:
+            raise AuthenticationFailed("Invalid, revoked or expired API key.", code="invalid_api_key")
+        request._request.api_key = api_key  # read by the request log
+        return (api_key.owner, api_key)
+
+    def raw_key(self, request) -> str | None:
+        """The key the client sent, or None when it sent none."""
+        parts = get_authorization_header(request).split()
+        if parts and parts[0].lower() == self.keyword.lower().encode():
+            if len(parts) != 2:
+                raise AuthenticationFailed("Malformed Authorization header; use 'Bearer <key>'.", code="invalid_api_key")
+            return parts[1].decode("latin-1")
+        header = request.META.get("HTTP_X_API_KEY")
+        return header.strip() if header else None
+
+    def authenticate_header(self, request) -> str:
+        return f'{self.keyword} realm="{self.realm}"'
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = ApiKeyAuthentication
+    name = ["BearerAuth", "ApiKeyAuth"]
+
+    def get_security_definition(self, auto_schema):
+        return [
+            {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <key>"},
+            {"type": "apiKey", "in": "header", "name": API_KEY_HEADER, "description": "X-API-Key: <key>"},
+        ]

@@ -1,0 +1,109 @@
+"""Dynamic micro-batching: one worker thread owns the queue and the forward passes.
+
+Request threads ``submit`` preprocessed images and wait on a Future; the worker takes the
+first waiting image, gathers more until ``max_batch_size`` or ``max_delay_s`` has passed,
+runs them as one batch and resolves each Future. A full queue refuses at once (load
+shedding) instead of letting latency grow without bound.
+"""
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import numpy as np
+
+from .exceptions import Overloaded
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchStats:
+    batches: int = 0
+    images: int = 0
+    last_batch_size: int = 0
+
+    @property
+    def mean_batch_size(self) -> float:
+        return self.images / self.batches if self.batches else 0.0
+
+
+class MicroBatcher:
+    def __init__(
+        self,
+        run_batch: Callable[[list[np.ndarray]], np.ndarray],
+        *,
+        max_batch_size: int,
+        max_delay_s: float,
+        queue_size: int,
+        on_start: Callable[[], None] = lambda: None,
+        on_batch: Callable[[int, float], None] = lambda size, seconds: None,
+        name: str = "batcher",
+    ):
+        self._run_batch = run_batch
+        self.max_batch_size = max_batch_size
+        self.max_delay_s = max_delay_s
+        self._queue: queue.Queue[tuple[np.ndarray, Future]] = queue.Queue(maxsize=queue_size)
+        self._on_start = on_start
+        self._on_batch = on_batch
+        self.stats = BatchStats()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    def submit(self, pixels: np.ndarray) -> Future:
+        """Queue one preprocessed image; the Future resolves to its probability row.
+
+        Raises Overloaded when the queue is full.
+        """
+        future: Future = Future()
+        try:
+            self._queue.put_nowait((pixels, future))
+        except queue.Full:
+            raise Overloaded() from None
+        return future
+
+    def _collect(self) -> list[tuple[np.ndarray, Future]]:
+        items = [self._queue.get()]
+        deadline = time.monotonic() + self.max_delay_s
+        while len(items) < self.max_batch_size:
+            try:
+                items.append(self._queue.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                items.append(self._queue.get(timeout=remaining))
+            except queue.Empty:
+                break
+        return [(pixels, future) for pixels, future in items if future.set_running_or_notify_cancel()]
+
+    def _loop(self) -> None:
+        self._on_start()
+        while True:
+            items = self._collect()
+            if not items:
+                continue
+            started = time.perf_counter()
+            try:
+                probabilities = self._run_batch([pixels for pixels, _ in items])
+            except BaseException as exc:  # noqa: BLE001 - an OOM or model error fails this batch only
+                logger.exception("inference failed on a batch of %d", len(items))
+                for _, future in items:
+                    future.set_exception(exc)
+                continue
+            self.stats.batches += 1
+            self.stats.images += len(items)
+            self.stats.last_batch_size = len(items)
+            self._on_batch(len(items), time.perf_counter() - started)
+            for row, (_, future) in zip(probabilities, items):
+                future.set_result(row)

@@ -1,0 +1,116 @@
+"""The API's errors and the one handler that renders every error as {"detail", "code"}."""
+import logging
+
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.db import InterfaceError, OperationalError
+from rest_framework import status
+from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+logger = logging.getLogger(__name__)
+
+
+class InvalidImage(APIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = "The data is not a readable image."
+    default_code = "invalid_image"
+
+
+class PayloadTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is larger than the server accepts."
+    default_code = "payload_too_large"
+
+
+class ImageTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The image has more pixels than the server accepts."
+    default_code = "image_too_large"
+
+
+class ModelUnavailable(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The model is not loaded."
+    default_code = "model_unavailable"
+
+
+class Overloaded(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The server is at capacity; retry shortly."
+    default_code = "overloaded"
+
+    def __init__(self, detail=None, code=None, retry_after: int = 1):
+        super().__init__(detail, code)
+        self.wait = retry_after  # rendered as Retry-After by DRF's handler
+
+
+class InferenceTimeout(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The model did not answer in time; retry shortly."
+    default_code = "inference_timeout"
+
+    def __init__(self, detail=None, code=None, retry_after: int = 1):
+        super().__init__(detail, code)
+        self.wait = retry_after
+
+
+class InferenceFailed(APIException):
+    status_code = status.HTTP_500_INTERNAL_SERVER_ERROR
+    default_detail = "The model failed on this request's batch."
+    default_code = "inference_failed"
+
+
+class DatabaseUnavailable(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The database is unavailable; retry shortly."
+    default_code = "database_unavailable"
+
+
+def _flatten(detail) -> tuple[str, str]:
+    """Return (message, code) of the first error in a DRF error structure."""
+    if isinstance(detail, dict):
+        field, value = next(iter(detail.items()))
+        message, code = _flatten(value)
+        return (message if field == "non_field_errors" else f"{field}: {message}"), code
+    if isinstance(detail, list):
+        return _flatten(detail[0]) if detail else ("Invalid input.", "invalid")
+    return str(detail), getattr(detail, "code", "error") or "error"
+
+
+def _translate(exc: Exception) -> Exception:
+    """Map Django's own request errors onto API errors with the right status."""
+    if isinstance(exc, RequestDataTooBig):
+        return PayloadTooLarge()
+    if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
+        return ValidationError({"non_field_errors": [str(exc)]}, code="too_many_fields")
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        logger.error("database unavailable: %s", exc)
+        return DatabaseUnavailable()
+    return exc
+
+
+def api_exception_handler(exc: Exception, context) -> Response:
+    """DRF's EXCEPTION_HANDLER: every error becomes JSON ``{"detail", "code"}`` (+ ``errors``)."""
+    exc = _translate(exc)
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        logger.exception("unhandled error in %s", context.get("view").__class__.__name__, exc_info=exc)
+        return Response({"detail": "Internal server error.", "code": "server_error"}, status=500)
+    detail = exc.detail if isinstance(exc, APIException) else response.data
+    message, code = _flatten(detail)
+    body = {"detail": message, "code": code}
+    if isinstance(exc, ValidationError) and isinstance(exc.detail, dict):
+        body["errors"] = exc.get_full_details()
+    response.data = body
+    return response
+
+
+def error_response(exc: APIException):
+    """A JSON error response for code outside DRF views (middleware, URL fallbacks)."""
+    from django.http import JsonResponse
+
+    response = JsonResponse({"detail": str(exc.detail), "code": exc.get_codes()}, status=exc.status_code)
+    if getattr(exc, "wait", None):
+        response["Retry-After"] = str(int(exc.wait))
+    return response

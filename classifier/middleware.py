@@ -1,0 +1,67 @@
+"""Request-boundary middleware: the request log and the body size limit."""
+import logging
+import time
+
+from django.conf import settings
+from django.db import DatabaseError
+
+from accounts.services import request_log_create
+
+from .exceptions import PayloadTooLarge, error_response
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v"
+BODY_TOO_LARGE_SCOPE_KEY = "aiserver.body_too_large"  # set by aiserver.asgi on oversized streamed bodies
+
+
+class RequestLogMiddleware:
+    """Write one RequestLog row for every request under /api/v*, whatever its outcome."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if not request.path.startswith(API_PREFIX):
+            return self.get_response(request)
+        started = time.perf_counter()
+        response = self.get_response(request)
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        api_key = getattr(request, "api_key", None)
+        try:
+            request_log_create(
+                api_key_id=api_key.pk if api_key else None,
+                endpoint=request.path,
+                method=request.method,
+                status_code=response.status_code,
+                response_time_ms=elapsed_ms,
+                client_ip=request.META.get("REMOTE_ADDR") or None,
+                request_id=response.get("X-Request-ID", ""),
+                images=getattr(request, "api_units", 0),
+            )
+        except DatabaseError:
+            logger.exception("could not write the request log for %s %s", request.method, request.path)
+        return response
+
+
+class BodyLimitMiddleware:
+    """Answer 413 for bodies over API_MAX_BODY_BYTES before anything reads them."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if self._too_large(request):
+            return error_response(
+                PayloadTooLarge(f"The request body is over the limit of {settings.API_MAX_BODY_BYTES} bytes.")
+            )
+        return self.get_response(request)
+
+    @staticmethod
+    def _too_large(request) -> bool:
+        if getattr(request, "scope", {}).get(BODY_TOO_LARGE_SCOPE_KEY):
+            return True
+        try:
+            return int(request.META.get("CONTENT_LENGTH") or 0) > settings.API_MAX_BODY_BYTES
+        except ValueError:
+            return False

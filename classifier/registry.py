@@ -1,0 +1,206 @@
+"""Loads the configured model once per serving process and hands it to requests.
+
+Loading runs on a background thread so the server answers (``/healthz``, ``/readyz`` with
+"loading") while weights load; a failure is reported, never raised into the server.
+"""
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+from django.conf import settings
+from PIL import Image
+from torchvision.transforms.functional import pil_modes_mapping
+
+from . import pipeline
+from .batching import MicroBatcher
+from .exceptions import ModelUnavailable
+
+logger = logging.getLogger(__name__)
+
+LOADING, LOADED, UNAVAILABLE = "loading", "loaded", "unavailable"
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    weights: str  # "default", "random" or the state_dict path
+    pretrained: bool
+    labels: list[str]
+    preprocessing: pipeline.Preprocessing
+    device: torch.device
+    dtype: torch.dtype
+    module: torch.nn.Module = field(repr=False)
+    mean: torch.Tensor = field(repr=False)
+    std: torch.Tensor = field(repr=False)
+
+    def run_batch(self, images: list[np.ndarray]) -> np.ndarray:
+        """Forward a list of preprocessed HxWx3 uint8 arrays; return their probability rows."""
+        pixels = torch.from_numpy(np.stack(images)).to(self.device, non_blocking=True)
+        return pipeline.infer(self.module, pixels, mean=self.mean, std=self.std)
+
+
+def configure_libraries() -> None:
+    """Global library knobs, set in this one place.
+
+    - Pillow: refuse (not just warn about) images over twice our pixel limit; ``decode``
+      enforces the limit itself from the header.
+    - torch: the intra-op pool size of this process; only the batcher thread runs torch.
+    """
+    Image.MAX_IMAGE_PIXELS = settings.CLASSIFIER_MAX_IMAGE_PIXELS
+    threads = settings.CLASSIFIER_TORCH_THREADS or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_model(name: str, weights: str, device: torch.device) -> LoadedModel:
+    """Build a torchvision classifier with ``weights`` ("default", "random" or a state_dict path).
+
+    Raises ValueError for an unknown model or a weights file that does not fit it; network
+    errors of the "default" download propagate.
+    """
+    try:
+        reference_weights = torchvision.models.get_model_weights(name).DEFAULT
+    except (ValueError, KeyError) as exc:
+        raise ValueError(f"unknown torchvision model {name!r}") from exc
+    if weights == "default":
+        module = torchvision.models.get_model(name, weights=reference_weights)
+    elif weights == "random":
+        module = torchvision.models.get_model(name, weights=None)
+    else:
+        path = Path(weights)
+        if not path.is_file():
+            raise ValueError(f"weights file {weights} does not exist")
+        module = torchvision.models.get_model(name, weights=None)
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+        module.load_state_dict(state_dict)
+    transform = reference_weights.transforms()
+    preprocessing = pipeline.Preprocessing(
+        resize_size=int(transform.resize_size[0]),
+        crop_size=int(transform.crop_size[0]),
+        mean=tuple(transform.mean),
+        std=tuple(transform.std),
+        resample=pil_modes_mapping[transform.interpolation],
+    )
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    module = module.eval().to(device=device, dtype=dtype)
+    if device.type == "cuda":
+        module = module.to(memory_format=torch.channels_last)
+    shape = (1, 3, 1, 1)
+    return LoadedModel(
+        name=name,
+        weights=weights,
+        pretrained=weights != "random",
+        labels=list(reference_weights.meta["categories"]),
+        preprocessing=preprocessing,
+        device=device,
+        dtype=dtype,
+        module=module,
+        mean=torch.tensor(preprocessing.mean, device=device, dtype=dtype).view(shape),
+        std=torch.tensor(preprocessing.std, device=device, dtype=dtype).view(shape),
+    )
+
+
+class ModelRegistry:
+    """The serving process's model: its status, and once loaded, the model and its batcher."""
+
+    def __init__(self):
+        self.status = LOADING
+        self.reason = "The model is loading."
+        self.model: LoadedModel | None = None
+        self.batcher: MicroBatcher | None = None
+        self._started = False
+        self._lock = threading.Lock()
+        self._loaded = threading.Event()
+
+    def start(self, *, background: bool = True) -> None:
+        """Load the configured model once (idempotent)."""
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        if background:
+            threading.Thread(target=self.load, name="model-loader", daemon=True).start()
+        else:
+            self.load()
+
+    def load(self) -> None:
+        name, weights = settings.CLASSIFIER_MODEL, settings.CLASSIFIER_WEIGHTS
+        configure_libraries()
+        try:
+            model = build_model(name, weights, resolve_device(settings.CLASSIFIER_DEVICE))
+            self._warm_up(model)
+        except Exception as exc:  # noqa: BLE001 - any failure must leave the server up and say why
+            self.reason = self._explain(name, weights, exc)
+            self.status = UNAVAILABLE
+            logger.error("model unavailable: %s", self.reason)
+        else:
+            self.model = model
+            self.batcher = MicroBatcher(
+                model.run_batch,
+                max_batch_size=settings.CLASSIFIER_MAX_BATCH_SIZE,
+                max_delay_s=settings.CLASSIFIER_MAX_BATCH_DELAY_MS / 1000.0,
+                queue_size=settings.CLASSIFIER_QUEUE_SIZE,
+                on_start=configure_libraries,
+            )
+            self.status, self.reason = LOADED, ""
+            logger.info("model %s loaded (weights=%s, device=%s)", name, weights, model.device)
+        finally:
+            self._loaded.set()
+
+    @staticmethod
+    def _warm_up(model: LoadedModel) -> None:
+        crop = model.preprocessing.crop_size
+        model.run_batch([np.zeros((crop, crop, 3), dtype=np.uint8)])
+
+    @staticmethod
+    def _explain(name: str, weights: str, exc: Exception) -> str:
+        if weights == "default":
+            return (
+                f"Could not load the pretrained weights of {name} ({type(exc).__name__}: {exc}). "
+                "Set CLASSIFIER_WEIGHTS to a state_dict file path, or to 'random' for an untrained demo model."
+            )
+        return f"Could not load model {name} with weights {weights!r}: {exc}"
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until loading has finished (either way); return whether it finished."""
+        return self._loaded.wait(timeout)
+
+    def get(self) -> tuple[LoadedModel, MicroBatcher]:
+        """Return the loaded model and its batcher; raises ModelUnavailable otherwise."""
+        if self.status != LOADED:
+            raise ModelUnavailable(self.reason)
+        return self.model, self.batcher
+
+
+registry = ModelRegistry()
+
+
+def model_info() -> dict:
+    """What ``/api/v1/model/info`` reports about the configured model, loaded or not."""
+    model = registry.model
+    return {
+        "name": model.name if model else settings.CLASSIFIER_MODEL,
+        "status": registry.status,
+        "reason": registry.reason,
+        "weights": _describe_weights(settings.CLASSIFIER_WEIGHTS),
+        "pretrained": model.pretrained if model else None,
+        "num_labels": len(model.labels) if model else None,
+        "input_size": model.preprocessing.crop_size if model else None,
+        "device": str(model.device) if model else None,
+        "top_k": settings.CLASSIFIER_TOP_K,
+    }
+
+
+def _describe_weights(weights: str) -> str:
+    """The weights setting as shown to API users: a file's name, never the server's path."""
+    return weights if weights in ("default", "random") else f"file:{Path(weights).name}"

@@ -1,0 +1,48 @@
+"""Sliding-window rate limiting per API key, exact across processes (see accounts.windows)."""
+import time
+
+from rest_framework.throttling import BaseThrottle
+
+from accounts.windows import DatabaseWindowStore, WindowState
+
+
+class SlidingWindowThrottle(BaseThrottle):
+    """Admit a request if its cost fits in the key's window; rejected requests cost nothing.
+
+    A view may define ``throttle_cost(request) -> int`` (default 1). The decision's
+    ``WindowState`` is left on the request for the quota headers.
+    """
+
+    clock = staticmethod(time.time)
+    store = DatabaseWindowStore()
+
+    def allow_request(self, request, view) -> bool:
+        api_key = request.auth
+        if api_key is None:
+            return True
+        cost = view.throttle_cost(request) if hasattr(view, "throttle_cost") else 1
+        self.state = self.store.acquire(
+            key_id=api_key.pk,
+            limit=api_key.rate_limit,
+            window=api_key.rate_window_seconds,
+            cost=cost,
+            now=self.clock(),
+        )
+        request.rate_limit_state = self.state
+        if self.state.allowed:
+            request._request.api_units = cost  # read by the request log
+        return self.state.allowed
+
+    def wait(self) -> int:
+        return self.state.retry_after
+
+
+def rate_limit_headers(state: WindowState) -> dict[str, str]:
+    """The quota headers: the de-facto X-RateLimit-* trio and the IETF httpapi draft's pair."""
+    return {
+        "X-RateLimit-Limit": str(state.limit),
+        "X-RateLimit-Remaining": str(state.remaining),
+        "X-RateLimit-Reset": str(state.reset_seconds),
+        "RateLimit-Policy": f'"sliding";q={state.limit};w={state.window_seconds}',
+        "RateLimit": f'"sliding";r={state.remaining};t={state.reset_seconds}',
+    }

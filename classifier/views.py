@@ -1,0 +1,124 @@
+"""The HTTP face of the classifier: thin views over services and selectors."""
+from django.conf import settings
+from django.db import connection
+from django.urls import reverse
+from django.views.generic import TemplateView
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework.exceptions import MethodNotAllowed, NotFound
+from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.selectors import usage_summary
+
+from . import serializers as s
+from .authentication import ApiKeyAuthentication
+from .exceptions import DatabaseUnavailable, ModelUnavailable
+from .permissions import HasApiKey, ModelIsReady
+from .registry import LOADED, model_info, registry
+from .services import classify_image
+from .throttling import SlidingWindowThrottle, rate_limit_headers
+
+ERRORS = {code: OpenApiResponse(s.ErrorOutput, description=text) for code, text in {
+    400: "Invalid input (bad base64, not an image, missing field, malformed JSON).",
+    401: "Missing, unknown, revoked or expired API key.",
+    413: "Body or image (pixels) over the configured limit.",
+    415: "Unsupported content type.",
+    429: "Rate limit exceeded; see Retry-After.",
+    503: "Model not loaded, or server at capacity; see Retry-After.",
+}.items()}
+
+
+class ApiView(APIView):
+    """Base of the API views: 405 before any quota is spent; quota headers on every answer."""
+
+    def initial(self, request, *args, **kwargs):
+        if not hasattr(self, request.method.lower()) and request.method != "OPTIONS":
+            raise MethodNotAllowed(request.method)
+        super().initial(request, *args, **kwargs)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        state = getattr(request, "rate_limit_state", None)
+        if state is not None:
+            for header, value in rate_limit_headers(state).items():
+                response[header] = value
+        return response
+
+
+class KeyRequiredView(ApiView):
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [HasApiKey]
+
+
+class ClassifyView(KeyRequiredView):
+    permission_classes = [HasApiKey, ModelIsReady]
+    throttle_classes = [SlidingWindowThrottle]
+    parser_classes = [JSONParser, MultiPartParser]
+
+    @extend_schema(
+        operation_id="v1_classify",
+        summary="Classify one image",
+        request={"application/json": s.ClassifyInput, "multipart/form-data": s.ClassifyInput},
+        responses={200: s.ClassifyOutput, **ERRORS},
+        examples=[
+            OpenApiExample("JSON", request_only=True, value={"image": "iVBORw0KGgoAAAANSUhEUgAA...", "filename": "cat.png"}),
+            OpenApiExample(
+                "Result",
+                response_only=True,
+                value={"model": "resnet18", "predictions": [{"label": "tabby", "confidence": 0.8123}]},
+            ),
+        ],
+    )
+    def post(self, request):
+        payload = s.ClassifyInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        result = classify_image(payload.image_bytes(), top_k=settings.CLASSIFIER_TOP_K)
+        return Response(s.ClassifyOutput(result).data)
+
+
+class UsageView(KeyRequiredView):
+    @extend_schema(operation_id="v1_usage", summary="This key's classification usage", responses={200: s.UsageOutput, 401: ERRORS[401]})
+    def get(self, request):
+        summary = usage_summary(api_key=request.auth, endpoints=[reverse("v1-classify")])
+        return Response(s.UsageOutput({"key": request.auth, **summary.__dict__}).data)
+
+
+class ModelInfoView(ApiView):
+    @extend_schema(operation_id="v1_model_info", summary="The model this server serves", responses={200: s.ModelInfoOutput})
+    def get(self, request):
+        return Response(s.ModelInfoOutput(model_info()).data)
+
+
+class HealthView(APIView):
+    @extend_schema(exclude=True)
+    def get(self, request):
+        return Response({"status": "alive"})
+
+
+class ReadyView(APIView):
+    @extend_schema(exclude=True)
+    def get(self, request):
+        if registry.status != LOADED:
+            raise ModelUnavailable(registry.reason)
+        try:
+            connection.ensure_connection()
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+        except Exception as exc:  # noqa: BLE001 - any database failure means not ready
+            raise DatabaseUnavailable(f"The database is unavailable ({type(exc).__name__}).") from exc
+        return Response({"status": "ready"})
+
+
+class ApiNotFoundView(ApiView):
+    """Every unknown path under /api/ answers JSON 404, whatever the method."""
+
+    def initial(self, request, *args, **kwargs):  # before the method check: unknown paths are 404
+        raise NotFound(f"No API endpoint at {request.path}.")
+
+
+class LandingView(TemplateView):
+    template_name = "index.html"
+
+    def get_context_data(self, **kwargs):
+        return {**super().get_context_data(**kwargs), "model": model_info()}

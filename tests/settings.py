@@ -1,0 +1,7 @@
+"""Test settings: the production settings with a throwaway secret (tests never read a real one)."""
+import os
+
+os.environ.setdefault("DJANGO_SECRET_KEY", "test-secret-key-not-for-production")
+os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
+
+from aiserver.settings import *  # noqa: E402,F403
