@@ -1,0 +1,36 @@
+# The two commands: `make run` and `make test`. Everything else is optional.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# `make run` is for trying the server on this machine: debug on, no secret needed.
+# Production runs uvicorn directly with DJANGO_DEBUG off (see README, Deployment).
+RUN_ENV ?= DJANGO_DEBUG=$${DJANGO_DEBUG:-true}
+
+.PHONY: install run test bench clean
+
+$(BIN)/.installed: requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $@
+
+install: $(BIN)/.installed
+
+run: install
+	$(RUN_ENV) $(BIN)/python manage.py migrate --noinput
+	@echo ""
+	@echo "aiserver is starting on http://$(HOST):$(PORT)/  (docs: /api/docs/, admin: /admin/)"
+	@echo "First prediction, in another terminal:"
+	@echo "  KEY=\$$($(RUN_ENV) $(BIN)/python manage.py create_api_key --name me | tail -1)"
+	@echo "  curl -s http://$(HOST):$(PORT)/api/v1/classify -H \"Authorization: Bearer \$$KEY\" -F file=@photo.jpg"
+	@echo "No network for the pretrained weights? Run: CLASSIFIER_WEIGHTS=random make run"
+	@echo ""
+	$(RUN_ENV) $(BIN)/uvicorn aiserver.asgi:application --host $(HOST) --port $(PORT)
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) staticfiles .pytest_cache

@@ -1,0 +1,73 @@
+import re
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from accounts.models import ApiKey, RequestLog
+from accounts.services import api_key_authenticate, api_key_create
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff_client():
+    user = User.objects.create_superuser("admin", "admin@example.com", "pw-for-tests-only")
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_issuing_a_key_in_the_admin_shows_it_once(staff_client):
+    response = staff_client.post(
+        "/admin/accounts/apikey/add/",
+        {"name": "from-admin", "rate_limit": 10, "rate_window_seconds": 60},
+        follow=True,
+    )
+    assert response.status_code == 200
+    match = re.search(r"(ais_[0-9a-f]{8}\.[A-Za-z0-9_-]+)", response.content.decode())
+    assert match, "the new key is shown after saving"
+    raw_key = match.group(1)
+    api_key = ApiKey.objects.get(name="from-admin")
+    assert api_key_authenticate(raw_key=raw_key) == api_key
+    change_page = staff_client.get(f"/admin/accounts/apikey/{api_key.pk}/change/").content.decode()
+    listing = staff_client.get("/admin/accounts/apikey/").content.decode()
+    assert raw_key not in change_page and raw_key not in listing
+    assert api_key.prefix in listing
+
+
+def test_bulk_revoke_action(staff_client):
+    keys = [api_key_create(name=f"k{i}") for i in range(3)]
+    response = staff_client.post(
+        "/admin/accounts/apikey/",
+        {"action": "revoke_keys", "_selected_action": [k.pk for k, _ in keys[:2]]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert [api_key_authenticate(raw_key=raw) is None for _, raw in keys] == [True, True, False]
+
+
+def test_editing_limits_in_the_admin_keeps_the_secret(staff_client):
+    api_key, raw_key = api_key_create(name="edit-me")
+    staff_client.post(
+        f"/admin/accounts/apikey/{api_key.pk}/change/",
+        {"name": "edit-me", "rate_limit": 3, "rate_window_seconds": 5},
+    )
+    refreshed = api_key_authenticate(raw_key=raw_key)
+    assert (refreshed.rate_limit, refreshed.rate_window_seconds) == (3, 5)
+
+
+def test_request_log_admin_is_read_only(staff_client):
+    log = RequestLog.objects.create(endpoint="/api/v1/classify", method="POST", status_code=200, response_time_ms=1.0)
+    assert staff_client.get("/admin/accounts/requestlog/add/").status_code == 403
+    assert staff_client.get("/admin/accounts/requestlog/?status_code=200").status_code == 200
+    staff_client.post(f"/admin/accounts/requestlog/{log.pk}/delete/", {"post": "yes"})
+    assert RequestLog.objects.filter(pk=log.pk).exists()
+
+
+def test_admin_is_for_staff_only():
+    User.objects.create_user("plain", password="pw-for-tests-only")
+    client = Client()
+    client.login(username="plain", password="pw-for-tests-only")
+    response = client.get("/admin/accounts/apikey/")
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]

@@ -1,0 +1,40 @@
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from accounts.models import ApiKey
+from accounts.services import api_key_authenticate
+
+pytestmark = pytest.mark.django_db
+
+
+def test_create_api_key_prints_the_key_alone_on_the_last_line():
+    out = StringIO()
+    call_command("create_api_key", "--name", "cli", "--rate-limit", "5", "--window", "30", "--expires-days", "2", stdout=out)
+    raw_key = out.getvalue().strip().splitlines()[-1]
+    api_key = api_key_authenticate(raw_key=raw_key)
+    assert api_key is not None and api_key.name == "cli"
+    assert (api_key.rate_limit, api_key.rate_window_seconds) == (5, 30)
+    assert api_key.expires_at is not None
+
+
+def test_create_api_key_refuses_a_taken_name():
+    call_command("create_api_key", "--name", "taken", stdout=StringIO())
+    with pytest.raises(CommandError):
+        call_command("create_api_key", "--name", "taken", stdout=StringIO())
+
+
+@pytest.mark.parametrize("by", ["name", "prefix"])
+def test_revoke_api_key_by_name_or_prefix(by):
+    out = StringIO()
+    call_command("create_api_key", "--name", "victim", stdout=out)
+    raw_key = out.getvalue().strip().splitlines()[-1]
+    api_key = ApiKey.objects.get(name="victim")
+    call_command("revoke_api_key", getattr(api_key, by), stdout=StringIO())
+    assert api_key_authenticate(raw_key=raw_key) is None
+
+
+def test_revoke_api_key_unknown_is_an_error():
+    with pytest.raises(CommandError):
+        call_command("revoke_api_key", "nobody")

@@ -1,0 +1,65 @@
+import datetime as dt
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.utils import timezone
+
+from accounts.models import ApiKey
+from accounts.services import api_key_authenticate, api_key_create, api_key_revoke
+
+pytestmark = pytest.mark.django_db
+
+
+def test_create_returns_plaintext_once_and_stores_only_its_hash():
+    api_key, raw_key = api_key_create(name="alice")
+    assert api_key_authenticate(raw_key=raw_key) == api_key
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM accounts_apikey")
+        stored = [str(value) for row in cursor.fetchall() for value in row]
+    assert all(raw_key not in value for value in stored)
+    assert api_key.hashed_key != raw_key and api_key.prefix in raw_key
+
+
+def test_create_uses_default_limits_from_settings(settings):
+    settings.ACCOUNTS_DEFAULT_RATE_LIMIT = 7
+    settings.ACCOUNTS_DEFAULT_RATE_WINDOW_SECONDS = 11
+    api_key, _ = api_key_create(name="defaults")
+    assert (api_key.rate_limit, api_key.rate_window_seconds) == (7, 11)
+
+
+def test_create_rejects_duplicate_name_and_zero_limit():
+    api_key_create(name="dup")
+    with pytest.raises(ValidationError):
+        api_key_create(name="dup")
+    with pytest.raises(ValidationError):
+        api_key_create(name="zero", rate_limit=0)
+
+
+def test_revoked_key_is_rejected_and_stays_revoked_after_edit():
+    api_key, raw_key = api_key_create(name="bob")
+    api_key_revoke(api_key=api_key)
+    assert api_key_authenticate(raw_key=raw_key) is None
+    stale = ApiKey.objects.get(pk=api_key.pk)
+    stale.revoked_at = None  # an edit that tries to clear the revocation
+    stale.save()
+    assert ApiKey.objects.get(pk=api_key.pk).revoked_at is not None
+    assert api_key_authenticate(raw_key=raw_key) is None
+
+
+def test_expired_key_is_rejected():
+    _, raw_key = api_key_create(name="old", expires_at=timezone.now() - dt.timedelta(seconds=1))
+    assert api_key_authenticate(raw_key=raw_key) is None
+
+
+def test_wrong_secret_with_known_prefix_is_rejected():
+    api_key, raw_key = api_key_create(name="carol")
+    forged = raw_key[:-4] + ("AAAA" if not raw_key.endswith("AAAA") else "BBBB")
+    assert api_key_authenticate(raw_key=forged) is None
+
+
+def test_authenticate_records_last_use():
+    api_key, raw_key = api_key_create(name="dave")
+    assert api_key.last_used_at is None
+    api_key_authenticate(raw_key=raw_key)
+    assert ApiKey.objects.get(pk=api_key.pk).last_used_at is not None

@@ -1,0 +1,56 @@
+import pytest
+
+from accounts.services import api_key_create
+from accounts.windows import DatabaseWindowStore
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def acquire():
+    api_key, _ = api_key_create(name="window", rate_limit=3, rate_window_seconds=10)
+    store = DatabaseWindowStore()
+
+    def acquire(now, cost=1):
+        return store.acquire(key_id=api_key.pk, limit=3, window=10, cost=cost, now=now)
+
+    return acquire
+
+
+def test_admits_exactly_the_limit_then_refuses_with_retry_after(acquire):
+    assert [acquire(t).allowed for t in (100.0, 101.0, 102.0)] == [True, True, True]
+    refused = acquire(103.0)
+    assert not refused.allowed
+    assert refused.remaining == 0
+    assert refused.retry_after == 7  # the request at t=100 leaves the window at t=110
+
+
+def test_window_slides_one_request_at_a_time_not_in_fixed_blocks(acquire):
+    for t in (100.0, 104.0, 108.0):
+        assert acquire(t).allowed
+    assert acquire(110.5).allowed  # t=100 has left the window
+    assert not acquire(111.0).allowed  # t=104 is still inside: a fixed window would have reset here
+    assert acquire(114.5).allowed
+
+
+def test_refused_requests_do_not_use_quota(acquire):
+    for t in (100.0, 100.1, 100.2):
+        acquire(t)
+    for t in (101.0, 102.0, 103.0):
+        assert not acquire(t).allowed
+    assert acquire(110.05).allowed
+    assert not acquire(110.06).allowed
+
+
+def test_cost_weighted_request_waits_until_enough_units_free(acquire):
+    assert acquire(100.0).allowed
+    assert acquire(101.0).allowed
+    refused = acquire(102.0, cost=3)
+    assert not refused.allowed
+    assert refused.retry_after == 9  # both earlier units must leave: t=101 leaves at t=111
+    assert acquire(111.5, cost=3).allowed
+
+
+def test_headers_state_reports_remaining_and_reset(acquire):
+    state = acquire(100.0)
+    assert (state.limit, state.remaining, state.reset_seconds) == (3, 2, 10)

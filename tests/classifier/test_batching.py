@@ -1,0 +1,52 @@
+import threading
+
+import numpy as np
+import pytest
+
+from classifier.batching import MicroBatcher
+from classifier.exceptions import Overloaded
+
+
+def test_concurrent_images_share_forward_passes_bounded_by_max_batch_size():
+    gate = threading.Event()
+    sizes = []
+
+    def run_batch(images):
+        gate.wait(5)
+        sizes.append(len(images))
+        return np.stack([image * 2 for image in images])
+
+    batcher = MicroBatcher(run_batch, max_batch_size=4, max_delay_s=0.05, queue_size=64)
+    futures = [batcher.submit(np.array([i])) for i in range(10)]
+    gate.set()
+    assert [f.result(5)[0] for f in futures] == [2 * i for i in range(10)]
+    assert sum(sizes) == 10 and max(sizes) <= 4
+    assert len(sizes) <= 4  # the first may run alone while the rest queue; then full batches
+    assert batcher.stats.images == 10 and batcher.stats.mean_batch_size == pytest.approx(10 / len(sizes))
+
+
+def test_a_failing_batch_fails_only_its_own_requests():
+    calls = []
+
+    def run_batch(images):
+        calls.append(len(images))
+        if len(calls) == 1:
+            raise MemoryError("out of memory")
+        return np.stack(images)
+
+    batcher = MicroBatcher(run_batch, max_batch_size=1, max_delay_s=0, queue_size=8)
+    first, second = batcher.submit(np.array([1])), batcher.submit(np.array([2]))
+    with pytest.raises(MemoryError):
+        first.result(5)
+    assert second.result(5)[0] == 2
+
+
+def test_full_queue_is_refused_at_once():
+    gate = threading.Event()
+    batcher = MicroBatcher(lambda images: gate.wait(5) and np.stack(images), max_batch_size=1, max_delay_s=0, queue_size=2)
+    accepted = []
+    with pytest.raises(Overloaded):
+        for i in range(10):
+            accepted.append(batcher.submit(np.array([i])))
+    gate.set()
+    assert 2 <= len(accepted) <= 3  # one may already be in the worker's hands

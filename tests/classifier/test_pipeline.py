@@ -1,0 +1,134 @@
+import io
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+from classifier import pipeline
+from classifier.exceptions import ImageTooLarge, InvalidImage
+from classifier.registry import build_model
+
+MAX_PIXELS = 40_000_000
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return build_model("resnet18", "random", torch.device("cpu")).preprocessing
+
+
+def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def photo(size=(500, 375), seed=0) -> Image.Image:
+    """A photo-like image with detail at every scale (noise over gradients)."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    x, y = np.meshgrid(np.linspace(0, 1, w), np.linspace(0, 1, h))
+    base = np.stack([x * 255, y * 255, (1 - x) * 200], axis=-1)
+    noisy = np.clip(base + rng.normal(0, 25, base.shape), 0, 255).astype(np.uint8)
+    return Image.fromarray(noisy, "RGB")
+
+
+def normalised(pixels: np.ndarray, spec) -> torch.Tensor:
+    tensor = torch.from_numpy(pixels).permute(2, 0, 1).float() / 255.0
+    return (tensor - torch.tensor(spec.mean).view(3, 1, 1)) / torch.tensor(spec.std).view(3, 1, 1)
+
+
+@pytest.mark.parametrize("size", [(500, 375), (375, 500), (224, 224), (1000, 300), (257, 1999)])
+def test_preprocess_matches_the_weights_reference_transform(spec, size):
+    image = photo(size)
+    reference = torchvision.models.ResNet18_Weights.DEFAULT.transforms()(image)
+    ours = normalised(pipeline.preprocess(image, spec), spec)
+    assert ours.shape == reference.shape == (3, 224, 224)
+    # One 8-bit level (1/255 before normalisation, ~0.0175 after) covers rounding differences.
+    assert torch.max(torch.abs(ours - reference)).item() <= 1.01 / 255 / min(spec.std)
+
+
+def test_preprocess_of_an_extreme_strip_stays_small(spec):
+    strip = Image.new("RGB", (40_000, 1), (10, 20, 30))
+    assert pipeline.preprocess(strip, spec).shape == (224, 224, 3)
+
+
+def test_jpeg_draft_decoding_stays_within_tolerance_of_full_decode(spec):
+    data = encode(photo((2000, 1500), seed=3), "JPEG", quality=92)
+    full = normalised(pipeline.preprocess(pipeline.decode(data, max_pixels=MAX_PIXELS), spec), spec)
+    draft = pipeline.decode(data, max_pixels=MAX_PIXELS, draft_size=spec.resize_size)
+    assert draft.size[0] < 2000  # the decoder downscaled
+    fast = normalised(pipeline.preprocess(draft, spec), spec)
+    assert torch.mean(torch.abs(fast - full)).item() < 0.05
+
+
+@pytest.mark.parametrize("fmt", pipeline.SUPPORTED_FORMATS)
+def test_every_supported_format_decodes_to_rgb(fmt):
+    image = pipeline.decode(encode(Image.new("RGB", (40, 30), (200, 10, 10)), fmt), max_pixels=MAX_PIXELS)
+    assert image.mode == "RGB" and image.size == (40, 30)
+
+
+@pytest.mark.parametrize(
+    "mode,fmt",
+    [("P", "PNG"), ("RGBA", "PNG"), ("LA", "PNG"), ("L", "JPEG"), ("CMYK", "JPEG"), ("I;16", "PNG"), ("1", "BMP"), ("RGBA", "WEBP")],
+)
+def test_any_mode_becomes_rgb(mode, fmt):
+    source = Image.new("RGB", (16, 16), (120, 120, 120)).convert(mode)
+    assert pipeline.decode(encode(source, fmt), max_pixels=MAX_PIXELS).mode == "RGB"
+
+
+def test_sixteen_bit_greyscale_keeps_its_brightness():
+    grey16 = Image.fromarray(np.full((8, 8), 32768, dtype=np.uint16))
+    rgb = pipeline.decode(encode(grey16, "PNG"), max_pixels=MAX_PIXELS)
+    assert abs(rgb.getpixel((0, 0))[0] - 127) <= 1
+
+
+def test_transparent_pixels_are_composited_over_white():
+    clear = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
+    assert pipeline.decode(encode(clear, "PNG"), max_pixels=MAX_PIXELS).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_first_frame_of_an_animation_is_used():
+    frames = [Image.new("RGB", (8, 8), colour) for colour in [(255, 0, 0), (0, 0, 255)]]
+    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    red, green, blue = pipeline.decode(data, max_pixels=MAX_PIXELS).getpixel((0, 0))
+    assert red > 200 and blue < 50
+
+
+def test_exif_orientation_is_honoured():
+    image = Image.new("RGB", (40, 20), (255, 0, 0))  # stored landscape
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise for display
+    data = encode(image, "JPEG", exif=exif.tobytes())
+    assert pipeline.decode(data, max_pixels=MAX_PIXELS).size == (20, 40)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"not an image at all", encode(Image.new("RGB", (8, 8)), "ICO"), encode(Image.new("RGB", (8, 8)), "PPM")],
+    ids=["empty", "text", "ico-unsupported", "ppm-unsupported"],
+)
+def test_unsupported_or_non_images_are_invalid(data):
+    with pytest.raises(InvalidImage):
+        pipeline.decode(data, max_pixels=MAX_PIXELS)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"])
+def test_truncated_images_are_invalid(fmt):
+    data = encode(photo((64, 64)), fmt)
+    with pytest.raises(InvalidImage):
+        pipeline.decode(data[: len(data) // 2], max_pixels=MAX_PIXELS)
+
+
+def test_images_over_the_pixel_limit_are_refused_before_decoding():
+    data = encode(Image.new("L", (3000, 3000)), "PNG")
+    with pytest.raises(ImageTooLarge):
+        pipeline.decode(data, max_pixels=1000 * 1000)
+
+
+def test_postprocess_returns_top_k_sorted_and_rounded():
+    probabilities = np.array([0.1, 0.5, 0.05, 0.3, 0.05], dtype=np.float32)
+    predictions = pipeline.postprocess(probabilities, list("abcde"), top_k=3)
+    assert [p.label for p in predictions] == ["b", "d", "a"]
+    assert [p.confidence for p in predictions] == [0.5, 0.3, 0.1]

@@ -1,0 +1,74 @@
+import pickle
+import urllib.error
+
+import pytest
+import torch
+import torchvision
+from django.test import override_settings
+
+from classifier.apps import is_serving_process
+from classifier.registry import LOADED, UNAVAILABLE, ModelRegistry
+
+
+def load(**overrides) -> ModelRegistry:
+    fresh = ModelRegistry()
+    with override_settings(**overrides):
+        fresh.start(background=False)
+    return fresh
+
+
+def test_unreachable_default_weights_leave_the_model_unavailable_with_a_reason(monkeypatch, caplog):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
+    fresh = load(CLASSIFIER_WEIGHTS="default")
+    assert fresh.status == UNAVAILABLE
+    assert "CLASSIFIER_WEIGHTS" in fresh.reason and "no network" in fresh.reason
+    assert [r.levelname for r in caplog.records if r.name == "classifier.registry"] == ["ERROR"]
+
+
+def test_state_dict_file_loads(weights_path):
+    fresh = load(CLASSIFIER_WEIGHTS=str(weights_path))
+    assert fresh.status == LOADED and len(fresh.model.labels) == 1000
+
+
+def test_weights_file_that_is_an_arbitrary_pickle_is_refused(tmp_path):
+    class Exploit:
+        def __reduce__(self):
+            return (print, ("code ran",))
+
+    path = tmp_path / "evil.pt"
+    path.write_bytes(pickle.dumps(Exploit()))
+    fresh = load(CLASSIFIER_WEIGHTS=str(path))
+    assert fresh.status == UNAVAILABLE and "evil.pt" in fresh.reason
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"CLASSIFIER_WEIGHTS": "/nonexistent/weights.pt"}, {"CLASSIFIER_MODEL": "no_such_model", "CLASSIFIER_WEIGHTS": "random"}],
+)
+def test_bad_configuration_is_reported_not_raised(overrides):
+    assert load(**overrides).status == UNAVAILABLE
+
+
+def test_random_weights_are_marked_untrained():
+    fresh = load(CLASSIFIER_WEIGHTS="random")
+    assert fresh.status == LOADED and fresh.model.pretrained is False
+
+
+@pytest.mark.parametrize(
+    "argv,environ,serving",
+    [
+        (["manage.py", "migrate"], {}, False),
+        (["manage.py", "create_api_key", "--name", "x"], {}, False),
+        (["manage.py", "runserver"], {}, False),  # the autoreloader's parent
+        (["manage.py", "runserver"], {"RUN_MAIN": "true"}, True),
+        (["manage.py", "runserver", "--noreload"], {}, True),
+        (["/venv/bin/uvicorn", "aiserver.asgi:application"], {}, True),
+        (["/venv/lib/python3.11/site-packages/uvicorn/__main__.py", "aiserver.asgi:application"], {}, True),
+        (["/venv/bin/pytest"], {}, False),
+    ],
+)
+def test_model_loads_only_in_serving_processes(argv, environ, serving):
+    assert is_serving_process(argv, environ) is serving

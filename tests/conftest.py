@@ -1,0 +1,56 @@
+import datetime as dt
+
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from accounts.services import api_key_create
+from classifier.registry import LOADED, registry
+from tests.model_weights import make_weights
+
+
+@pytest.fixture(scope="session")
+def weights_path(tmp_path_factory):
+    """The deterministic test weights, generated once per test session."""
+    return make_weights(tmp_path_factory.mktemp("weights") / "resnet18-test.pt")
+
+
+@pytest.fixture(scope="session")
+def loaded_model(weights_path):
+    """The process's registry, loaded with the test weights (as ready() does when serving)."""
+    with override_settings(CLASSIFIER_WEIGHTS=str(weights_path)):
+        registry.start(background=False)
+        assert registry.status == LOADED, registry.reason
+        yield registry
+
+
+@pytest.fixture
+def make_key(db):
+    def make(name="test-key", **kwargs):
+        return api_key_create(name=name, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def api_key(make_key):
+    """(ApiKey, raw key) with a generous limit."""
+    return make_key(rate_limit=1000, rate_window_seconds=60)
+
+
+@pytest.fixture
+def client():
+    return APIClient()
+
+
+@pytest.fixture
+def auth_client(api_key):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key[1]}")
+    return client
+
+
+@pytest.fixture
+def yesterday():
+    return timezone.now() - dt.timedelta(days=1)

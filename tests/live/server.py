@@ -1,0 +1,89 @@
+"""Real uvicorn server processes for the tests that need them."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveServer:
+    """``uvicorn aiserver.asgi:application --workers N`` on a free port, with its own environment."""
+
+    def __init__(self, *, database_url: str, weights: str, workers: int = 2, extra_env: dict | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.workers = workers
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "aiserver.settings",
+            "DJANGO_SECRET_KEY": "live-test-secret",
+            "DJANGO_DEBUG": "false",
+            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "DATABASE_URL": database_url,
+            "CLASSIFIER_WEIGHTS": weights,
+            "CLASSIFIER_TORCH_THREADS": "1",
+            **(extra_env or {}),
+        }
+        self.process: subprocess.Popen | None = None
+
+    def manage(self, *args: str) -> str:
+        """Run a management command against this server's database; return its stdout."""
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, check=True
+        )
+        return result.stdout
+
+    def start(self, timeout: float = 120.0) -> "LiveServer":
+        self.manage("migrate", "--noinput")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "aiserver.asgi:application", "--host", "127.0.0.1",
+             "--port", str(self.port), "--workers", str(self.workers), "--log-level", "warning"],
+            cwd=ROOT, env=self.env, start_new_session=True,
+        )
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        """Wait until readyz has answered 200 enough times in a row that every worker is ready."""
+        deadline = time.monotonic() + timeout
+        streak = 0
+        while streak < 8 * self.workers:
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.stop()
+                raise RuntimeError("live server did not become ready")
+            try:
+                ok = requests.get(f"{self.url}/readyz", timeout=5).status_code == 200
+            except requests.ConnectionError:
+                ok = False
+            streak = streak + 1 if ok else 0
+            if not ok:
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    def create_key(self, name: str, rate_limit: int, window: int = 60) -> str:
+        out = self.manage("create_api_key", "--name", name, "--rate-limit", str(rate_limit), "--window", str(window))
+        return out.strip().splitlines()[-1]
+
+    def count_logs(self, **filters) -> int:
+        code = f"from accounts.models import RequestLog; print(RequestLog.objects.filter(**{filters!r}).count())"
+        return int(self.manage("shell", "-c", code).strip().splitlines()[-1])

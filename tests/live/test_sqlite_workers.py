@@ -1,0 +1,79 @@
+"""Real uvicorn worker processes sharing the embedded SQLite database."""
+import base64
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from tests.live.server import LiveServer
+from tests.model_weights import picture
+
+pytestmark = pytest.mark.live
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, weights_path):
+    database = tmp_path_factory.mktemp("live") / "db.sqlite3"
+    live = LiveServer(database_url=f"sqlite:///{database}", weights=str(weights_path), workers=2).start()
+    yield live
+    live.stop()
+
+
+def fire(url: str, key: str, count: int, body: dict) -> Counter:
+    """Send ``count`` requests at once (released together by a barrier); count the status codes."""
+    barrier = threading.Barrier(count)
+
+    def one(_):
+        with requests.Session() as session:
+            barrier.wait()
+            return session.post(url, json=body, headers={"Authorization": f"Bearer {key}"}, timeout=60).status_code
+
+    with ThreadPoolExecutor(count) as pool:
+        return Counter(pool.map(one, range(count)))
+
+
+@pytest.mark.parametrize("limit,sent", [(5, 24), (12, 24)])
+def test_concurrent_requests_across_workers_admit_exactly_the_limit(server, limit, sent):
+    key = server.create_key(f"burst-{limit}", rate_limit=limit)
+    body = {"image": base64.b64encode(picture("goldfish")).decode()}
+    statuses = fire(f"{server.url}/api/v1/classify", key, sent, body)
+    assert statuses == Counter({200: limit, 429: sent - limit})
+
+
+def test_every_concurrent_request_leaves_a_log_row(server):
+    key = server.create_key("logged", rate_limit=10)
+    before = server.count_logs()
+    good = {"image": base64.b64encode(picture("tree frog")).decode()}
+    statuses = fire(f"{server.url}/api/v1/classify", key, 20, good)
+    assert statuses[200] == 10 and statuses[429] == 10
+    assert server.count_logs() - before == 20
+
+
+def test_served_labels_come_from_the_configured_weights_file(server):
+    key = server.create_key("labels", rate_limit=10)
+    for label in ("goldfish", "jellyfish"):
+        response = requests.post(
+            f"{server.url}/api/v1/classify",
+            files={"file": ("x.png", picture(label, fmt="PNG"), "image/png")},
+            headers={"X-API-Key": key},
+            timeout=30,
+        )
+        assert response.status_code == 200 and response.json()["predictions"][0]["label"] == label
+
+
+def test_oversized_streamed_body_is_refused_with_413(server):
+    key = server.create_key("big", rate_limit=10)
+
+    def chunks():
+        for _ in range(12):
+            yield b"A" * (1024 * 1024)
+
+    response = requests.post(
+        f"{server.url}/api/v1/classify",
+        data=chunks(),
+        headers={"X-API-Key": key, "Content-Type": "application/json"},
+        timeout=60,
+    )
+    assert response.status_code == 413 and response.json()["code"] == "payload_too_large"
