@@ -6,6 +6,7 @@ A true sliding window: an admitted request of cost c occupies c units for exactl
 processes (or machines) sharing it never admit more than the limit.
 """
 import math
+import uuid
 from dataclasses import dataclass
 
 from django.db import connection, transaction
@@ -74,3 +75,71 @@ class DatabaseWindowStore:
             RateLimitEvent.objects.filter(api_key_id=key_id, at__gt=now - window).order_by("at").values_list("at", "cost")
         )
         return _state(events=events, allowed=True, limit=limit, window=window, cost=0, now=now)
+
+
+# Trim, count and (if it fits) record in one server-side step. Members are "cost:unique".
+_ACQUIRE_SCRIPT = """
+local key, now, window, limit, cost, member = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]),
+    tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+local entries = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+local used = 0
+for i = 1, #entries, 2 do
+  used = used + tonumber(string.match(entries[i], '^(%d+):'))
+end
+local allowed = 0
+if cost > 0 and used + cost <= limit then
+  redis.call('ZADD', key, now, member)
+  allowed = 1
+end
+redis.call('EXPIRE', key, math.ceil(window) + 1)
+return {allowed, entries}
+"""
+
+
+class WindowStoreUnavailable(Exception):
+    """The shared window store cannot be reached; the caller must not guess a decision."""
+
+
+class RedisWindowStore:
+    """Window state in one Redis sorted set per key, updated by a Lua script (atomic in Redis).
+
+    Shared by every process on every machine that points at the same Redis. Time comes from
+    the callers' clocks, so keep the app servers' clocks in sync (NTP), as with any
+    distributed limiter.
+    """
+
+    def __init__(self, url: str, *, prefix: str = "aiserver:window:"):
+        import redis
+
+        self._redis = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        self._script = self._redis.register_script(_ACQUIRE_SCRIPT)
+        self._prefix = prefix
+        self._errors = (redis.RedisError, OSError)
+
+    def _run(self, *, key_id: int, limit: int, window: int, cost: int, now: float) -> tuple[bool, list]:
+        member = f"{cost}:{uuid.uuid4().hex}"
+        try:
+            allowed, flat = self._script(keys=[f"{self._prefix}{key_id}"], args=[now, window, limit, cost, member])
+        except self._errors as exc:
+            raise WindowStoreUnavailable(str(exc)) from exc
+        events = [(float(flat[i + 1]), int(flat[i].split(b":", 1)[0])) for i in range(0, len(flat), 2)]
+        events.sort()
+        if allowed:
+            events.append((now, cost))
+        return bool(allowed), events
+
+    def acquire(self, *, key_id: int, limit: int, window: int, cost: int, now: float) -> WindowState:
+        allowed, events = self._run(key_id=key_id, limit=limit, window=window, cost=cost, now=now)
+        return _state(events=events, allowed=allowed, limit=limit, window=window, cost=cost, now=now)
+
+    def peek(self, *, key_id: int, limit: int, window: int, now: float) -> WindowState:
+        _, events = self._run(key_id=key_id, limit=limit, window=window, cost=0, now=now)
+        return _state(events=events, allowed=True, limit=limit, window=window, cost=0, now=now)
+
+
+def window_store_from_settings():
+    """Redis when REDIS_URL is set (shared by every machine), else the database."""
+    from django.conf import settings
+
+    return RedisWindowStore(settings.REDIS_URL) if settings.REDIS_URL else DatabaseWindowStore()

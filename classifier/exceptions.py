@@ -61,6 +61,16 @@ class InferenceFailed(APIException):
     default_code = "inference_failed"
 
 
+class RateLimiterUnavailable(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The rate limiter's store is unreachable; retry shortly."
+    default_code = "rate_limiter_unavailable"
+
+    def __init__(self, detail=None, code=None, retry_after: int = 1):
+        super().__init__(detail, code)
+        self.wait = retry_after
+
+
 class DatabaseUnavailable(APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = "The database is unavailable; retry shortly."

@@ -3,7 +3,9 @@ import time
 
 from rest_framework.throttling import BaseThrottle
 
-from accounts.windows import DatabaseWindowStore, WindowState
+from accounts.windows import WindowState, WindowStoreUnavailable, window_store_from_settings
+
+from .exceptions import RateLimiterUnavailable
 
 
 class SlidingWindowThrottle(BaseThrottle):
@@ -14,20 +16,24 @@ class SlidingWindowThrottle(BaseThrottle):
     """
 
     clock = staticmethod(time.time)
-    store = DatabaseWindowStore()
+    store = window_store_from_settings()
 
     def allow_request(self, request, view) -> bool:
         api_key = request.auth
         if api_key is None:
             return True
         cost = view.throttle_cost(request) if hasattr(view, "throttle_cost") else 1
-        self.state = self.store.acquire(
-            key_id=api_key.pk,
-            limit=api_key.rate_limit,
-            window=api_key.rate_window_seconds,
-            cost=cost,
-            now=self.clock(),
-        )
+        try:
+            self.state = self.store.acquire(
+                key_id=api_key.pk,
+                limit=api_key.rate_limit,
+                window=api_key.rate_window_seconds,
+                cost=cost,
+                now=self.clock(),
+            )
+        except WindowStoreUnavailable as exc:
+            # Fail closed: without the shared count no process can know the key's quota.
+            raise RateLimiterUnavailable() from exc
         request.rate_limit_state = self.state
         if self.state.allowed:
             request._request.api_units = cost  # read by the request log

@@ -1,15 +1,20 @@
 import pytest
 
 from accounts.services import api_key_create
-from accounts.windows import DatabaseWindowStore
+from accounts.windows import DatabaseWindowStore, RedisWindowStore, WindowStoreUnavailable
+from tests.services import require_redis
 
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(params=["database", "redis"])
+def store(request):
+    return DatabaseWindowStore() if request.param == "database" else RedisWindowStore(require_redis())
+
+
 @pytest.fixture
-def acquire():
+def acquire(store):
     api_key, _ = api_key_create(name="window", rate_limit=3, rate_window_seconds=10)
-    store = DatabaseWindowStore()
 
     def acquire(now, cost=1):
         return store.acquire(key_id=api_key.pk, limit=3, window=10, cost=cost, now=now)
@@ -54,3 +59,9 @@ def test_cost_weighted_request_waits_until_enough_units_free(acquire):
 def test_headers_state_reports_remaining_and_reset(acquire):
     state = acquire(100.0)
     assert (state.limit, state.remaining, state.reset_seconds) == (3, 2, 10)
+
+
+def test_unreachable_redis_raises_instead_of_guessing():
+    store = RedisWindowStore("redis://127.0.0.1:1/0")
+    with pytest.raises(WindowStoreUnavailable):
+        store.acquire(key_id=1, limit=3, window=10, cost=1, now=100.0)
