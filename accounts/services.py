@@ -85,3 +85,13 @@ def request_log_create(
         request_id=request_id[:64],
         images=images,
     )
+
+
+def request_log_prune(*, before: dt.datetime, batch_size: int = 10_000) -> int:
+    """Delete log rows created before ``before`` in batches (short locks); return how many."""
+    deleted = 0
+    while True:
+        ids = list(RequestLog.objects.filter(created_at__lt=before).values_list("id", flat=True)[:batch_size])
+        if not ids:
+            return deleted
+        deleted += RequestLog.objects.filter(id__in=ids).delete()[0]

@@ -5,7 +5,7 @@ from django.urls import reverse
 from django.views.generic import TemplateView
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework.exceptions import MethodNotAllowed, NotFound
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -13,6 +13,7 @@ from accounts.selectors import usage_summary
 
 from . import serializers as s
 from .authentication import ApiKeyAuthentication
+from .parsers import SafeJSONParser
 from .exceptions import DatabaseUnavailable, ModelUnavailable
 from .permissions import HasApiKey, ModelIsReady
 from .registry import LOADED, model_info, registry
@@ -54,7 +55,7 @@ class KeyRequiredView(ApiView):
 class ClassifyView(KeyRequiredView):
     permission_classes = [HasApiKey, ModelIsReady]
     throttle_classes = [SlidingWindowThrottle]
-    parser_classes = [JSONParser, MultiPartParser]
+    parser_classes = [SafeJSONParser, MultiPartParser]
 
     @extend_schema(
         operation_id="v1_classify",

@@ -54,3 +54,14 @@ def auth_client(api_key):
 @pytest.fixture
 def yesterday():
     return timezone.now() - dt.timedelta(days=1)
+
+
+@pytest.fixture(autouse=True)
+def fresh_window_store():
+    """Key ids restart in every test's database; with Redis windows, start from an empty store too."""
+    from classifier.throttling import SlidingWindowThrottle
+
+    store = SlidingWindowThrottle.store
+    if hasattr(store, "_redis"):
+        store._redis.flushdb()
+    yield

@@ -1,0 +1,110 @@
+"""Documented behaviour when a dependency fails, and recovery without a restart."""
+import base64
+import datetime as dt
+import subprocess
+import sys
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db import OperationalError
+from django.utils import timezone
+
+from accounts.models import RequestLog
+from accounts.windows import RedisWindowStore
+from classifier.registry import registry
+from classifier.throttling import SlidingWindowThrottle
+from tests.live.server import ROOT
+from tests.model_weights import picture
+from tests.services import require_redis
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("loaded_model")]
+URL = "/api/v1/classify"
+BODY = {"image": base64.b64encode(picture("goldfish")).decode()}
+
+
+def test_unreachable_redis_fails_closed_with_503_then_limits_are_exact_again(client, make_key, monkeypatch):
+    _, raw = make_key(rate_limit=2)
+    client.credentials(HTTP_X_API_KEY=raw)
+    monkeypatch.setattr(SlidingWindowThrottle, "store", RedisWindowStore("redis://127.0.0.1:1/0"))
+    down = client.post(URL, BODY, format="json")
+    assert down.status_code == 503 and down.json()["code"] == "rate_limiter_unavailable"
+    assert down["Retry-After"] == "1"
+    monkeypatch.setattr(SlidingWindowThrottle, "store", RedisWindowStore(require_redis()))
+    assert [client.post(URL, BODY, format="json").status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_database_failure_is_a_json_503_not_an_html_500(client, api_key, monkeypatch):
+    def down(**kwargs):
+        raise OperationalError("could not connect to server")
+
+    monkeypatch.setattr("classifier.authentication.api_key_authenticate", down)
+    response = client.post(URL, BODY, format="json", HTTP_X_API_KEY=api_key[1])
+    assert response.status_code == 503
+    assert response.json() == {"detail": "The database is unavailable; retry shortly.", "code": "database_unavailable"}
+    monkeypatch.undo()
+    assert client.post(URL, BODY, format="json", HTTP_X_API_KEY=api_key[1]).status_code == 200
+
+
+def test_model_failure_fails_only_that_batch_with_a_json_500(auth_client, monkeypatch):
+    model, _ = registry.get()
+    real = model.run_batch
+    calls = []
+
+    def flaky(images):
+        calls.append(len(images))
+        if len(calls) == 1:
+            raise RuntimeError("CUDA out of memory")
+        return real(images)
+
+    monkeypatch.setattr(model, "run_batch", flaky)
+    monkeypatch.setattr(registry.batcher, "_run_batch", flaky)
+    failed = auth_client.post(URL, BODY, format="json")
+    assert failed.status_code == 500 and failed.json()["code"] == "inference_failed"
+    assert "Traceback" not in failed.content.decode()
+    assert auth_client.post(URL, BODY, format="json").status_code == 200
+    assert RequestLog.objects.filter(status_code=500).count() == 1
+
+
+def test_prune_request_logs_deletes_only_old_rows():
+    old = RequestLog.objects.create(endpoint=URL, method="POST", status_code=200, response_time_ms=1)
+    RequestLog.objects.filter(pk=old.pk).update(created_at=timezone.now() - dt.timedelta(days=40))
+    recent = RequestLog.objects.create(endpoint=URL, method="POST", status_code=200, response_time_ms=1)
+    out = StringIO()
+    call_command("prune_request_logs", "--older-than", "30", stdout=out)
+    assert list(RequestLog.objects.values_list("pk", flat=True)) == [recent.pk]
+    assert "Deleted 1" in out.getvalue()
+
+
+def test_check_deploy_passes_with_production_settings():
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DJANGO_SETTINGS_MODULE": "aiserver.settings",
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": "Zq8" + "x7Kp2Lm9Qr4Tv6Wy1Bn3Cd5Ef8Gh0Jk2Mn4Pq6Rs8Tu0Vw2Xy4Za6",
+        "DJANGO_ALLOWED_HOSTS": "api.example.com",
+        "DJANGO_SECURE_SSL_REDIRECT": "true",
+        "DJANGO_SECURE_HSTS_SECONDS": "31536000",
+        "DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS": "true",
+        "DJANGO_SECURE_HSTS_PRELOAD": "true",
+        "DJANGO_SECURE_PROXY_SSL_HEADER": "true",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_production_settings_refuse_to_start_without_a_secret():
+    env = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "aiserver.settings", "DJANGO_DEBUG": "false"}
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode != 0 and "DJANGO_SECRET_KEY must be set" in result.stderr
+
+
+def test_cors_is_off_by_default_and_allows_listed_origins(client, settings):
+    preflight = {"HTTP_ORIGIN": "https://app.example.com", "HTTP_ACCESS_CONTROL_REQUEST_METHOD": "POST"}
+    assert "access-control-allow-origin" not in client.options(URL, **preflight).headers
+    settings.CORS_ALLOWED_ORIGINS = ["https://app.example.com"]
+    allowed = client.options(URL, **preflight)
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
