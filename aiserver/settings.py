@@ -45,6 +45,7 @@ MIDDLEWARE = [
     "corsheaders.middleware.CorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "classifier.middleware.RequestLogMiddleware",
+    "classifier.middleware.RequestIdMiddleware",
     "classifier.middleware.BodyLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -155,14 +156,19 @@ API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=10 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 100
-DATA_UPLOAD_MAX_NUMBER_FILES = 32
+DATA_UPLOAD_MAX_NUMBER_FILES = 32  # keep above CLASSIFIER_MAX_BATCH_IMAGES so v2 can say "too many" itself
 
 # --- accounts: API keys ----------------------------------------------------------------------
 ACCOUNTS_DEFAULT_RATE_LIMIT = env.int("ACCOUNTS_DEFAULT_RATE_LIMIT", default=60)  # requests per window
 ACCOUNTS_DEFAULT_RATE_WINDOW_SECONDS = env.int("ACCOUNTS_DEFAULT_RATE_WINDOW_SECONDS", default=60)
 
 # --- classifier: model and serving ----------------------------------------------------------
-CLASSIFIER_MODEL = env.str("CLASSIFIER_MODEL", default="resnet18")  # a torchvision model name
+# Every model to load, comma-separated, each "name" or "name=weights" (weights as CLASSIFIER_WEIGHTS, which
+# is the default). The first serves v1 and is v2's default; v2 requests may pick another. Default: CLASSIFIER_MODEL.
+CLASSIFIER_MODELS = env.list("CLASSIFIER_MODELS", default=[])
+CLASSIFIER_MODEL = env.str(  # a torchvision model name: v1's model (the first of CLASSIFIER_MODELS when that is set)
+    "CLASSIFIER_MODEL", default=CLASSIFIER_MODELS[0].partition("=")[0].strip() if CLASSIFIER_MODELS else "resnet18"
+)
 # "default" (torchvision's pretrained weights, downloaded once), a state_dict path, or "random".
 CLASSIFIER_WEIGHTS = env.str("CLASSIFIER_WEIGHTS", default="default")
 CLASSIFIER_DEVICE = env.str("CLASSIFIER_DEVICE", default="auto")  # auto, cpu, cuda, cuda:N
@@ -172,6 +178,8 @@ CLASSIFIER_MAX_BATCH_SIZE = env.int("CLASSIFIER_MAX_BATCH_SIZE", default=8)  # i
 CLASSIFIER_MAX_BATCH_DELAY_MS = env.float("CLASSIFIER_MAX_BATCH_DELAY_MS", default=2.0)  # wait to fill a batch
 CLASSIFIER_QUEUE_SIZE = env.int("CLASSIFIER_QUEUE_SIZE", default=64)  # images waiting; beyond it: 503
 CLASSIFIER_INFERENCE_TIMEOUT_SECONDS = env.float("CLASSIFIER_INFERENCE_TIMEOUT_SECONDS", default=30.0)
+CLASSIFIER_MAX_BATCH_IMAGES = env.int("CLASSIFIER_MAX_BATCH_IMAGES", default=16)  # images per v2 request
+CLASSIFIER_MAX_TOP_K = env.int("CLASSIFIER_MAX_TOP_K", default=20)  # largest top_k a v2 request may ask for
 CLASSIFIER_TORCH_THREADS = env.int("CLASSIFIER_TORCH_THREADS", default=0)  # 0: all cores of this process
 
 # --- REST framework and OpenAPI ----------------------------------------------------------------

@@ -3,13 +3,14 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from classifier import views
-from classifier.urls import v1_patterns
+from classifier.urls import v1_patterns, v2_patterns
 
 urlpatterns = [
     path("", views.LandingView.as_view(), name="landing"),
     path("healthz", views.HealthView.as_view(), name="healthz"),
     path("readyz", views.ReadyView.as_view(), name="readyz"),
     path("api/v1/", include(v1_patterns)),
+    path("api/v2/", include(v2_patterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),

@@ -17,6 +17,12 @@ class InvalidImage(APIException):
     default_code = "invalid_image"
 
 
+class BatchExceedsLimit(APIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = "The request costs more units than the API key's whole rate limit; it could never be admitted."
+    default_code = "batch_exceeds_limit"
+
+
 class PayloadTooLarge(APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "The request body is larger than the server accepts."

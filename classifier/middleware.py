@@ -1,6 +1,8 @@
-"""Request-boundary middleware: the request log and the body size limit."""
+"""Request-boundary middleware: the request log, v2 request ids and the body size limit."""
 import logging
+import re
 import time
+import uuid
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -65,3 +67,28 @@ class BodyLimitMiddleware:
             return int(request.META.get("CONTENT_LENGTH") or 0) > settings.API_MAX_BODY_BYTES
         except ValueError:
             return False
+
+
+REQUEST_ID_PREFIX = "/api/v2/"
+REQUEST_ID_HEADER = "X-Request-ID"
+_CALLER_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class RequestIdMiddleware:
+    """Give every v2 request an id: the caller's ``X-Request-ID`` when it is sane, else a new one.
+
+    The id is ``request.request_id`` for the view and the response's ``X-Request-ID`` for the
+    caller and the request log (which sits outside this middleware).
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if not request.path.startswith(REQUEST_ID_PREFIX):
+            return self.get_response(request)
+        sent = request.META.get("HTTP_X_REQUEST_ID", "").strip()
+        request.request_id = sent if _CALLER_REQUEST_ID.match(sent) else uuid.uuid4().hex
+        response = self.get_response(request)
+        response[REQUEST_ID_HEADER] = request.request_id
+        return response

@@ -110,20 +110,87 @@ def build_model(name: str, weights: str, device: torch.device) -> LoadedModel:
     )
 
 
+@dataclass
+class ModelSlot:
+    """One configured model: its status and, once loaded, the model and its batcher."""
+
+    name: str
+    weights: str
+    status: str = LOADING
+    reason: str = "The model is loading."
+    model: LoadedModel | None = None
+    batcher: MicroBatcher | None = None
+
+
+def model_specs() -> list[tuple[str, str]]:
+    """(name, weights) of every configured model, v1's model (CLASSIFIER_MODEL) first, no name twice."""
+    specs = {settings.CLASSIFIER_MODEL: settings.CLASSIFIER_WEIGHTS}
+    for entry in settings.CLASSIFIER_MODELS:
+        name, _, weights = (part.strip() for part in entry.partition("="))
+        if name == settings.CLASSIFIER_MODEL:
+            specs[name] = weights or specs[name]
+        else:
+            specs.setdefault(name, weights or settings.CLASSIFIER_WEIGHTS)
+    return list(specs.items())
+
+
+def load_slot(name: str, weights: str) -> ModelSlot:
+    """Build, warm up and start a batcher for one model; a failure is recorded in the slot, never raised."""
+    slot = ModelSlot(name=name, weights=weights)
+    try:
+        model = build_model(name, weights, resolve_device(settings.CLASSIFIER_DEVICE))
+        _warm_up(model)
+    except Exception as exc:  # noqa: BLE001 - any failure must leave the server up and say why
+        slot.reason = _explain(name, weights, exc)
+        slot.status = UNAVAILABLE
+        logger.error("model unavailable: %s", slot.reason)
+        return slot
+    slot.model = model
+    slot.batcher = MicroBatcher(
+        model.run_batch,
+        max_batch_size=settings.CLASSIFIER_MAX_BATCH_SIZE,
+        max_delay_s=settings.CLASSIFIER_MAX_BATCH_DELAY_MS / 1000.0,
+        queue_size=settings.CLASSIFIER_QUEUE_SIZE,
+        on_start=configure_libraries,
+    )
+    slot.status, slot.reason = LOADED, ""
+    logger.info("model %s loaded (weights=%s, device=%s)", name, weights, model.device)
+    return slot
+
+
+def _warm_up(model: LoadedModel) -> None:
+    crop = model.preprocessing.crop_size
+    model.run_batch([np.zeros((crop, crop, 3), dtype=np.uint8)])
+
+
+def _explain(name: str, weights: str, exc: Exception) -> str:
+    if weights == "default":
+        return (
+            f"Could not load the pretrained weights of {name} ({type(exc).__name__}: {exc}). "
+            "Set CLASSIFIER_WEIGHTS to a state_dict file path, or to 'random' for an untrained demo model."
+        )
+    return f"Could not load model {name} with weights {weights!r}: {exc}"
+
+
 class ModelRegistry:
-    """The serving process's model: its status, and once loaded, the model and its batcher."""
+    """The serving process's models.
+
+    ``status``, ``reason``, ``model`` and ``batcher`` describe the first (v1) model, as they
+    always have; ``others`` holds the further models of CLASSIFIER_MODELS by name.
+    """
 
     def __init__(self):
         self.status = LOADING
         self.reason = "The model is loading."
         self.model: LoadedModel | None = None
         self.batcher: MicroBatcher | None = None
+        self.others: dict[str, ModelSlot] = {}
         self._started = False
         self._lock = threading.Lock()
         self._loaded = threading.Event()
 
     def start(self, *, background: bool = True) -> None:
-        """Load the configured model once (idempotent)."""
+        """Load the configured models once (idempotent)."""
         with self._lock:
             if self._started:
                 return
@@ -134,52 +201,43 @@ class ModelRegistry:
             self.load()
 
     def load(self) -> None:
-        name, weights = settings.CLASSIFIER_MODEL, settings.CLASSIFIER_WEIGHTS
         configure_libraries()
         try:
-            model = build_model(name, weights, resolve_device(settings.CLASSIFIER_DEVICE))
-            self._warm_up(model)
-        except Exception as exc:  # noqa: BLE001 - any failure must leave the server up and say why
-            self.reason = self._explain(name, weights, exc)
-            self.status = UNAVAILABLE
-            logger.error("model unavailable: %s", self.reason)
-        else:
-            self.model = model
-            self.batcher = MicroBatcher(
-                model.run_batch,
-                max_batch_size=settings.CLASSIFIER_MAX_BATCH_SIZE,
-                max_delay_s=settings.CLASSIFIER_MAX_BATCH_DELAY_MS / 1000.0,
-                queue_size=settings.CLASSIFIER_QUEUE_SIZE,
-                on_start=configure_libraries,
-            )
-            self.status, self.reason = LOADED, ""
-            logger.info("model %s loaded (weights=%s, device=%s)", name, weights, model.device)
+            (name, weights), *others = model_specs()
+            first = load_slot(name, weights)
+            self.model, self.batcher = first.model, first.batcher
+            self.status, self.reason = first.status, first.reason
+            for other_name, other_weights in others:
+                self.others[other_name] = ModelSlot(name=other_name, weights=other_weights)
+            for other_name, other_weights in others:
+                self.others[other_name] = load_slot(other_name, other_weights)
         finally:
             self._loaded.set()
-
-    @staticmethod
-    def _warm_up(model: LoadedModel) -> None:
-        crop = model.preprocessing.crop_size
-        model.run_batch([np.zeros((crop, crop, 3), dtype=np.uint8)])
-
-    @staticmethod
-    def _explain(name: str, weights: str, exc: Exception) -> str:
-        if weights == "default":
-            return (
-                f"Could not load the pretrained weights of {name} ({type(exc).__name__}: {exc}). "
-                "Set CLASSIFIER_WEIGHTS to a state_dict file path, or to 'random' for an untrained demo model."
-            )
-        return f"Could not load model {name} with weights {weights!r}: {exc}"
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until loading has finished (either way); return whether it finished."""
         return self._loaded.wait(timeout)
 
-    def get(self) -> tuple[LoadedModel, MicroBatcher]:
-        """Return the loaded model and its batcher; raises ModelUnavailable otherwise."""
-        if self.status != LOADED:
-            raise ModelUnavailable(self.reason)
-        return self.model, self.batcher
+    def get(self, name: str | None = None) -> tuple[LoadedModel, MicroBatcher]:
+        """Return model ``name`` (default: the first) and its batcher; raises ModelUnavailable otherwise."""
+        slot = self.slot(name)
+        if slot.status != LOADED:
+            raise ModelUnavailable(slot.reason if name is None else f"Model {slot.name}: {slot.reason}")
+        return slot.model, slot.batcher
+
+    def slot(self, name: str | None = None) -> ModelSlot:
+        """The slot of model ``name`` (default: the first); raises KeyError for a name not configured."""
+        first_name = self.model.name if self.model else settings.CLASSIFIER_MODEL
+        if name is None or name == first_name:
+            return ModelSlot(
+                name=first_name, weights=model_specs()[0][1], status=self.status, reason=self.reason,
+                model=self.model, batcher=self.batcher,
+            )
+        return self.others[name]
+
+    def names(self) -> list[str]:
+        """The configured models' names, the first (v1) model first."""
+        return [self.slot().name, *self.others]
 
 
 registry = ModelRegistry()
@@ -199,6 +257,26 @@ def model_info() -> dict:
         "device": str(model.device) if model else None,
         "top_k": settings.CLASSIFIER_TOP_K,
     }
+
+
+def models_info() -> list[dict]:
+    """What ``/api/v2/models`` reports: every configured model, the default (v1) one first."""
+    infos = []
+    for name in registry.names():
+        slot = registry.slot(name)
+        model = slot.model
+        infos.append({
+            "name": slot.name,
+            "default": not infos,
+            "status": slot.status,
+            "reason": slot.reason,
+            "weights": _describe_weights(slot.weights),
+            "pretrained": model.pretrained if model else None,
+            "num_labels": len(model.labels) if model else None,
+            "input_size": model.preprocessing.crop_size if model else None,
+            "device": str(model.device) if model else None,
+        })
+    return infos
 
 
 def _describe_weights(weights: str) -> str:

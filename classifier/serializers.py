@@ -1,9 +1,16 @@
 """Request validation and response shapes of the classification API."""
 import base64
 import binascii
+import datetime as dt
 import re
 
+from django.conf import settings
+from django.utils import timezone
 from rest_framework import serializers
+from rest_framework.exceptions import APIException
+
+from .exceptions import InvalidImage
+from .registry import registry
 
 _DATA_URL = re.compile(r"^data:image/[a-zA-Z0-9.+-]+;base64,")
 _WHITESPACE = re.compile(r"\s+")
@@ -93,3 +100,193 @@ class ErrorOutput(serializers.Serializer):
 
 class StatusOutput(serializers.Serializer):
     status = serializers.CharField()
+
+
+# --- v2 -------------------------------------------------------------------------------------
+
+
+class ImageItemInput(serializers.Serializer):
+    image = serializers.CharField(
+        allow_blank=True, trim_whitespace=True, help_text="Base64 image; a data:image/...;base64, prefix is accepted."
+    )
+    filename = serializers.CharField(required=False, max_length=255, allow_blank=True)
+
+
+class ClassifyBatchInput(serializers.Serializer):
+    """The v2 envelope: JSON ``images`` or multipart ``files``, ``top_k``, ``model``.
+
+    Envelope errors are 400 for the whole request; an unreadable image is that image's own
+    error (see ``images``).
+    """
+
+    images = ImageItemInput(many=True, required=False, help_text="JSON: the images, inline (never URLs).")
+    files = serializers.ListField(
+        child=serializers.FileField(allow_empty_file=True), required=False, help_text="multipart: one field per image."
+    )
+    top_k = serializers.IntegerField(required=False, help_text="Predictions per image, 1..CLASSIFIER_MAX_TOP_K (20).")
+    model = serializers.CharField(required=False, help_text="A name from /api/v2/models; default: the first.")
+
+    def validate_top_k(self, value: int) -> int:
+        if not 1 <= value <= settings.CLASSIFIER_MAX_TOP_K:
+            raise serializers.ValidationError(
+                f"Must be between 1 and {settings.CLASSIFIER_MAX_TOP_K}.", code="invalid_top_k"
+            )
+        return value
+
+    def validate_model(self, value: str) -> str:
+        names = registry.names()
+        if value not in names:
+            raise serializers.ValidationError(
+                f"Unknown model {value!r}; this server has {', '.join(names)}.", code="unknown_model"
+            )
+        return value
+
+    def validate(self, attrs):
+        if ("images" in attrs) == ("files" in attrs):
+            raise serializers.ValidationError(
+                "Send the images as JSON 'images' or as multipart 'files', not both or neither.", code="no_images"
+            )
+        count = len(attrs.get("images") or attrs.get("files") or [])
+        if count == 0:
+            raise serializers.ValidationError("The batch has no images.", code="no_images")
+        if count > settings.CLASSIFIER_MAX_BATCH_IMAGES:
+            raise serializers.ValidationError(
+                f"The batch has {count} images; at most {settings.CLASSIFIER_MAX_BATCH_IMAGES} are accepted per request.",
+                code="too_many_images",
+            )
+        attrs.setdefault("top_k", settings.CLASSIFIER_TOP_K)
+        return attrs
+
+    def filenames(self) -> list[str]:
+        if "images" in self.validated_data:
+            return [item.get("filename", "") for item in self.validated_data["images"]]
+        return [upload.name or "" for upload in self.validated_data["files"]]
+
+    def image_data(self) -> list[bytes | APIException]:
+        """Each image's bytes, or in its place the error that makes it unreadable (bad base64, empty)."""
+        if "images" in self.validated_data:
+            return [_decode_item(item["image"]) for item in self.validated_data["images"]]
+        return [upload.read() or InvalidImage("The file is empty.", code="empty_image") for upload in self.validated_data["files"]]
+
+
+def _decode_item(value: str) -> bytes | APIException:
+    if not value:
+        return InvalidImage("The image is empty.", code="empty_image")
+    try:
+        return decode_base64_image(value, field="image")
+    except serializers.ValidationError as exc:
+        message, code = _first_error(exc.detail)
+        return InvalidImage(message, code=code)
+
+
+def _first_error(detail) -> tuple[str, str]:
+    while isinstance(detail, (dict, list)):
+        detail = next(iter(detail.values())) if isinstance(detail, dict) else detail[0]
+    return str(detail), getattr(detail, "code", "invalid_image")
+
+
+class ImageErrorOutput(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class ImageResultOutput(serializers.Serializer):
+    index = serializers.IntegerField(help_text="Position in the request, from 0.")
+    filename = serializers.CharField(allow_blank=True)
+    predictions = PredictionOutput(many=True, required=False, help_text="Highest confidence first (absent on error).")
+    error = ImageErrorOutput(required=False, help_text="Why this image was not classified (absent on success).")
+
+
+class ClassifyBatchOutput(serializers.Serializer):
+    id = serializers.CharField(help_text="The request id, also in the X-Request-ID header and the request log.")
+    model = serializers.CharField()
+    created = serializers.DateTimeField(help_text="ISO-8601, UTC.")
+    processing_time_ms = serializers.FloatField()
+    results = ImageResultOutput(many=True, help_text="One per input image, in input order.")
+
+
+def image_results(filenames: list[str], outcomes: list) -> list[dict]:
+    """Pair each image's filename with its predictions or its error, as ImageResultOutput reads them."""
+    results = []
+    for index, (filename, outcome) in enumerate(zip(filenames, outcomes)):
+        result = {"index": index, "filename": filename}
+        if isinstance(outcome, APIException):
+            result["error"] = {"code": outcome.get_codes(), "message": str(outcome.detail)}
+        else:
+            result["predictions"] = outcome
+        results.append(result)
+    return results
+
+
+class ModelOutput(serializers.Serializer):
+    name = serializers.CharField()
+    default = serializers.BooleanField(help_text="Used when a request names no model (and always by v1).")
+    status = serializers.ChoiceField(choices=["loaded", "loading", "unavailable"])
+    reason = serializers.CharField(allow_blank=True)
+    weights = serializers.CharField()
+    pretrained = serializers.BooleanField(allow_null=True)
+    num_labels = serializers.IntegerField(allow_null=True)
+    input_size = serializers.IntegerField(allow_null=True)
+    device = serializers.CharField(allow_null=True)
+
+
+class ModelsOutput(serializers.Serializer):
+    max_batch_images = serializers.IntegerField(help_text="Most images one v2 classify request may carry.")
+    max_top_k = serializers.IntegerField()
+    models = ModelOutput(many=True)
+
+
+class UsageQueryInput(serializers.Serializer):
+    """``days`` (the last N days) or ``since``/``until`` (ISO-8601); none: everything until now."""
+
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+    days = serializers.IntegerField(required=False, min_value=1, max_value=366)
+
+    def validate(self, attrs):
+        if "days" in attrs and ("since" in attrs or "until" in attrs):
+            raise serializers.ValidationError("Give either days or since/until, not both.", code="invalid_range")
+        until = attrs.get("until") or timezone.now()
+        since = until - dt.timedelta(days=attrs["days"]) if "days" in attrs else attrs.get("since")
+        if since is not None and since >= until:
+            raise serializers.ValidationError("since must be before until.", code="invalid_range")
+        return {"since": since, "until": until}
+
+
+class EndpointUsageOutput(serializers.Serializer):
+    endpoint = serializers.CharField()
+    requests = serializers.IntegerField()
+    images = serializers.IntegerField()
+
+
+class DayUsageOutput(serializers.Serializer):
+    date = serializers.DateField()
+    requests = serializers.IntegerField()
+    images = serializers.IntegerField()
+
+
+class LatencyOutput(serializers.Serializer):
+    p50 = serializers.FloatField(allow_null=True)
+    p95 = serializers.FloatField(allow_null=True)
+    p99 = serializers.FloatField(allow_null=True)
+
+
+class LimitStateOutput(serializers.Serializer):
+    limit = serializers.IntegerField(help_text="Units (images) per window.")
+    window_seconds = serializers.IntegerField()
+    remaining = serializers.IntegerField()
+    reset_seconds = serializers.IntegerField(help_text="Seconds until the next unit frees (0: none in use).")
+
+
+class UsageReportOutput(serializers.Serializer):
+    key = ApiKeyOutput()
+    since = serializers.DateTimeField(allow_null=True)
+    until = serializers.DateTimeField()
+    requests = serializers.IntegerField(help_text="Classification requests, v1 and v2.")
+    images = serializers.IntegerField(help_text="Images admitted for classification (a v1 call counts 1).")
+    throttled = serializers.IntegerField(help_text="Requests refused with 429.")
+    by_endpoint = EndpointUsageOutput(many=True)
+    by_status = serializers.DictField(child=serializers.IntegerField(), help_text="Requests per HTTP status.")
+    latency_ms = LatencyOutput()
+    daily = DayUsageOutput(many=True, help_text="Every UTC day of the range, zeros included.")
+    limit = LimitStateOutput(help_text="The key's rate limit as it stands now.")

@@ -17,12 +17,15 @@ class Classification:
     predictions: list[pipeline.Prediction]
 
 
-def classify_images(images: list[bytes], *, top_k: int) -> tuple[str, list[list[pipeline.Prediction] | APIException]]:
-    """Classify each image; return the model name and, per image in order, its predictions or its error.
+def classify_images(
+    images: list[bytes], *, top_k: int, model_name: str | None = None
+) -> tuple[str, list[list[pipeline.Prediction] | APIException]]:
+    """Classify each image with ``model_name`` (default: the first model); return the model's name and,
+    per image in order, its predictions or its error.
 
     Raises ModelUnavailable, Overloaded (queue full) or InferenceTimeout for the request as a whole.
     """
-    model, batcher = registry.get()
+    model, batcher = registry.get(model_name)
     spec = model.preprocessing
     outcomes: list = []
     for data in images:
@@ -50,6 +53,29 @@ def classify_images(images: list[bytes], *, top_k: int) -> tuple[str, list[list[
             continue
         results.append(pipeline.postprocess(row, model.labels, top_k))
     return model.name, results
+
+
+@dataclass(frozen=True)
+class BatchClassification:
+    model: str
+    processing_time_ms: float
+    results: list[list[pipeline.Prediction] | APIException]  # per input image, in order
+
+
+def classify_batch(
+    images: list[bytes | APIException], *, top_k: int, model_name: str | None = None
+) -> BatchClassification:
+    """Classify a v2 batch whose images may already have failed to decode (an APIException in their place).
+
+    Each image's failure stays its own; the request-wide errors of ``classify_images`` are raised.
+    """
+    started = time.perf_counter()
+    readable = [data for data in images if not isinstance(data, APIException)]
+    model, outcomes = classify_images(readable, top_k=top_k, model_name=model_name)
+    answers = iter(outcomes)
+    results = [data if isinstance(data, APIException) else next(answers) for data in images]
+    elapsed_ms = round((time.perf_counter() - started) * 1000.0, 2)
+    return BatchClassification(model=model, processing_time_ms=elapsed_ms, results=results)
 
 
 def classify_image(data: bytes, *, top_k: int) -> Classification:

@@ -5,14 +5,15 @@ from rest_framework.throttling import BaseThrottle
 
 from accounts.windows import WindowState, WindowStoreUnavailable, window_store_from_settings
 
-from .exceptions import RateLimiterUnavailable
+from .exceptions import BatchExceedsLimit, RateLimiterUnavailable
 
 
 class SlidingWindowThrottle(BaseThrottle):
     """Admit a request if its cost fits in the key's window; rejected requests cost nothing.
 
     A view may define ``throttle_cost(request) -> int`` (default 1). The decision's
-    ``WindowState`` is left on the request for the quota headers.
+    ``WindowState`` is left on the request for the quota headers. A cost larger than the
+    key's whole limit could never fit: that is a 400 (BatchExceedsLimit), not a 429.
     """
 
     clock = staticmethod(time.time)
@@ -23,6 +24,11 @@ class SlidingWindowThrottle(BaseThrottle):
         if api_key is None:
             return True
         cost = view.throttle_cost(request) if hasattr(view, "throttle_cost") else 1
+        if cost > api_key.rate_limit:
+            raise BatchExceedsLimit(
+                f"This request has {cost} images but the API key admits at most {api_key.rate_limit} "
+                f"per {api_key.rate_window_seconds} seconds; send smaller batches."
+            )
         try:
             self.state = self.store.acquire(
                 key_id=api_key.pk,

@@ -1,0 +1,161 @@
+"""API v2: batches with top-k and model choice, cost-weighted limits, the models list, richer usage."""
+from django.conf import settings
+from django.urls import reverse
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.response import Response
+
+from accounts.selectors import rate_limit_state, usage_report
+
+from . import serializers as s
+from .permissions import HasApiKey, ModelIsReady
+from .registry import models_info, registry
+from .services import classify_batch
+from .throttling import SlidingWindowThrottle
+from .views import ERRORS, ApiView, KeyRequiredView
+
+REQUEST_ID = OpenApiParameter(
+    "X-Request-ID", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+    description="Your id for this request (up to 64 of A-Z a-z 0-9 . _ : -); echoed back, else one is made.",
+)
+V2_ERRORS = {
+    **ERRORS,
+    400: OpenApiResponse(
+        s.ErrorOutput,
+        description="Bad envelope: no images, too many, bad top_k, unknown model, or a batch larger than the "
+        "key's whole rate limit (code batch_exceeds_limit). Unreadable images are per-image errors, not 400.",
+    ),
+    429: OpenApiResponse(s.ErrorOutput, description="The batch does not fit the remaining quota; Retry-After says "
+                         "when all of its images will."),
+}
+_PNG = "iVBORw0KGgoAAAANSUhEUgAA..."
+
+
+class ClassifyBatchView(KeyRequiredView):
+    permission_classes = [HasApiKey, ModelIsReady]
+    throttle_classes = [SlidingWindowThrottle]
+    parser_classes = [JSONParser, MultiPartParser]
+
+    def validated_input(self, request) -> s.ClassifyBatchInput:
+        """The validated envelope (once per request); 400 or, for an unloaded model, 503 before any quota."""
+        if getattr(self, "_input", None) is None:
+            payload = s.ClassifyBatchInput(data=request.data)
+            payload.is_valid(raise_exception=True)
+            registry.get(payload.validated_data.get("model"))
+            self._input = payload
+        return self._input
+
+    def throttle_cost(self, request) -> int:
+        """A batch costs one unit per image."""
+        return len(self.validated_input(request).filenames())
+
+    @extend_schema(
+        operation_id="v2_classify",
+        summary="Classify a batch of images",
+        description="Up to CLASSIFIER_MAX_BATCH_IMAGES (16) images inline, as JSON base64 or multipart `files`. "
+        "Costs one rate-limit unit per image. Results come back in input order; an unreadable image gets "
+        "its own `error` and the rest are still classified.",
+        parameters=[REQUEST_ID],
+        request={"application/json": s.ClassifyBatchInput, "multipart/form-data": s.ClassifyBatchInput},
+        responses={200: s.ClassifyBatchOutput, **V2_ERRORS},
+        examples=[
+            OpenApiExample(
+                "JSON batch",
+                request_only=True,
+                value={
+                    "images": [{"image": _PNG, "filename": "cat.png"}, {"image": "bm90IGFuIGltYWdl", "filename": "notes.txt"}],
+                    "top_k": 2,
+                    "model": "resnet18",
+                },
+            ),
+            OpenApiExample(
+                "Mixed result",
+                response_only=True,
+                value={
+                    "id": "3f2c9a7e5b8d4e0f9a1b2c3d4e5f6a7b",
+                    "model": "resnet18",
+                    "created": "2026-11-22T21:45:04.123456Z",
+                    "processing_time_ms": 41.7,
+                    "results": [
+                        {"index": 0, "filename": "cat.png", "predictions": [
+                            {"label": "tabby", "confidence": 0.8123}, {"label": "tiger cat", "confidence": 0.1011}]},
+                        {"index": 1, "filename": "notes.txt", "error": {
+                            "code": "invalid_image", "message": "The data is not a readable image."}},
+                    ],
+                },
+            ),
+        ],
+    )
+    def post(self, request):
+        payload = self.validated_input(request)
+        data = payload.validated_data
+        result = classify_batch(payload.image_data(), top_k=data["top_k"], model_name=data.get("model"))
+        return Response(s.ClassifyBatchOutput({
+            "id": request.request_id,
+            "model": result.model,
+            "created": timezone.now(),
+            "processing_time_ms": result.processing_time_ms,
+            "results": s.image_results(payload.filenames(), result.results),
+        }).data)
+
+
+class ModelsView(ApiView):
+    @extend_schema(
+        operation_id="v2_models",
+        summary="The models this server has loaded",
+        responses={200: s.ModelsOutput},
+        examples=[OpenApiExample("One model", response_only=True, value={
+            "max_batch_images": 16,
+            "max_top_k": 20,
+            "models": [{
+                "name": "resnet18", "default": True, "status": "loaded", "reason": "", "weights": "default",
+                "pretrained": True, "num_labels": 1000, "input_size": 224, "device": "cpu",
+            }],
+        })],
+    )
+    def get(self, request):
+        return Response(s.ModelsOutput({
+            "max_batch_images": settings.CLASSIFIER_MAX_BATCH_IMAGES,
+            "max_top_k": settings.CLASSIFIER_MAX_TOP_K,
+            "models": models_info(),
+        }).data)
+
+
+class UsageReportView(KeyRequiredView):
+    @extend_schema(
+        operation_id="v2_usage",
+        summary="This key's classification usage (v1 and v2) over a range, and its limit now",
+        parameters=[
+            REQUEST_ID,
+            OpenApiParameter("days", OpenApiTypes.INT, description="The last N days (1..366)."),
+            OpenApiParameter("since", OpenApiTypes.DATETIME, description="ISO-8601 start (inclusive)."),
+            OpenApiParameter("until", OpenApiTypes.DATETIME, description="ISO-8601 end (exclusive); default now."),
+        ],
+        responses={200: s.UsageReportOutput, 400: V2_ERRORS[400], 401: ERRORS[401]},
+        examples=[OpenApiExample("A day of use", response_only=True, value={
+            "key": {"name": "team-a", "prefix": "ais_3f2c9a7e", "rate_limit": 600, "rate_window_seconds": 60,
+                    "created_at": "2026-11-01T09:00:00Z", "expires_at": None},
+            "since": "2026-11-21T21:45:04Z", "until": "2026-11-22T21:45:04Z",
+            "requests": 9, "images": 100, "throttled": 1,
+            "by_endpoint": [{"endpoint": "/api/v2/classify", "requests": 9, "images": 100}],
+            "by_status": {"200": 8, "429": 1},
+            "latency_ms": {"p50": 310.5, "p95": 402.1, "p99": 402.1},
+            "daily": [{"date": "2026-11-21", "requests": 0, "images": 0},
+                      {"date": "2026-11-22", "requests": 9, "images": 100}],
+            "limit": {"limit": 600, "window_seconds": 60, "remaining": 520, "reset_seconds": 12},
+        })],
+    )
+    def get(self, request):
+        query = s.UsageQueryInput(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        report = usage_report(
+            api_key=request.auth,
+            endpoints=[reverse("v1-classify"), reverse("v2-classify")],
+            **query.validated_data,
+        )
+        limit = rate_limit_state(
+            api_key=request.auth, store=SlidingWindowThrottle.store, now=SlidingWindowThrottle.clock()
+        )
+        return Response(s.UsageReportOutput({"key": request.auth, **report.__dict__, "limit": limit}).data)
