@@ -11,6 +11,16 @@ from rest_framework.views import exception_handler as drf_exception_handler
 logger = logging.getLogger(__name__)
 
 
+class RetryLater(APIException):
+    """A temporary 503: the client should retry after ``retry_after`` seconds."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+
+    def __init__(self, detail=None, code=None, retry_after: int = 1):
+        super().__init__(detail, code)
+        self.wait = retry_after  # rendered as Retry-After by DRF's handler
+
+
 class InvalidImage(APIException):
     status_code = status.HTTP_400_BAD_REQUEST
     default_detail = "The data is not a readable image."
@@ -41,24 +51,14 @@ class ModelUnavailable(APIException):
     default_code = "model_unavailable"
 
 
-class Overloaded(APIException):
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+class Overloaded(RetryLater):
     default_detail = "The server is at capacity; retry shortly."
     default_code = "overloaded"
 
-    def __init__(self, detail=None, code=None, retry_after: int = 1):
-        super().__init__(detail, code)
-        self.wait = retry_after  # rendered as Retry-After by DRF's handler
 
-
-class InferenceTimeout(APIException):
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+class InferenceTimeout(RetryLater):
     default_detail = "The model did not answer in time; retry shortly."
     default_code = "inference_timeout"
-
-    def __init__(self, detail=None, code=None, retry_after: int = 1):
-        super().__init__(detail, code)
-        self.wait = retry_after
 
 
 class InferenceFailed(APIException):
@@ -67,14 +67,9 @@ class InferenceFailed(APIException):
     default_code = "inference_failed"
 
 
-class RateLimiterUnavailable(APIException):
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+class RateLimiterUnavailable(RetryLater):
     default_detail = "The rate limiter's store is unreachable; retry shortly."
     default_code = "rate_limiter_unavailable"
-
-    def __init__(self, detail=None, code=None, retry_after: int = 1):
-        super().__init__(detail, code)
-        self.wait = retry_after
 
 
 class DatabaseUnavailable(APIException):

@@ -243,6 +243,16 @@ class ModelRegistry:
 registry = ModelRegistry()
 
 
+def _describe_loaded(model: "LoadedModel | None") -> dict:
+    """The facts only a loaded model has (None each while it is not loaded)."""
+    return {
+        "pretrained": model.pretrained if model else None,
+        "num_labels": len(model.labels) if model else None,
+        "input_size": model.preprocessing.crop_size if model else None,
+        "device": str(model.device) if model else None,
+    }
+
+
 def model_info() -> dict:
     """What ``/api/v1/model/info`` reports about the configured model, loaded or not."""
     model = registry.model
@@ -251,10 +261,7 @@ def model_info() -> dict:
         "status": registry.status,
         "reason": registry.reason,
         "weights": _describe_weights(settings.CLASSIFIER_WEIGHTS),
-        "pretrained": model.pretrained if model else None,
-        "num_labels": len(model.labels) if model else None,
-        "input_size": model.preprocessing.crop_size if model else None,
-        "device": str(model.device) if model else None,
+        **_describe_loaded(model),
         "top_k": settings.CLASSIFIER_TOP_K,
     }
 
@@ -271,10 +278,7 @@ def models_info() -> list[dict]:
             "status": slot.status,
             "reason": slot.reason,
             "weights": _describe_weights(slot.weights),
-            "pretrained": model.pretrained if model else None,
-            "num_labels": len(model.labels) if model else None,
-            "input_size": model.preprocessing.crop_size if model else None,
-            "device": str(model.device) if model else None,
+            **_describe_loaded(model),
         })
     return infos
 
