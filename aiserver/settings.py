@@ -180,7 +180,16 @@ CLASSIFIER_QUEUE_SIZE = env.int("CLASSIFIER_QUEUE_SIZE", default=64)  # images w
 CLASSIFIER_INFERENCE_TIMEOUT_SECONDS = env.float("CLASSIFIER_INFERENCE_TIMEOUT_SECONDS", default=30.0)
 CLASSIFIER_MAX_BATCH_IMAGES = env.int("CLASSIFIER_MAX_BATCH_IMAGES", default=16)  # images per v2 request
 CLASSIFIER_MAX_TOP_K = env.int("CLASSIFIER_MAX_TOP_K", default=20)  # largest top_k a v2 request may ask for
-CLASSIFIER_TORCH_THREADS = env.int("CLASSIFIER_TORCH_THREADS", default=0)  # 0: all cores of this process
+# torch threads per process; 0: the cores divided by WEB_CONCURRENCY (uvicorn's worker count), at least 1.
+CLASSIFIER_TORCH_THREADS = env.int("CLASSIFIER_TORCH_THREADS", default=0)
+# Seconds a result is kept in the cache (Django's "default" cache: Redis when REDIS_URL is set), keyed by
+# the image bytes' hash, the model and top_k; 0 turns the result cache off.
+CLASSIFIER_RESULT_CACHE_SECONDS = env.int("CLASSIFIER_RESULT_CACHE_SECONDS", default=3600)
+
+# --- Metrics -----------------------------------------------------------------------------------
+# /metrics (Prometheus) answers staff sessions, and scrapers sending "Authorization: Bearer <token>" when
+# this is set; everyone else gets 404. Multi-worker totals need PROMETHEUS_MULTIPROC_DIR (see README).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # --- REST framework and OpenAPI ----------------------------------------------------------------
 REST_FRAMEWORK = {

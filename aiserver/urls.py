@@ -9,6 +9,7 @@ urlpatterns = [
     path("", views.LandingView.as_view(), name="landing"),
     path("healthz", views.HealthView.as_view(), name="healthz"),
     path("readyz", views.ReadyView.as_view(), name="readyz"),
+    path("metrics", views.MetricsView.as_view(), name="metrics"),
     path("api/v1/", include(v1_patterns)),
     path("api/v2/", include(v2_patterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -101,9 +101,10 @@ class MicroBatcher:
                 for _, future in items:
                     future.set_exception(exc)
                 continue
+            elapsed = time.perf_counter() - started
+            for row, (_, future) in zip(probabilities, items):
+                future.set_result(row)
             self.stats.batches += 1
             self.stats.images += len(items)
             self.stats.last_batch_size = len(items)
-            self._on_batch(len(items), time.perf_counter() - started)
-            for row, (_, future) in zip(probabilities, items):
-                future.set_result(row)
+            self._on_batch(len(items), elapsed)

@@ -9,6 +9,7 @@ from django.db import DatabaseError
 
 from accounts.services import request_log_create
 
+from . import metrics
 from .exceptions import PayloadTooLarge, error_response
 
 logger = logging.getLogger(__name__)
@@ -28,7 +29,9 @@ class RequestLogMiddleware:
             return self.get_response(request)
         started = time.perf_counter()
         response = self.get_response(request)
-        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        elapsed = time.perf_counter() - started
+        elapsed_ms = elapsed * 1000.0
+        _record_metrics(request, response.status_code, elapsed)
         api_key = getattr(request, "api_key", None)
         try:
             request_log_create(
@@ -44,6 +47,22 @@ class RequestLogMiddleware:
         except DatabaseError:
             logger.exception("could not write the request log for %s %s", request.method, request.path)
         return response
+
+
+def _endpoint(request) -> str:
+    """The matched route (bounded label values), or "unmatched" for unknown paths."""
+    match = getattr(request, "resolver_match", None)
+    route = getattr(match, "route", "") if match else ""
+    return f"/{route}" if route.startswith("api/v") else "unmatched"
+
+
+def _record_metrics(request, status_code: int, seconds: float) -> None:
+    endpoint, status = _endpoint(request), str(status_code)
+    metrics.REQUESTS.labels(endpoint, request.method if request.method in _METHODS else "other", status).inc()
+    metrics.REQUEST_LATENCY.labels(endpoint, status).observe(seconds)
+
+
+_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 
 class BodyLimitMiddleware:

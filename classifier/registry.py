@@ -3,6 +3,7 @@
 Loading runs on a background thread so the server answers (``/healthz``, ``/readyz`` with
 "loading") while weights load; a failure is reported, never raised into the server.
 """
+import hashlib
 import logging
 import os
 import threading
@@ -16,7 +17,7 @@ from django.conf import settings
 from PIL import Image
 from torchvision.transforms.functional import pil_modes_mapping
 
-from . import pipeline
+from . import metrics, pipeline
 from .batching import MicroBatcher
 from .exceptions import ModelUnavailable
 
@@ -37,6 +38,7 @@ class LoadedModel:
     module: torch.nn.Module = field(repr=False)
     mean: torch.Tensor = field(repr=False)
     std: torch.Tensor = field(repr=False)
+    fingerprint: str | None = None  # names these exact weights (for the result cache); None: random
 
     def run_batch(self, images: list[np.ndarray]) -> np.ndarray:
         """Forward a list of preprocessed HxWx3 uint8 arrays; return their probability rows."""
@@ -49,11 +51,22 @@ def configure_libraries() -> None:
 
     - Pillow: refuse (not just warn about) images over twice our pixel limit; ``decode``
       enforces the limit itself from the header.
-    - torch: the intra-op pool size of this process; only the batcher thread runs torch.
+    - torch: the intra-op pool size of this process; only the batcher threads run torch, so
+      request threads (one per request under Django's ASGI handler) never add torch threads.
     """
     Image.MAX_IMAGE_PIXELS = settings.CLASSIFIER_MAX_IMAGE_PIXELS
-    threads = settings.CLASSIFIER_TORCH_THREADS or os.cpu_count() or 1
-    torch.set_num_threads(threads)
+    torch.set_num_threads(torch_threads())
+
+
+def torch_threads(environ=os.environ) -> int:
+    """CLASSIFIER_TORCH_THREADS, or this process's share of the cores among WEB_CONCURRENCY workers."""
+    if settings.CLASSIFIER_TORCH_THREADS > 0:
+        return settings.CLASSIFIER_TORCH_THREADS
+    try:
+        workers = max(1, int(environ.get("WEB_CONCURRENCY", "1")))
+    except ValueError:
+        workers = 1
+    return max(1, (os.cpu_count() or 1) // workers)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -63,7 +76,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_model(name: str, weights: str, device: torch.device) -> LoadedModel:
-    """Build a torchvision classifier with ``weights`` ("default", "random" or a state_dict path).
+    """Build a torchvision classifier with ``weights`` ("default", "random", "trivial" or a state_dict path).
 
     Raises ValueError for an unknown model or a weights file that does not fit it; network
     errors of the "default" download propagate.
@@ -74,8 +87,13 @@ def build_model(name: str, weights: str, device: torch.device) -> LoadedModel:
         raise ValueError(f"unknown torchvision model {name!r}") from exc
     if weights == "default":
         module = torchvision.models.get_model(name, weights=reference_weights)
+        fingerprint = f"{name}:{reference_weights.name}"
     elif weights == "random":
         module = torchvision.models.get_model(name, weights=None)
+        fingerprint = None
+    elif weights == "trivial":
+        module = TrivialClassifier(len(reference_weights.meta["categories"]))
+        fingerprint = None
     else:
         path = Path(weights)
         if not path.is_file():
@@ -83,6 +101,7 @@ def build_model(name: str, weights: str, device: torch.device) -> LoadedModel:
         module = torchvision.models.get_model(name, weights=None)
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
         module.load_state_dict(state_dict)
+        fingerprint = f"{name}:file:{_file_digest(path)}"
     transform = reference_weights.transforms()
     preprocessing = pipeline.Preprocessing(
         resize_size=int(transform.resize_size[0]),
@@ -107,7 +126,28 @@ def build_model(name: str, weights: str, device: torch.device) -> LoadedModel:
         module=module,
         mean=torch.tensor(preprocessing.mean, device=device, dtype=dtype).view(shape),
         std=torch.tensor(preprocessing.std, device=device, dtype=dtype).view(shape),
+        fingerprint=fingerprint,
     )
+
+
+class TrivialClassifier(torch.nn.Module):
+    """Benchmark mode (CLASSIFIER_WEIGHTS=trivial): near-free logits in place of the network, so that a
+    benchmark measures the service's own cost per request (auth, limits, logging, parsing, decoding)."""
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.classes = torch.nn.Linear(3, num_classes)
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.classes(batch.mean(dim=(2, 3)))
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as weights_file:
+        for chunk in iter(lambda: weights_file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
 
 
 @dataclass
@@ -152,10 +192,18 @@ def load_slot(name: str, weights: str) -> ModelSlot:
         max_delay_s=settings.CLASSIFIER_MAX_BATCH_DELAY_MS / 1000.0,
         queue_size=settings.CLASSIFIER_QUEUE_SIZE,
         on_start=configure_libraries,
+        on_batch=lambda size, seconds: _record_batch(slot, size, seconds),
+        name=f"batcher-{name}",
     )
     slot.status, slot.reason = LOADED, ""
     logger.info("model %s loaded (weights=%s, device=%s)", name, weights, model.device)
     return slot
+
+
+def _record_batch(slot: ModelSlot, size: int, seconds: float) -> None:
+    metrics.BATCH_SIZE.labels(slot.name).observe(size)
+    metrics.INFERENCE_SECONDS.labels(slot.name).observe(seconds)
+    metrics.QUEUE_DEPTH.labels(slot.name).set(slot.batcher.queue_depth)
 
 
 def _warm_up(model: LoadedModel) -> None:

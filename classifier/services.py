@@ -1,12 +1,13 @@
 """Classification as one service call: decode and preprocess here, infer in the batcher."""
 import time
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 from django.conf import settings
 from rest_framework.exceptions import APIException
 
-from . import pipeline
+from . import cache, pipeline
 from .exceptions import ImageTooLarge, InferenceFailed, InferenceTimeout, InvalidImage
 from .registry import registry
 
@@ -27,8 +28,12 @@ def classify_images(
     """
     model, batcher = registry.get(model_name)
     spec = model.preprocessing
+    cached = cache.cached_results(model.fingerprint, images, top_k)
     outcomes: list = []
-    for data in images:
+    for index, data in enumerate(images):
+        if index in cached:
+            outcomes.append(cached[index])
+            continue
         try:
             image = pipeline.decode(data, max_pixels=settings.CLASSIFIER_MAX_IMAGE_PIXELS, draft_size=spec.resize_size)
             outcomes.append(batcher.submit(pipeline.preprocess(image, spec)))
@@ -39,8 +44,9 @@ def classify_images(
             outcomes.append(exc)
     deadline = time.monotonic() + settings.CLASSIFIER_INFERENCE_TIMEOUT_SECONDS
     results = []
-    for outcome in outcomes:
-        if isinstance(outcome, APIException):
+    fresh = []
+    for data, outcome in zip(images, outcomes):
+        if not isinstance(outcome, Future):  # an image error, or cached predictions
             results.append(outcome)
             continue
         try:
@@ -51,7 +57,10 @@ def classify_images(
         except Exception as exc:  # noqa: BLE001 - the model failed on this batch
             results.append(InferenceFailed(f"The model failed on this image's batch ({type(exc).__name__})."))
             continue
-        results.append(pipeline.postprocess(row, model.labels, top_k))
+        predictions = pipeline.postprocess(row, model.labels, top_k)
+        fresh.append((data, predictions))
+        results.append(predictions)
+    cache.store_results(model.fingerprint, fresh, top_k)
     return model.name, results
 
 
@@ -88,5 +97,5 @@ def classify_image(data: bytes, *, top_k: int) -> Classification:
 
 def _cancel(outcomes: list) -> None:
     for outcome in outcomes:
-        if not isinstance(outcome, APIException):
+        if isinstance(outcome, Future):
             outcome.cancel()

@@ -1,8 +1,11 @@
 """The HTTP face of the classifier: thin views over services and selectors."""
+import hmac
+
 from django.conf import settings
 from django.db import connection
+from django.http import Http404, HttpResponse
 from django.urls import reverse
-from django.views.generic import TemplateView
+from django.views.generic import TemplateView, View
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework.exceptions import MethodNotAllowed, NotFound
 from rest_framework.parsers import MultiPartParser
@@ -11,6 +14,7 @@ from rest_framework.views import APIView
 
 from accounts.selectors import usage_summary
 
+from . import metrics
 from . import serializers as s
 from .authentication import ApiKeyAuthentication
 from .parsers import SafeJSONParser
@@ -123,3 +127,19 @@ class LandingView(TemplateView):
 
     def get_context_data(self, **kwargs):
         return {**super().get_context_data(**kwargs), "model": model_info()}
+
+
+class MetricsView(View):
+    """Prometheus metrics for staff sessions and for scrapers with METRICS_TOKEN; 404 for anyone else."""
+
+    def get(self, request):
+        if not (self._has_token(request) or (request.user.is_authenticated and request.user.is_staff)):
+            raise Http404()
+        body, content_type = metrics.exposition()
+        return HttpResponse(body, content_type=content_type)
+
+    @staticmethod
+    def _has_token(request) -> bool:
+        token = settings.METRICS_TOKEN
+        sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        return bool(token) and hmac.compare_digest(sent.encode(), token.encode())

@@ -65,3 +65,12 @@ def fresh_window_store():
     if hasattr(store, "_redis"):
         store._redis.flushdb()
     yield
+
+
+@pytest.fixture(autouse=True)
+def empty_result_cache():
+    """Each test starts with no cached results, so it sees its own model calls."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield

@@ -1,6 +1,7 @@
 import pickle
 import urllib.error
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -72,3 +73,28 @@ def test_random_weights_are_marked_untrained():
 )
 def test_model_loads_only_in_serving_processes(argv, environ, serving):
     assert is_serving_process(argv, environ) is serving
+
+
+@pytest.mark.parametrize("configured,environ,expected", [
+    (3, {"WEB_CONCURRENCY": "2"}, 3),  # an explicit setting wins
+    (0, {}, 4),  # one process: every core
+    (0, {"WEB_CONCURRENCY": "2"}, 2),  # N workers share the cores
+    (0, {"WEB_CONCURRENCY": "8"}, 1),  # never below one
+    (0, {"WEB_CONCURRENCY": "lots"}, 4),
+])
+def test_torch_threads_split_the_cores_among_workers(monkeypatch, configured, environ, expected):
+    from classifier.registry import torch_threads
+
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    with override_settings(CLASSIFIER_TORCH_THREADS=configured):
+        assert torch_threads(environ) == expected
+
+
+def test_trivial_benchmark_model_answers_every_label_without_the_network():
+    from classifier.registry import build_model
+
+    model = build_model("resnet18", "trivial", torch.device("cpu"))
+    rows = model.run_batch([np.zeros((224, 224, 3), dtype=np.uint8)] * 3)
+    assert rows.shape == (3, 1000)
+    assert sum(p.numel() for p in model.module.parameters()) < 5000
+    assert model.fingerprint is None
