@@ -8,7 +8,7 @@ PORT ?= 8000
 # Production runs uvicorn directly with DJANGO_DEBUG off (see README, Deployment).
 RUN_ENV ?= DJANGO_DEBUG=$${DJANGO_DEBUG:-true}
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench wrk clean
 
 $(BIN)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,14 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The benchmark (docs/benchmarks.md): one run, a few minutes. BENCH_ARGS e.g. "--workers 2 --seconds 20".
+bench: install wrk
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# wrk, the HTTP load generator of the benchmark, from the system's packages when it is missing.
+wrk:
+	@command -v wrk >/dev/null || apt-get install -y -q wrk || (apt-get update -q && apt-get install -y -q wrk)
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache

@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass
 
 from django.db import connection, transaction
+from django.db.models import Min, Sum
 
 from .models import ApiKey, RateLimitEvent
 
@@ -24,30 +25,32 @@ class WindowState:
     retry_after: int  # for a refusal: whole seconds until this request's cost would fit
 
 
-def _state(*, events: list[tuple[float, int]], allowed: bool, limit: int, window: int, cost: int, now: float):
-    """Derive the window's state from the admitted (time, cost) events still inside it, oldest first."""
-    used = sum(c for _, c in events)
-    reset = max(0, math.ceil(events[0][0] + window - now)) if events else 0
-    retry_after = 0
-    if not allowed:
-        freed = 0
-        for at, c in events:
-            freed += c
-            if used - freed + cost <= limit:
-                retry_after = max(1, math.ceil(at + window - now))
-                break
+def _free_at(events, *, used: int, cost: int, limit: int) -> float | None:
+    """When a refused request's cost fits: the admission time of the event (oldest first) whose
+    expiry frees enough units, or None if none does."""
+    freed = 0
+    for at, c in events:
+        freed += c
+        if used - freed + cost <= limit:
+            return at
+    return None
+
+
+def _state(*, used: int, oldest: float | None, free_at: float | None, allowed: bool, limit: int, window: int,
+           now: float) -> WindowState:
+    """The window's state from the units in use (after this decision) and the times that matter."""
     return WindowState(
         allowed=allowed,
         limit=limit,
         window_seconds=window,
         remaining=max(0, limit - used),
-        reset_seconds=reset,
-        retry_after=retry_after,
+        reset_seconds=max(0, math.ceil(oldest + window - now)) if oldest is not None else 0,
+        retry_after=max(1, math.ceil(free_at + window - now)) if not allowed and free_at is not None else 0,
     )
 
 
 class DatabaseWindowStore:
-    """Window state in the ``RateLimitEvent`` table.
+    """Window state in the ``RateLimitEvent`` table, counted by the database (SUM, MIN).
 
     SQLite: the connection opens every transaction IMMEDIATE (see settings), which takes the
     database's write lock before the count. PostgreSQL: the key's row is locked FOR UPDATE.
@@ -59,25 +62,31 @@ class DatabaseWindowStore:
             if connection.vendor != "sqlite":
                 list(ApiKey.objects.select_for_update().filter(pk=key_id).values_list("pk"))
             RateLimitEvent.objects.filter(api_key_id=key_id, at__lte=now - window).delete()
-            events = list(
-                RateLimitEvent.objects.filter(api_key_id=key_id, at__gt=now - window)
-                .order_by("at")
-                .values_list("at", "cost")
-            )
-            allowed = sum(c for _, c in events) + cost <= limit
+            inside = RateLimitEvent.objects.filter(api_key_id=key_id, at__gt=now - window)
+            used, oldest = self._totals(inside)
+            allowed = used + cost <= limit
+            free_at = None
             if allowed:
                 RateLimitEvent.objects.create(api_key_id=key_id, at=now, cost=cost)
-                events.append((now, cost))
-        return _state(events=events, allowed=allowed, limit=limit, window=window, cost=cost, now=now)
+                used, oldest = used + cost, now if oldest is None else oldest
+            else:
+                free_at = _free_at(inside.order_by("at").values_list("at", "cost").iterator(),
+                                   used=used, cost=cost, limit=limit)
+        return _state(used=used, oldest=oldest, free_at=free_at, allowed=allowed, limit=limit, window=window, now=now)
 
     def peek(self, *, key_id: int, limit: int, window: int, now: float) -> WindowState:
-        events = list(
-            RateLimitEvent.objects.filter(api_key_id=key_id, at__gt=now - window).order_by("at").values_list("at", "cost")
-        )
-        return _state(events=events, allowed=True, limit=limit, window=window, cost=0, now=now)
+        used, oldest = self._totals(RateLimitEvent.objects.filter(api_key_id=key_id, at__gt=now - window))
+        return _state(used=used, oldest=oldest, free_at=None, allowed=True, limit=limit, window=window, now=now)
+
+    @staticmethod
+    def _totals(events) -> tuple[int, float | None]:
+        totals = events.aggregate(used=Sum("cost"), oldest=Min("at"))
+        return totals["used"] or 0, totals["oldest"]
 
 
-# Trim, count and (if it fits) record in one server-side step. Members are "cost:unique".
+# Trim, count and (if it fits) record in one server-side step. Members are "cost:unique". Returns the
+# decision, the units in use after it, the oldest admission time and, for a refusal, the admission time
+# whose expiry makes room (as strings: Redis would truncate Lua floats to integers).
 _ACQUIRE_SCRIPT = """
 local key, now, window, limit, cost, member = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]),
     tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
@@ -87,13 +96,21 @@ local used = 0
 for i = 1, #entries, 2 do
   used = used + tonumber(string.match(entries[i], '^(%d+):'))
 end
-local allowed = 0
+local oldest = entries[2] or ''
+local allowed, free_at = 0, ''
 if cost > 0 and used + cost <= limit then
   redis.call('ZADD', key, now, member)
-  allowed = 1
+  allowed, used = 1, used + cost
+  if oldest == '' then oldest = ARGV[1] end
+elseif cost > 0 then
+  local freed = 0
+  for i = 1, #entries, 2 do
+    freed = freed + tonumber(string.match(entries[i], '^(%d+):'))
+    if used - freed + cost <= limit then free_at = entries[i + 1]; break end
+  end
 end
 redis.call('EXPIRE', key, math.ceil(window) + 1)
-return {allowed, entries}
+return {allowed, tostring(used), oldest, free_at}
 """
 
 
@@ -117,25 +134,20 @@ class RedisWindowStore:
         self._prefix = prefix
         self._errors = (redis.RedisError, OSError)
 
-    def _run(self, *, key_id: int, limit: int, window: int, cost: int, now: float) -> tuple[bool, list]:
+    def acquire(self, *, key_id: int, limit: int, window: int, cost: int, now: float) -> WindowState:
         member = f"{cost}:{uuid.uuid4().hex}"
         try:
-            allowed, flat = self._script(keys=[f"{self._prefix}{key_id}"], args=[now, window, limit, cost, member])
+            allowed, used, oldest, free_at = self._script(
+                keys=[f"{self._prefix}{key_id}"], args=[repr(now), window, limit, cost, member]
+            )
         except self._errors as exc:
             raise WindowStoreUnavailable(str(exc)) from exc
-        events = [(float(flat[i + 1]), int(flat[i].split(b":", 1)[0])) for i in range(0, len(flat), 2)]
-        events.sort()
-        if allowed:
-            events.append((now, cost))
-        return bool(allowed), events
-
-    def acquire(self, *, key_id: int, limit: int, window: int, cost: int, now: float) -> WindowState:
-        allowed, events = self._run(key_id=key_id, limit=limit, window=window, cost=cost, now=now)
-        return _state(events=events, allowed=allowed, limit=limit, window=window, cost=cost, now=now)
+        return _state(used=int(used), oldest=float(oldest) if oldest else None,
+                      free_at=float(free_at) if free_at else None, allowed=bool(allowed) or cost == 0,
+                      limit=limit, window=window, now=now)
 
     def peek(self, *, key_id: int, limit: int, window: int, now: float) -> WindowState:
-        _, events = self._run(key_id=key_id, limit=limit, window=window, cost=0, now=now)
-        return _state(events=events, allowed=True, limit=limit, window=window, cost=0, now=now)
+        return self.acquire(key_id=key_id, limit=limit, window=window, cost=0, now=now)
 
 
 def window_store_from_settings():

@@ -3,6 +3,7 @@
 Every setting a deployer may change is listed with its unit and meaning in README's
 configuration table. Production secrets have no default: start-up fails without them.
 """
+import os
 from pathlib import Path
 
 import environ
@@ -185,6 +186,11 @@ CLASSIFIER_TORCH_THREADS = env.int("CLASSIFIER_TORCH_THREADS", default=0)
 # Seconds a result is kept in the cache (Django's "default" cache: Redis when REDIS_URL is set), keyed by
 # the image bytes' hash, the model and top_k; 0 turns the result cache off.
 CLASSIFIER_RESULT_CACHE_SECONDS = env.int("CLASSIFIER_RESULT_CACHE_SECONDS", default=3600)
+
+# torch's OpenMP threads sleep between forward passes instead of spinning: spinning threads burn the
+# cores that request threads need for decoding (measured: 24 -> 6 ms CPU per request with the trivial
+# model; see docs/benchmarks.md). Read by libgomp when torch is imported, which happens after settings.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # --- Metrics -----------------------------------------------------------------------------------
 # /metrics (Prometheus) answers staff sessions, and scrapers sending "Authorization: Bearer <token>" when

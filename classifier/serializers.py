@@ -8,6 +8,7 @@ from django.conf import settings
 from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.exceptions import APIException
+from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 from .exceptions import InvalidImage
 from .registry import registry
@@ -17,23 +18,38 @@ _WHITESPACE = re.compile(r"\s+")
 
 
 def decode_base64_image(value: str, *, field: str) -> bytes:
-    """Decode a base64 image string (a ``data:image/...;base64,`` prefix is allowed)."""
-    payload = _WHITESPACE.sub("", _DATA_URL.sub("", value, count=1))
+    """Decode a base64 image string (a ``data:image/...;base64,`` prefix and line breaks are allowed)."""
+    payload = _DATA_URL.sub("", value, count=1)
     try:
-        data = base64.b64decode(payload, validate=True)
+        data = _strict_b64decode(payload)
     except (binascii.Error, ValueError):
-        raise serializers.ValidationError({field: ["Not valid base64."]}, code="invalid_base64") from None
+        try:  # the rare wrapped base64 (MIME line breaks): strip the whitespace, try again
+            data = _strict_b64decode(_WHITESPACE.sub("", payload))
+        except (binascii.Error, ValueError):
+            raise serializers.ValidationError({field: ["Not valid base64."]}, code="invalid_base64") from None
     if not data:
         raise serializers.ValidationError({field: ["The image is empty."]}, code="empty_image")
     return data
 
 
+def _strict_b64decode(payload: str) -> bytes:
+    return base64.b64decode(payload, validate=True)
+
+
+class Base64ImageField(serializers.CharField):
+    """A base64 image string. DRF's CharField scans every character in Python for lone surrogates
+    (~3 ms for a 125 KB image); strict base64 decoding rejects every non-ASCII character anyway, in C."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("help_text", "Base64 image; a data:image/...;base64, prefix is accepted.")
+        super().__init__(trim_whitespace=True, **kwargs)
+        self.validators = [v for v in self.validators if not isinstance(v, ProhibitSurrogateCharactersValidator)]
+
+
 class ClassifyInput(serializers.Serializer):
     """JSON ``{"image": "<base64>", "filename"?}`` or multipart with the image in ``file``."""
 
-    image = serializers.CharField(
-        required=False, trim_whitespace=True, help_text="Base64 image; a data:image/...;base64, prefix is accepted."
-    )
+    image = Base64ImageField(required=False)
     file = serializers.FileField(required=False, help_text="The image file (multipart/form-data).")
     filename = serializers.CharField(required=False, max_length=255, allow_blank=True)
 
@@ -106,9 +122,7 @@ class StatusOutput(serializers.Serializer):
 
 
 class ImageItemInput(serializers.Serializer):
-    image = serializers.CharField(
-        allow_blank=True, trim_whitespace=True, help_text="Base64 image; a data:image/...;base64, prefix is accepted."
-    )
+    image = Base64ImageField(allow_blank=True)
     filename = serializers.CharField(required=False, max_length=255, allow_blank=True)
 
 

@@ -1,0 +1,125 @@
+"""Turn one benchmark run into docs/benchmarks.md (tables) and docs/benchmark.png (the chart)."""
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - after choosing the headless backend
+
+
+def write_report(run: dict, out: Path) -> str:
+    """Write the markdown, the chart and the run's raw JSON under ``out``; return the markdown."""
+    out.mkdir(parents=True, exist_ok=True)
+    reference = max(r["images_per_s"] for r in run["raw"] if r["batch"] == 1)
+    markdown = "\n".join([*_header(run), *_raw_table(run, reference), *_served_table(run, reference),
+                          *_overhead(run), ""])
+    (out / "benchmarks.md").write_text(markdown)
+    (out / "benchmark.json").write_text(json.dumps(run, indent=2) + "\n")
+    _chart(run, reference, out / "benchmark.png")
+    return markdown
+
+
+def _header(run: dict) -> list[str]:
+    m = run["machine"]
+    return [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (`python -m bench.run`); every number below comes from one run on one machine.",
+        "How to read it, and the design choices it supports: README, *Performance*.",
+        "",
+        f"- Machine: {m['cpu']}, {m['cores']} cores, no GPU in use; Python {m['python']}, torch {m['torch']}; {m['date']}.",
+        f"- Input: a {run['jpeg_bytes'] // 1000} KB 500x375 JPEG sent as JSON base64 ({run['body_bytes'] // 1000} KB body) "
+        "to `POST /api/v1/classify`; ResNet-18 (random weights: same compute as the pretrained ones); result cache off.",
+        f"- Server: uvicorn with {run['workers']} worker(s), SQLite (WAL), torch threads = cores / workers, "
+        f"settings {run['settings']}; load from `wrk` (one thread) on the same machine; {run['seconds']:.0f} s per point.",
+        "",
+    ]
+
+
+def _raw_table(run: dict, reference: float) -> list[str]:
+    rows = [f"| {r['name']} | {r['images_per_s']:.1f} | {r['cpu_ms_per_image']:.1f} |" for r in run["raw"]]
+    return [
+        "## Raw pipeline (the physical reference)",
+        "",
+        "decode + preprocess + model + top-5 in-process, no server. The reference is the better of the first two.",
+        "",
+        "| pipeline | images/s | CPU ms per image |",
+        "|---|---:|---:|",
+        *rows,
+        "",
+        f"**Reference: {reference:.1f} images/s.**",
+        "",
+    ]
+
+
+def _served_table(run: dict, reference: float) -> list[str]:
+    rows = [
+        f"| {r['concurrency']} | {r['requests_per_s']:.1f} | {100 * r['requests_per_s'] / reference:.0f}% | "
+        f"{r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['p99_ms'] / r['p50_ms']:.2f} | {r['errors']} | "
+        f"{r['mean_batch']:.2f} | {r['server_cpu_ms_per_request']:.1f} | {100 * r['wrk_cpu_share']:.1f}% |"
+        for r in run["served"]
+    ]
+    return [
+        "## Served over HTTP",
+        "",
+        "| concurrency | requests/s | of raw | p50 ms | p95 ms | p99 ms | p99/p50 | errors | mean batch | "
+        "server CPU ms/request | wrk's CPU share |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *rows,
+        "",
+        "![throughput and p99 latency against concurrency](benchmark.png)",
+        "",
+    ]
+
+
+def _overhead(run: dict) -> list[str]:
+    trivial = run["trivial"][0]
+    components = run["components"]["components_cpu_ms"]
+    profile = run["components"]["profile"]
+    return [
+        "## The service's own cost (trivial model)",
+        "",
+        f"With `CLASSIFIER_WEIGHTS=trivial` (a 3x1000 linear layer in place of ResNet-18) at concurrency "
+        f"{trivial['concurrency']}: {trivial['requests_per_s']:.0f} requests/s, "
+        f"{trivial['server_cpu_ms_per_request']:.2f} ms of server CPU per request "
+        f"(wrk took {100 * trivial['wrk_cpu_share']:.1f}% of the CPU), p50 {trivial['p50_ms']:.1f} ms, "
+        f"p99 {trivial['p99_ms']:.1f} ms, {trivial['errors']} errors.",
+        "",
+        "Per component, in-process (CPU ms per call):",
+        "",
+        "| component | CPU ms |",
+        "|---|---:|",
+        *[f"| {name} | {ms:.3f} |" for name, ms in components.items()],
+        "",
+        "Where a whole request's time goes (cProfile, own time per request, top functions):",
+        "",
+        "| function | own ms | cumulative ms | calls |",
+        "|---|---:|---:|---:|",
+        *[f"| `{row['function']}` | {row['own_ms']:.3f} | {row['cumulative_ms']:.3f} | {row['calls']:.1f} |"
+          for row in profile],
+        "",
+    ]
+
+
+def _chart(run: dict, reference: float, path: Path) -> None:
+    served = run["served"]
+    concurrency = [r["concurrency"] for r in served]
+    figure, throughput = plt.subplots(figsize=(7, 4), dpi=120)
+    throughput.plot(concurrency, [r["requests_per_s"] for r in served], "o-", color="tab:blue", label="served requests/s")
+    throughput.axhline(reference, color="tab:blue", linestyle="--", label=f"raw reference {reference:.1f}/s")
+    throughput.set_xscale("log", base=2)
+    throughput.set_xticks(concurrency, [str(c) for c in concurrency])
+    throughput.set_xlabel("concurrent connections (wrk)")
+    throughput.set_ylabel("requests/s", color="tab:blue")
+    throughput.set_ylim(bottom=0)
+    latency = throughput.twinx()
+    latency.plot(concurrency, [r["p99_ms"] for r in served], "s-", color="tab:red", label="p99 latency")
+    latency.set_ylabel("p99 ms", color="tab:red")
+    latency.set_ylim(bottom=0)
+    lines = throughput.get_legend_handles_labels()[0] + latency.get_legend_handles_labels()[0]
+    figure.legend(lines, [line.get_label() for line in lines], loc="upper left", bbox_to_anchor=(0.12, 0.88))
+    throughput.set_title(f"aiserver, ResNet-18 on {run['machine']['cores']} CPU cores, {run['workers']} worker(s)")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)

@@ -1,0 +1,253 @@
+"""The benchmark, in one run on one machine: ``python -m bench.run`` (``make bench``).
+
+1. The raw in-process pipeline (decode + preprocess + model + top-5 of a 500x375 JPEG) as one
+   stream using every core and as one stream per core; the better is the reference.
+2. The real server (uvicorn, the configured workers) driven over HTTP by wrk at several
+   concurrencies: requests/s, p50/p95/p99, errors, mean batch size (from /metrics), the
+   server's and wrk's CPU, and served / raw.
+3. The same server with the trivial benchmark model (CLASSIFIER_WEIGHTS=trivial): the
+   service's own CPU per request, and (bench.overhead) its cost per component.
+
+It prints the tables and writes docs/benchmarks.md and docs/benchmark.png.
+"""
+import argparse
+import base64
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+import requests
+
+from tests.live.server import LiveServer
+
+from .images import photo_jpeg
+from .report import write_report
+
+ROOT = Path(__file__).resolve().parents[1]
+METRICS_TOKEN = "benchmark-metrics-token"
+
+
+@dataclass
+class RawResult:
+    name: str
+    streams: int
+    threads: int
+    batch: int
+    images_per_s: float
+    cpu_ms_per_image: float
+
+
+@dataclass
+class LoadResult:
+    concurrency: int
+    requests: int
+    requests_per_s: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    errors: int
+    mean_batch: float
+    server_cpu_ms_per_request: float
+    wrk_cpu_share: float  # of all the CPU time used by server and wrk together
+
+
+def run_raw(*, streams: int, threads: int, seconds: float, batch: int = 1, wait_policy: str, name: str) -> RawResult:
+    """``streams`` concurrent ``bench.raw`` processes; their images/s added up."""
+    command = [sys.executable, "-m", "bench.raw", "--threads", str(threads), "--seconds", str(seconds), "--batch", str(batch)]
+    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+    if wait_policy != "default":
+        env["OMP_WAIT_POLICY"] = wait_policy
+    processes = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True) for _ in range(streams)]
+    outputs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in processes]
+    if any(p.returncode for p in processes):
+        raise RuntimeError(f"raw pipeline stream failed: {name}")
+    images = sum(o["images"] for o in outputs)
+    return RawResult(
+        name=name, streams=streams, threads=threads, batch=batch,
+        images_per_s=sum(o["images"] / o["seconds"] for o in outputs),
+        cpu_ms_per_image=1000.0 * sum(o["cpu_seconds"] for o in outputs) / images,
+    )
+
+
+def raw_reference(cores: int, seconds: float) -> list[RawResult]:
+    """One stream on every core and one stream per core, each with OpenMP's default (spinning) and passive
+    waiting; then batches of 8, for comparison only (a batch's images cannot be answered one by one)."""
+    results = []
+    for policy in ("default", "PASSIVE"):
+        results += [
+            run_raw(streams=1, threads=cores, seconds=seconds, wait_policy=policy,
+                    name=f"one stream, {cores} torch threads, OMP_WAIT_POLICY={policy}"),
+            run_raw(streams=cores, threads=1, seconds=seconds, wait_policy=policy,
+                    name=f"{cores} streams (one per core), 1 thread each, OMP_WAIT_POLICY={policy}"),
+        ]
+    results.append(run_raw(streams=1, threads=cores, seconds=seconds, batch=8, wait_policy="PASSIVE",
+                           name=f"batches of 8, {cores} threads, PASSIVE (not the reference)"))
+    return results
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds used so far by a process and its living children."""
+    parent = psutil.Process(pid)
+    total = 0.0
+    for process in [parent, *parent.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def batch_totals(server: LiveServer) -> tuple[float, float]:
+    """(images, forward passes) so far, summed over the server's workers."""
+    text = requests.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=10).text
+
+    def value(name: str) -> float:
+        return sum(float(m) for m in re.findall(rf"^{name}\{{[^}}]*\}} (\S+)$", text, flags=re.M))
+
+    return value("aiserver_batch_size_sum"), value("aiserver_batch_size_count")
+
+
+def wrk(server: LiveServer, *, key: str, body_path: Path, concurrency: int, seconds: float) -> tuple[dict, float]:
+    """Run wrk against v1 classify; return its summary and its own CPU seconds."""
+    command = [
+        "wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "30s",
+        "-s", str(ROOT / "bench" / "wrk_post.lua"), f"{server.url}/api/v1/classify",
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, text=True, env={**os.environ, "BENCH_KEY": key, "BENCH_BODY": str(body_path)}
+    )
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise RuntimeError(f"wrk failed: {output}")
+    line = next(line for line in output.splitlines() if line.startswith("BENCH_JSON "))
+    return json.loads(line.removeprefix("BENCH_JSON ")), usage.ru_utime + usage.ru_stime
+
+
+def drive(server: LiveServer, *, key: str, body_path: Path, concurrency: int, seconds: float) -> LoadResult:
+    wrk(server, key=key, body_path=body_path, concurrency=concurrency, seconds=2)  # warm the connections
+    images_before, batches_before = batch_totals(server)
+    cpu_before = tree_cpu_seconds(server.process.pid)
+    summary, wrk_cpu = wrk(server, key=key, body_path=body_path, concurrency=concurrency, seconds=seconds)
+    server_cpu = tree_cpu_seconds(server.process.pid) - cpu_before
+    images_after, batches_after = batch_totals(server)
+    batches = batches_after - batches_before
+    answered = max(summary["requests"], 1)
+    return LoadResult(
+        concurrency=concurrency,
+        requests=summary["requests"],
+        requests_per_s=summary["requests"] / (summary["duration_us"] / 1e6),
+        p50_ms=summary["p50_us"] / 1000.0,
+        p95_ms=summary["p95_us"] / 1000.0,
+        p99_ms=summary["p99_us"] / 1000.0,
+        errors=summary["status_errors"] + summary["socket_errors"],
+        mean_batch=(images_after - images_before) / batches if batches else 0.0,
+        server_cpu_ms_per_request=1000.0 * server_cpu / answered,
+        wrk_cpu_share=wrk_cpu / (wrk_cpu + server_cpu) if server_cpu else 0.0,
+    )
+
+
+def start_server(workdir: Path, *, workers: int, weights: str, extra_env: dict) -> tuple[LiveServer, str]:
+    metrics_dir = workdir / f"metrics-{weights}"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir()
+    server = LiveServer(
+        database_url=f"sqlite:///{workdir / f'bench-{weights}.sqlite3'}",
+        weights=weights,
+        workers=workers,
+        extra_env={
+            "CLASSIFIER_TORCH_THREADS": "0",  # the default: cores / WEB_CONCURRENCY
+            "WEB_CONCURRENCY": str(workers),
+            "CLASSIFIER_RESULT_CACHE_SECONDS": "0",  # every request runs the model: one image, sent again and again
+            "METRICS_TOKEN": METRICS_TOKEN,
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+            **extra_env,
+        },
+    ).start()
+    return server, server.create_key("benchmark", rate_limit=10_000_000, window=60)
+
+
+def serve_and_drive(workdir: Path, body_path: Path, *, workers: int, weights: str, concurrencies, seconds: float,
+                    extra_env: dict) -> list[LoadResult]:
+    server, key = start_server(workdir, workers=workers, weights=weights, extra_env=extra_env)
+    try:
+        results = []
+        for concurrency in concurrencies:
+            results.append(drive(server, key=key, body_path=body_path, concurrency=concurrency, seconds=seconds))
+            print(f"  {weights} c={concurrency}: {results[-1]}", flush=True)
+        return results
+    finally:
+        server.stop()
+
+
+def component_costs(workdir: Path) -> dict:
+    """bench.overhead in its own process (its own database, trivial model)."""
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{workdir / 'overhead.sqlite3'}"}
+    output = subprocess.run(
+        [sys.executable, "-m", "bench.overhead"], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def machine() -> dict:
+    import torch
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+            "date": time.strftime("%Y-%m-%d")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=15.0, help="per measurement")
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")))
+    parser.add_argument("--concurrency", type=lambda v: [int(c) for c in v.split(",")], default=[1, 2, 4, 8, 16, 32])
+    parser.add_argument("--batch-delay-ms", default=os.environ.get("CLASSIFIER_MAX_BATCH_DELAY_MS", "2"))
+    parser.add_argument("--out", type=Path, default=ROOT / "docs")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is not installed: apt-get install wrk (Debian/Ubuntu) or brew install wrk")
+    cores = os.cpu_count() or 1
+    extra_env = {"CLASSIFIER_MAX_BATCH_DELAY_MS": str(args.batch_delay_ms)}
+
+    with tempfile.TemporaryDirectory(prefix="aiserver-bench-") as tmp:
+        workdir = Path(tmp)
+        body_path = workdir / "body.json"
+        jpeg = photo_jpeg()
+        body = json.dumps({"image": base64.b64encode(jpeg).decode(), "filename": "photo.jpg"})
+        body_path.write_text(body)
+        print(f"raw pipeline reference ({args.seconds:.0f} s each) ...", flush=True)
+        raw = raw_reference(cores, args.seconds)
+        for result in raw:
+            print(f"  {result}", flush=True)
+        print(f"served: {args.workers} worker(s), wrk at concurrency {args.concurrency} ...", flush=True)
+        served = serve_and_drive(workdir, body_path, workers=args.workers, weights="random",
+                                 concurrencies=args.concurrency, seconds=args.seconds, extra_env=extra_env)
+        print("service overhead: trivial model ...", flush=True)
+        trivial = serve_and_drive(workdir, body_path, workers=args.workers, weights="trivial",
+                                  concurrencies=[8], seconds=args.seconds, extra_env=extra_env)
+        components = component_costs(workdir)
+
+    run = {
+        "machine": machine(), "workers": args.workers, "seconds": args.seconds, "jpeg_bytes": len(jpeg),
+        "body_bytes": len(body), "settings": extra_env,
+        "raw": [asdict(r) for r in raw], "served": [asdict(r) for r in served],
+        "trivial": [asdict(r) for r in trivial], "components": components,
+    }
+    print(write_report(run, args.out))
+
+
+if __name__ == "__main__":
+    main()
