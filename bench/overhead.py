@@ -79,6 +79,7 @@ def main() -> None:
             lambda: pipeline.preprocess(pipeline.decode(jpeg, max_pixels=10**8, draft_size=spec.resize_size), spec), 300),
         "serialise the answer": cpu_ms(lambda: JSONRenderer().render(ClassifyOutput(result).data), 2000),
         "whole request, trivial model (Django test client)": cpu_ms(whole_request, 300),
+        "ASGI hop into a sync view's own thread": thread_hop_cpu_ms(500),
     }
     profiler = cProfile.Profile(time.process_time)  # CPU, not waiting
     profiler.enable()
@@ -86,6 +87,28 @@ def main() -> None:
         whole_request()
     profiler.disable()
     print(json.dumps({"components_cpu_ms": components, "profile": hot_spots(profiler, requests=200)}))
+
+
+def thread_hop_cpu_ms(repeat: int) -> float:
+    """CPU ms of what Django's ASGI handler does once per request for a sync view: a fresh
+    thread-sensitive context and one sync_to_async call into its thread."""
+    import asyncio
+
+    from asgiref.sync import ThreadSensitiveContext, sync_to_async
+
+    async def hops() -> float:
+        async def one():
+            async with ThreadSensitiveContext():
+                await sync_to_async(lambda: None)()
+
+        for _ in range(20):
+            await one()
+        started = time.process_time()
+        for _ in range(repeat):
+            await one()
+        return 1000.0 * (time.process_time() - started) / repeat
+
+    return asyncio.run(hops())
 
 
 def hot_spots(profiler: cProfile.Profile, *, requests: int, top: int = 12) -> list[dict]:

@@ -207,8 +207,11 @@ def _record_batch(slot: ModelSlot, size: int, seconds: float) -> None:
 
 
 def _warm_up(model: LoadedModel) -> None:
+    """Run the smallest and largest batch once, so that no request pays for first-call setup
+    (allocator growth, oneDNN primitive creation, cuDNN algorithm choice on GPU)."""
     crop = model.preprocessing.crop_size
-    model.run_batch([np.zeros((crop, crop, 3), dtype=np.uint8)])
+    for size in sorted({1, settings.CLASSIFIER_MAX_BATCH_SIZE}):
+        model.run_batch([np.zeros((crop, crop, 3), dtype=np.uint8)] * size)
 
 
 def _explain(name: str, weights: str, exc: Exception) -> str:
