@@ -50,10 +50,10 @@ class RequestLogMiddleware:
 
 
 def _endpoint(request) -> str:
-    """The matched route (bounded label values), or "unmatched" for unknown paths."""
+    """The matched route (bounded label values), or "unmatched" for unknown paths (the catch-all regex)."""
     match = getattr(request, "resolver_match", None)
     route = getattr(match, "route", "") if match else ""
-    return f"/{route}" if route.startswith("api/v") else "unmatched"
+    return f"/{route}" if route and not route.startswith("^") else "unmatched"
 
 
 def _record_metrics(request, status_code: int, seconds: float) -> None:
