@@ -201,3 +201,53 @@ def test_redoc_loads_offline_with_no_failed_request(browser, page_log, web_serve
     assert any(r["url"].endswith("/api/schema/") and r["status"] == 200 for r in seen)
     assert external_or_failed(seen, web_server.url) == []
     assert page_log.console_errors() == []
+
+
+@pytest.mark.parametrize("status,headers,body,expected", [
+    (413, {}, {"detail": "The request body is over the limit of 10 bytes.", "code": "payload_too_large"},
+     "413 — the upload is too large: The request body is over the limit of 10 bytes. Send fewer or smaller images."),
+    (503, {"Retry-After": "7"}, {"detail": "The model is loading.", "code": "model_unavailable"},
+     "503 — the server cannot classify right now: The model is loading. Try again in 7 seconds."),
+    (429, {"RateLimit": '"sliding";r=0;t=1'}, {"detail": "Request was throttled.", "code": "throttled"},
+     "429 — rate limit reached for this key: Request was throttled. Try again in 1 second."),
+])
+def test_try_page_explains_each_error_answer(browser, web_server, tmp_path, status, headers, body, expected):
+    """The page's own handling of answers hard to provoke on demand, with the browser's fetch answering them."""
+    browser.get(f"{web_server.url}/try/")
+    browser.execute_script(
+        "const [status, headers, body] = arguments;"
+        "window.fetch = async (url, init) => {"
+        "  window.sent = [url, init.method, init.headers.Authorization, init.body.getAll('files').length];"
+        "  return new Response(JSON.stringify(body), {status, headers});"
+        "};",
+        status, headers, body,
+    )
+    classify_path = images(tmp_path, ("goldfish", "PNG"))
+    browser.find_element(By.ID, "api-key").send_keys("ais_12345678.some-key")
+    browser.find_element(By.ID, "files").send_keys(classify_path[0])
+    browser.find_element(By.ID, "classify-button").click()
+
+    message = wait(browser).until(EC.visibility_of_element_located((By.CSS_SELECTOR, "#message.error")))
+    assert message.text == expected
+    assert browser.execute_script("return window.sent") == ["/api/v2/classify", "POST", "Bearer ais_12345678.some-key", 1]
+
+
+def test_images_dropped_on_the_page_are_classified(browser, page_log, web_server):
+    key = web_server.create_key("browser-drop", rate_limit=100)
+    browser.get(f"{web_server.url}/try/")
+    browser.find_element(By.ID, "api-key").send_keys(key)
+
+    browser.execute_script(
+        "const bytes = Uint8Array.from(atob(arguments[0]), c => c.charCodeAt(0));"
+        "const files = new DataTransfer();"
+        "files.items.add(new File([bytes], 'dropped.png', {type: 'image/png'}));"
+        "document.getElementById('drop-zone').dispatchEvent("
+        "  new DragEvent('drop', {dataTransfer: files, bubbles: true, cancelable: true}));",
+        base64.b64encode(picture("jellyfish", fmt="PNG")).decode(),
+    )
+    browser.find_element(By.ID, "classify-button").click()
+
+    card = wait(browser).until(EC.visibility_of_element_located((By.CSS_SELECTOR, "#results .result")))
+    assert card.find_element(By.CLASS_NAME, "filename").text == "dropped.png"
+    assert card.find_element(By.CSS_SELECTOR, ".prediction .label").text == "jellyfish"
+    assert page_log.console_errors() == []
