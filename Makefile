@@ -8,7 +8,7 @@ PORT ?= 8000
 # Production runs uvicorn directly with DJANGO_DEBUG off (see README, Deployment).
 RUN_ENV ?= DJANGO_DEBUG=$${DJANGO_DEBUG:-true}
 
-.PHONY: install run test bench wrk clean
+.PHONY: install browser run test bench wrk clean
 
 $(BIN)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,18 +18,24 @@ $(BIN)/.installed: requirements.txt
 
 install: $(BIN)/.installed
 
+# Debian's Chromium and ChromeDriver for the browser tests, installed with apt when missing.
+browser:
+	.ci/install-browser
+
 run: install
 	$(RUN_ENV) $(BIN)/python manage.py migrate --noinput
+	$(RUN_ENV) $(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	@echo ""
-	@echo "aiserver is starting on http://$(HOST):$(PORT)/  (docs: /api/docs/, admin: /admin/)"
+	@echo "aiserver is starting on http://$(HOST):$(PORT)/  (try it: /try/, docs: /api/docs/, admin: /admin/)"
 	@echo "First prediction, in another terminal:"
 	@echo "  KEY=\$$($(RUN_ENV) $(BIN)/python manage.py create_api_key --name me | tail -1)"
 	@echo "  curl -s http://$(HOST):$(PORT)/api/v1/classify -H \"Authorization: Bearer \$$KEY\" -F file=@photo.jpg"
+	@echo "or paste the key into http://$(HOST):$(PORT)/try/ and drop an image there."
 	@echo "No network for the pretrained weights? Run: CLASSIFIER_WEIGHTS=random make run"
 	@echo ""
 	$(RUN_ENV) $(BIN)/uvicorn aiserver.asgi:application --host $(HOST) --port $(PORT)
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The benchmark (docs/benchmarks.md): one run, a few minutes. BENCH_ARGS e.g. "--workers 2 --seconds 20".

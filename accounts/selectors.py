@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from django.db.models import Avg, Count, Q, Sum
-from django.db.models.functions import TruncDate
+from django.db.models.functions import TruncDate, TruncDay, TruncHour
 
 from .models import ApiKey, RequestLog
 from .windows import DatabaseWindowStore, WindowState
@@ -133,3 +133,169 @@ def rate_limit_state(*, api_key: ApiKey, store=None, now: float | None = None) -
         window=api_key.rate_window_seconds,
         now=time.time() if now is None else now,
     )
+
+
+# --- The staff usage dashboard: every key's requests to the API (all logged endpoints) -----------
+
+BUCKETS = {"hour": dt.timedelta(hours=1), "day": dt.timedelta(days=1)}
+NO_KEY_LABEL = "(no key)"  # requests that carried no valid key: 401s, public endpoints
+OTHER_KEYS_LABEL = "(other keys)"
+
+
+@dataclass(frozen=True)
+class KeySeries:
+    label: str  # the key's name, NO_KEY_LABEL or OTHER_KEYS_LABEL
+    counts: list[int]  # one per bucket of the timeseries
+
+
+@dataclass(frozen=True)
+class UsageTimeseries:
+    bucket: str  # "hour" or "day"
+    starts: list[dt.datetime]  # the start of every bucket in the range, oldest first, UTC
+    series: list[KeySeries]  # the busiest keys first
+
+
+@dataclass(frozen=True)
+class KeyUsage:
+    key_id: int | None
+    name: str
+    prefix: str
+    requests: int
+    images: int
+    throttled: int
+    errors: int  # 4xx and 5xx other than 429
+
+
+@dataclass(frozen=True)
+class UsageDashboard:
+    since: dt.datetime
+    until: dt.datetime
+    requests: int
+    throttled: int
+    timeseries: UsageTimeseries
+    status_mix: dict[str, int]
+    latency_ms: dict[str, float | None]
+    top_keys: list[KeyUsage]
+
+
+def request_logs_in_range(
+    *, since: dt.datetime, until: dt.datetime, api_key: ApiKey | None = None
+):
+    """Logged API requests created in [since, until), of ``api_key`` alone when given."""
+    logs = RequestLog.objects.filter(created_at__gte=since, created_at__lt=until)
+    return logs.filter(api_key=api_key) if api_key is not None else logs
+
+
+def bucket_start(moment: dt.datetime, bucket: str) -> dt.datetime:
+    """The start (UTC) of the hour or day that holds ``moment``."""
+    moment = moment.astimezone(dt.timezone.utc)
+    start = moment.replace(minute=0, second=0, microsecond=0)
+    return start.replace(hour=0) if bucket == "day" else start
+
+
+def usage_timeseries(
+    *, since: dt.datetime, until: dt.datetime, bucket: str, api_key: ApiKey | None = None, max_series: int = 8
+) -> UsageTimeseries:
+    """Requests per key per hour or day over [since, until), zeros included.
+
+    The ``max_series`` busiest keys get a series each; the rest are summed into OTHER_KEYS_LABEL.
+    """
+    if bucket not in BUCKETS:
+        raise ValueError(f"bucket must be one of {sorted(BUCKETS)}, not {bucket!r}")
+    step = BUCKETS[bucket]
+    starts = []
+    moment = bucket_start(since, bucket)
+    while moment < until:
+        starts.append(moment)
+        moment += step
+    index = {start: i for i, start in enumerate(starts)}
+    trunc = (TruncDay if bucket == "day" else TruncHour)("created_at", tzinfo=dt.timezone.utc)
+    rows = (
+        request_logs_in_range(since=since, until=until, api_key=api_key)
+        .annotate(bucket=trunc)
+        .values("api_key__name", "bucket")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    counts: dict[str, list[int]] = {}
+    for row in rows:
+        label = row["api_key__name"] or NO_KEY_LABEL
+        counts.setdefault(label, [0] * len(starts))[index[row["bucket"].astimezone(dt.timezone.utc)]] += row["n"]
+    ranked = sorted(counts.items(), key=lambda item: (-sum(item[1]), item[0]))
+    series = [KeySeries(label=label, counts=values) for label, values in ranked[:max_series]]
+    if len(ranked) > max_series:
+        rest = [sum(values) for values in zip(*(values for _, values in ranked[max_series:]))]
+        series.append(KeySeries(label=OTHER_KEYS_LABEL, counts=rest))
+    return UsageTimeseries(bucket=bucket, starts=starts, series=series)
+
+
+def status_mix(*, since: dt.datetime, until: dt.datetime, api_key: ApiKey | None = None) -> dict[str, int]:
+    """How many requests ended with each status code, by code ascending."""
+    rows = (
+        request_logs_in_range(since=since, until=until, api_key=api_key)
+        .values_list("status_code")
+        .annotate(n=Count("id"))
+        .order_by("status_code")
+    )
+    return {str(code): n for code, n in rows}
+
+
+def latency_percentiles(
+    *, since: dt.datetime, until: dt.datetime, api_key: ApiKey | None = None
+) -> dict[str, float | None]:
+    """p50, p95 and p99 (nearest rank) of the response times in milliseconds; None when there were none."""
+    times = sorted(
+        request_logs_in_range(since=since, until=until, api_key=api_key).values_list("response_time_ms", flat=True)
+    )
+    return {f"p{q}": percentile(times, q) for q in (50, 95, 99)}
+
+
+def top_keys(
+    *, since: dt.datetime, until: dt.datetime, api_key: ApiKey | None = None, limit: int = 10
+) -> list[KeyUsage]:
+    """The keys with the most requests, busiest first (requests without a key count as one row)."""
+    rows = (
+        request_logs_in_range(since=since, until=until, api_key=api_key)
+        .values("api_key_id", "api_key__name", "api_key__prefix")
+        .annotate(
+            requests=Count("id"),
+            images=Sum("images"),
+            throttled=Count("id", filter=Q(status_code=THROTTLED_STATUS)),
+            errors=Count("id", filter=Q(status_code__gte=400) & ~Q(status_code=THROTTLED_STATUS)),
+        )
+        .order_by("-requests", "api_key__name")[:limit]
+    )
+    return [
+        KeyUsage(
+            key_id=row["api_key_id"],
+            name=row["api_key__name"] or NO_KEY_LABEL,
+            prefix=row["api_key__prefix"] or "",
+            requests=row["requests"],
+            images=row["images"] or 0,
+            throttled=row["throttled"],
+            errors=row["errors"],
+        )
+        for row in rows
+    ]
+
+
+def usage_dashboard(
+    *, since: dt.datetime, until: dt.datetime, bucket: str, api_key: ApiKey | None = None
+) -> UsageDashboard:
+    """Everything the staff usage dashboard shows for [since, until), of one key or of all."""
+    mix = status_mix(since=since, until=until, api_key=api_key)
+    return UsageDashboard(
+        since=since,
+        until=until,
+        requests=sum(mix.values()),
+        throttled=mix.get(str(THROTTLED_STATUS), 0),
+        timeseries=usage_timeseries(since=since, until=until, bucket=bucket, api_key=api_key),
+        status_mix=mix,
+        latency_ms=latency_percentiles(since=since, until=until, api_key=api_key),
+        top_keys=top_keys(since=since, until=until, api_key=api_key),
+    )
+
+
+def api_keys_for_filter():
+    """Every key, active or not, by name: the choices of the dashboard's key filter."""
+    return ApiKey.objects.order_by("name")

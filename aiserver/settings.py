@@ -119,7 +119,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Where collectstatic gathers the static files that WhiteNoise serves when DJANGO_DEBUG is off.
+STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=BASE_DIR / "staticfiles")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -131,6 +132,7 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = DEBUG  # in development serve straight from the apps, no collectstatic
+WHITENOISE_ROOT = BASE_DIR / "aiserver" / "root_files"  # served at "/": favicon.ico (browsers ask every page)
 
 # --- Security (production defaults; loosen only behind a proxy that does the job) ---------------
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=False)  # on when TLS ends here

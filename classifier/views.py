@@ -20,7 +20,7 @@ from .authentication import ApiKeyAuthentication
 from .parsers import SafeJSONParser
 from .exceptions import DatabaseUnavailable, ModelUnavailable
 from .permissions import HasApiKey, ModelIsReady
-from .registry import LOADED, model_info, registry
+from .registry import LOADED, model_info, models_info, registry
 from .services import classify_image
 from .throttling import SlidingWindowThrottle, rate_limit_headers
 
@@ -123,10 +123,30 @@ class ApiNotFoundView(ApiView):
 
 
 class LandingView(TemplateView):
+    """What this server is, its models and whether it is ready, links, and a curl example."""
+
     template_name = "index.html"
 
     def get_context_data(self, **kwargs):
-        return {**super().get_context_data(**kwargs), "model": model_info()}
+        return {**super().get_context_data(**kwargs), "models": models_info(), "ready": registry.status == LOADED}
+
+
+class TryView(TemplateView):
+    """Classify images from the browser through the public API v2 (the page's script does the calling)."""
+
+    template_name = "try.html"
+
+    def get_context_data(self, **kwargs):
+        classify_url = reverse("v2-classify")
+        return {
+            **super().get_context_data(**kwargs),
+            "models": models_info(),
+            "classify_url": classify_url,
+            "max_batch_images": settings.CLASSIFIER_MAX_BATCH_IMAGES,
+            "max_top_k": settings.CLASSIFIER_MAX_TOP_K,
+            "default_top_k": settings.CLASSIFIER_TOP_K,
+            "try_config": {"classify_url": classify_url, "max_batch_images": settings.CLASSIFIER_MAX_BATCH_IMAGES},
+        }
 
 
 class MetricsView(View):

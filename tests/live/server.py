@@ -21,8 +21,18 @@ def free_port() -> int:
 class LiveServer:
     """``uvicorn aiserver.asgi:application --workers N`` on a free port, with its own environment."""
 
-    def __init__(self, *, database_url: str, weights: str, workers: int = 2, extra_env: dict | None = None):
+    def __init__(
+        self,
+        *,
+        database_url: str,
+        weights: str,
+        workers: int = 2,
+        extra_env: dict | None = None,
+        static_root: Path | None = None,
+    ):
+        """``static_root``: run collectstatic into it before starting, so WhiteNoise serves the pages' files."""
         self.port = free_port()
+        self.static_root = static_root
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
         self.env = {
@@ -34,6 +44,7 @@ class LiveServer:
             "DATABASE_URL": database_url,
             "CLASSIFIER_WEIGHTS": weights,
             "CLASSIFIER_TORCH_THREADS": "1",
+            **({"DJANGO_STATIC_ROOT": str(static_root)} if static_root else {}),
             **(extra_env or {}),
         }
         self.process: subprocess.Popen | None = None
@@ -47,6 +58,8 @@ class LiveServer:
 
     def start(self, timeout: float = 120.0) -> "LiveServer":
         self.manage("migrate", "--noinput")
+        if self.static_root is not None:
+            self.manage("collectstatic", "--noinput")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "aiserver.asgi:application", "--host", "127.0.0.1",
              "--port", str(self.port), "--workers", str(self.workers), "--log-level", "warning"],
@@ -87,3 +100,12 @@ class LiveServer:
     def count_logs(self, **filters) -> int:
         code = f"from accounts.models import RequestLog; print(RequestLog.objects.filter(**{filters!r}).count())"
         return int(self.manage("shell", "-c", code).strip().splitlines()[-1])
+
+    def create_superuser(self, username: str, password: str) -> None:
+        """A staff superuser in this server's database, for the admin and the staff pages."""
+        env = {**self.env, "DJANGO_SUPERUSER_PASSWORD": password}
+        subprocess.run(
+            [sys.executable, "manage.py", "createsuperuser", "--noinput", "--username", username,
+             "--email", f"{username}@example.com"],
+            cwd=ROOT, env=env, capture_output=True, text=True, check=True,
+        )

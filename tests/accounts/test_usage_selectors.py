@@ -1,0 +1,135 @@
+"""The staff dashboard's reads: every key's requests per bucket, status mix, latency, top keys."""
+import datetime as dt
+
+import pytest
+
+from accounts.models import RequestLog
+from accounts.selectors import (
+    NO_KEY_LABEL,
+    OTHER_KEYS_LABEL,
+    latency_percentiles,
+    status_mix,
+    top_keys,
+    usage_dashboard,
+    usage_timeseries,
+)
+
+pytestmark = pytest.mark.django_db
+UTC = dt.timezone.utc
+NOON = dt.datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+def log(api_key=None, *, at, status=200, ms=10.0, images=1, endpoint="/api/v2/classify"):
+    return RequestLog.objects.create(
+        api_key=api_key, endpoint=endpoint, method="POST", status_code=status, response_time_ms=ms,
+        created_at=at, images=images if status == 200 else 0,
+    )
+
+
+@pytest.fixture
+def keys(make_key):
+    return make_key("alpha")[0], make_key("beta")[0]
+
+
+def test_timeseries_counts_each_keys_requests_per_hour_with_zero_hours(keys):
+    alpha, beta = keys
+    log(alpha, at=NOON + dt.timedelta(minutes=5))
+    log(alpha, at=NOON + dt.timedelta(minutes=59))
+    log(alpha, at=NOON + dt.timedelta(hours=2, minutes=1))
+    log(beta, at=NOON + dt.timedelta(minutes=30), status=429)
+    log(None, at=NOON + dt.timedelta(hours=1), status=401)
+    log(alpha, at=NOON - dt.timedelta(minutes=1))  # before the range
+    log(alpha, at=NOON + dt.timedelta(hours=3))  # at `until`: excluded
+
+    series = usage_timeseries(since=NOON, until=NOON + dt.timedelta(hours=3), bucket="hour")
+
+    assert series.starts == [NOON + dt.timedelta(hours=h) for h in range(3)]
+    assert [(s.label, s.counts) for s in series.series] == [
+        ("alpha", [2, 0, 1]),
+        (NO_KEY_LABEL, [0, 1, 0]),
+        ("beta", [1, 0, 0]),
+    ]
+
+
+def test_timeseries_by_day_starts_at_midnight_utc_and_can_show_one_key(keys):
+    alpha, beta = keys
+    log(alpha, at=NOON)
+    log(alpha, at=NOON + dt.timedelta(days=1, hours=11))
+    log(beta, at=NOON + dt.timedelta(days=1))
+
+    series = usage_timeseries(since=NOON, until=NOON + dt.timedelta(days=2), bucket="day", api_key=alpha)
+
+    assert series.starts == [dt.datetime(2026, 11, d, tzinfo=UTC) for d in (20, 21, 22)]
+    assert [(s.label, s.counts) for s in series.series] == [("alpha", [1, 1, 0])]
+
+
+def test_timeseries_sums_the_quieter_keys_beyond_the_busiest_few(make_key):
+    for i, count in enumerate([5, 4, 3, 2, 1]):
+        api_key = make_key(f"k{i}")[0]
+        for _ in range(count):
+            log(api_key, at=NOON)
+
+    series = usage_timeseries(since=NOON, until=NOON + dt.timedelta(hours=1), bucket="hour", max_series=2)
+
+    assert [(s.label, s.counts) for s in series.series] == [("k0", [5]), ("k1", [4]), (OTHER_KEYS_LABEL, [6])]
+
+
+def test_timeseries_refuses_an_unknown_bucket():
+    with pytest.raises(ValueError):
+        usage_timeseries(since=NOON, until=NOON + dt.timedelta(hours=1), bucket="minute")
+
+
+def test_status_mix_and_latency_percentiles_over_the_range(keys):
+    alpha, beta = keys
+    for ms in range(1, 101):  # 1..100 ms, all 200s
+        log(alpha, at=NOON, ms=float(ms))
+    log(beta, at=NOON, status=429, ms=1000.0)
+    log(None, at=NOON, status=401, ms=2000.0)
+    log(alpha, at=NOON - dt.timedelta(seconds=1), status=500, ms=9999.0)  # outside
+    since, until = NOON, NOON + dt.timedelta(minutes=1)
+
+    assert status_mix(since=since, until=until) == {"200": 100, "401": 1, "429": 1}
+    assert latency_percentiles(since=since, until=until) == {"p50": 51.0, "p95": 97.0, "p99": 1000.0}  # nearest rank of 102
+    assert latency_percentiles(since=since, until=until, api_key=alpha) == {"p50": 50.0, "p95": 95.0, "p99": 99.0}
+    assert latency_percentiles(since=until, until=until + dt.timedelta(hours=1)) == {"p50": None, "p95": None, "p99": None}
+
+
+def test_top_keys_rank_by_requests_with_images_throttled_and_errors(keys):
+    alpha, beta = keys
+    for _ in range(3):
+        log(alpha, at=NOON, images=4)
+    log(alpha, at=NOON, status=429)
+    log(alpha, at=NOON, status=400)
+    log(beta, at=NOON, images=2)
+    log(None, at=NOON, status=401)
+    log(None, at=NOON, status=401)
+
+    rows = top_keys(since=NOON, until=NOON + dt.timedelta(minutes=1))
+
+    assert [(r.name, r.prefix, r.requests, r.images, r.throttled, r.errors) for r in rows] == [
+        ("alpha", alpha.prefix, 5, 12, 1, 1),
+        (NO_KEY_LABEL, "", 2, 0, 0, 2),
+        ("beta", beta.prefix, 1, 2, 0, 0),
+    ]
+    assert rows[0].key_id == alpha.pk and rows[1].key_id is None
+    assert [r.name for r in top_keys(since=NOON, until=NOON + dt.timedelta(minutes=1), limit=1)] == ["alpha"]
+
+
+def test_dashboard_totals_agree_with_its_parts_and_the_key_filter(keys):
+    alpha, beta = keys
+    log(alpha, at=NOON)
+    log(alpha, at=NOON, status=429)
+    log(beta, at=NOON, status=429)
+    log(beta, at=NOON)
+    log(beta, at=NOON)
+    since, until = NOON - dt.timedelta(hours=1), NOON + dt.timedelta(hours=1)
+
+    everyone = usage_dashboard(since=since, until=until, bucket="hour")
+    only_beta = usage_dashboard(since=since, until=until, bucket="hour", api_key=beta)
+
+    assert (everyone.requests, everyone.throttled) == (5, 2)
+    assert everyone.status_mix == {"200": 3, "429": 2}
+    assert sum(sum(s.counts) for s in everyone.timeseries.series) == 5
+    assert (only_beta.requests, only_beta.throttled) == (3, 1)
+    assert [r.name for r in only_beta.top_keys] == ["beta"]
+    assert [s.label for s in only_beta.timeseries.series] == ["beta"]
