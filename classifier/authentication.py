@@ -40,6 +40,10 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
     target_class = ApiKeyAuthentication
     name = ["BearerAuth", "ApiKeyAuth"]
 
+    def get_security_requirement(self, auto_schema):
+        """Either scheme alone authenticates: two alternatives, not one requirement naming both (which means AND)."""
+        return [{name: []} for name in self.name]
+
     def get_security_definition(self, auto_schema):
         return [
             {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <key>"},
