@@ -9,7 +9,9 @@ schema). ``test_the_fuzzed_schema_is_the_one_served`` ties the document fuzzed h
 """
 import pytest
 import schemathesis
+from django.core import signals
 from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
@@ -41,6 +43,20 @@ schema.app = get_wsgi_application()  # what from_wsgi sets: calls go to the app 
 
 
 @pytest.fixture
+def in_test_transaction():
+    """Requests keep the test's database connection, as Django's test client arranges for its own.
+
+    The WSGI handler closes connections when a request starts and finishes; inside the test's
+    transaction that hands a pooled PostgreSQL connection back mid-test.
+    """
+    for signal in (signals.request_started, signals.request_finished):
+        signal.disconnect(close_old_connections)
+    yield
+    for signal in (signals.request_started, signals.request_finished):
+        signal.connect(close_old_connections)
+
+
+@pytest.fixture
 def fuzz_key(make_key):
     """A valid key whose limit no fuzz run can reach."""
     return make_key(name="fuzz", rate_limit=1_000_000, rate_window_seconds=60)[1]
@@ -58,5 +74,5 @@ def test_the_fuzzed_schema_is_the_one_served(client):
     database=None,
     suppress_health_check=list(HealthCheck),
 )
-def test_every_operation_answers_within_its_schema(case, fuzz_key):
+def test_every_operation_answers_within_its_schema(case, fuzz_key, in_test_transaction):
     case.call_and_validate(headers={"Authorization": f"Bearer {fuzz_key}"}, checks=CHECKS)
