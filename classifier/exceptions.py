@@ -8,6 +8,8 @@ from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from accounts.windows import WindowStoreUnavailable
+
 logger = logging.getLogger(__name__)
 
 
@@ -98,6 +100,8 @@ def _translate(exc: Exception) -> Exception:
     if isinstance(exc, (OperationalError, InterfaceError)):
         logger.error("database unavailable: %s", exc)
         return DatabaseUnavailable()
+    if isinstance(exc, WindowStoreUnavailable):  # e.g. the usage report reading the window while Redis is down
+        return RateLimiterUnavailable()
     return exc
 
 

@@ -14,12 +14,12 @@ from .exceptions import PayloadTooLarge, error_response
 
 logger = logging.getLogger(__name__)
 
-API_PREFIX = "/api/v"
+API_PREFIX = "/api/"
 BODY_TOO_LARGE_SCOPE_KEY = "aiserver.body_too_large"  # set by aiserver.asgi on oversized streamed bodies
 
 
 class RequestLogMiddleware:
-    """Write one RequestLog row for every request under /api/v*, whatever its outcome."""
+    """Write one RequestLog row for every request under /api/ (docs and unknown paths too), whatever its outcome."""
 
     def __init__(self, get_response):
         self.get_response = get_response

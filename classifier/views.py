@@ -33,6 +33,10 @@ ERRORS = {code: OpenApiResponse(s.ErrorOutput, description=text) for code, text 
     503: "Model not loaded, or server at capacity; see Retry-After.",
 }.items()}
 
+# A real 1x1 PNG, so the documented examples can be sent as they are ("Try it out", the fuzz tests).
+EXAMPLE_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR42mM4oaEBAALUARk7rVwIAAAAAElFTkSuQmCC"
+DATABASE_UNAVAILABLE = OpenApiResponse(s.ErrorOutput, description="The database is unreachable; retry shortly.")
+
 
 class ApiView(APIView):
     """Base of the API views: 405 before any quota is spent; quota headers on every answer."""
@@ -67,7 +71,7 @@ class ClassifyView(KeyRequiredView):
         request={"application/json": s.ClassifyInput, "multipart/form-data": s.ClassifyInput},
         responses={200: s.ClassifyOutput, **ERRORS},
         examples=[
-            OpenApiExample("JSON", request_only=True, value={"image": "iVBORw0KGgoAAAANSUhEUgAA...", "filename": "cat.png"}),
+            OpenApiExample("JSON", request_only=True, value={"image": EXAMPLE_PNG, "filename": "cat.png"}),
             OpenApiExample(
                 "Result",
                 response_only=True,
@@ -83,7 +87,7 @@ class ClassifyView(KeyRequiredView):
 
 
 class UsageView(KeyRequiredView):
-    @extend_schema(operation_id="v1_usage", summary="This key's classification usage", responses={200: s.UsageOutput, 401: ERRORS[401]})
+    @extend_schema(operation_id="v1_usage", summary="This key's classification usage", responses={200: s.UsageOutput, 401: ERRORS[401], 503: DATABASE_UNAVAILABLE})
     def get(self, request):
         summary = usage_summary(api_key=request.auth, endpoints=[reverse("v1-classify")])
         return Response(s.UsageOutput({"key": request.auth, **summary.__dict__}).data)

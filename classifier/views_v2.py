@@ -14,7 +14,7 @@ from .permissions import HasApiKey, ModelIsReady
 from .registry import models_info, registry
 from .services import classify_batch
 from .throttling import SlidingWindowThrottle
-from .views import ERRORS, ApiView, KeyRequiredView
+from .views import ERRORS, EXAMPLE_PNG, ApiView, KeyRequiredView
 
 REQUEST_ID = OpenApiParameter(
     "X-Request-ID", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
@@ -30,7 +30,9 @@ V2_ERRORS = {
     429: OpenApiResponse(s.ErrorOutput, description="The batch does not fit the remaining quota; Retry-After says "
                          "when all of its images will."),
 }
-_PNG = "iVBORw0KGgoAAAANSUhEUgAA..."
+USAGE_UNAVAILABLE = OpenApiResponse(
+    s.ErrorOutput, description="The database or the rate limiter's store is unreachable; see Retry-After."
+)
 
 
 class ClassifyBatchView(KeyRequiredView):
@@ -65,7 +67,7 @@ class ClassifyBatchView(KeyRequiredView):
                 "JSON batch",
                 request_only=True,
                 value={
-                    "images": [{"image": _PNG, "filename": "cat.png"}, {"image": "bm90IGFuIGltYWdl", "filename": "notes.txt"}],
+                    "images": [{"image": EXAMPLE_PNG, "filename": "cat.png"}, {"image": "bm90IGFuIGltYWdl", "filename": "notes.txt"}],
                     "top_k": 2,
                     "model": "resnet18",
                 },
@@ -129,11 +131,11 @@ class UsageReportView(KeyRequiredView):
         summary="This key's classification usage (v1 and v2) over a range, and its limit now",
         parameters=[
             REQUEST_ID,
-            OpenApiParameter("days", OpenApiTypes.INT, description="The last N days (1..366)."),
+            OpenApiParameter("days", {"type": "integer", "minimum": 1, "maximum": 366}, description="The last N days."),
             OpenApiParameter("since", OpenApiTypes.DATETIME, description="ISO-8601 start (inclusive)."),
             OpenApiParameter("until", OpenApiTypes.DATETIME, description="ISO-8601 end (exclusive); default now."),
         ],
-        responses={200: s.UsageReportOutput, 400: V2_ERRORS[400], 401: ERRORS[401]},
+        responses={200: s.UsageReportOutput, 400: V2_ERRORS[400], 401: ERRORS[401], 503: USAGE_UNAVAILABLE},
         examples=[OpenApiExample("A day of use", response_only=True, value={
             "key": {"name": "team-a", "prefix": "ais_3f2c9a7e", "rate_limit": 600, "rate_window_seconds": 60,
                     "created_at": "2026-11-01T09:00:00Z", "expires_at": None},

@@ -51,6 +51,7 @@ def test_openapi_schema_documents_endpoints_and_both_auth_schemes(client):
     classify = schema["paths"]["/api/v1/classify"]["post"]
     assert {"application/json", "multipart/form-data"} <= set(classify["requestBody"]["content"])
     assert {"200", "400", "401", "413", "415", "429", "503"} <= set(classify["responses"])
+    assert classify["security"] == [{"BearerAuth": []}, {"ApiKeyAuth": []}]  # either one, not both
 
 
 @pytest.mark.parametrize("url", ["/api/docs/", "/api/redoc/"])

@@ -192,6 +192,8 @@ def test_every_request_is_logged_including_failures(client, api_key):
     client.post(URL, {"image": "!!"}, format="json", HTTP_X_API_KEY=raw)
     client.post(URL, {"image": "x"}, format="json", HTTP_X_API_KEY="nope")
     client.get("/api/v1/nowhere")
+    client.delete("/api/nowhere")
+    client.get("/api/schema/")
     rows = list(RequestLog.objects.order_by("id").values_list("api_key_id", "endpoint", "status_code", "method"))
     key_id = api_key[0].pk
     assert rows == [
@@ -199,6 +201,8 @@ def test_every_request_is_logged_including_failures(client, api_key):
         (key_id, URL, 400, "POST"),
         (None, URL, 401, "POST"),
         (None, "/api/v1/nowhere", 404, "GET"),
+        (None, "/api/nowhere", 404, "DELETE"),
+        (None, "/api/schema/", 200, "GET"),
     ]
     assert all(log.response_time_ms > 0 for log in RequestLog.objects.all())
 

@@ -1,15 +1,20 @@
 """Real uvicorn server processes for the tests that need them."""
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import requests
 
 ROOT = Path(__file__).resolve().parents[2]
+# uvicorn's --timeout-graceful-shutdown, as in README's production command: on SIGTERM a worker stops
+# accepting, finishes the requests it has (at most this long), then exits.
+GRACEFUL_SHUTDOWN_SECONDS = 35
 
 
 def free_port() -> int:
@@ -62,7 +67,8 @@ class LiveServer:
             self.manage("collectstatic", "--noinput")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "aiserver.asgi:application", "--host", "127.0.0.1",
-             "--port", str(self.port), "--workers", str(self.workers), "--log-level", "warning"],
+             "--port", str(self.port), "--workers", str(self.workers), "--log-level", "warning",
+             "--timeout-graceful-shutdown", str(GRACEFUL_SHUTDOWN_SECONDS)],
             cwd=ROOT, env=self.env, start_new_session=True,
         )
         self._wait_ready(timeout)
@@ -84,6 +90,18 @@ class LiveServer:
             if not ok:
                 time.sleep(0.2)
 
+    def terminate(self, *, process_group: bool = False, timeout: float = 60.0) -> int:
+        """Send SIGTERM as a process manager does and wait for the server to exit; return its exit status.
+
+        Only to uvicorn's main process (Docker, Kubernetes), which passes it on to the workers, or with
+        ``process_group`` to every process at once (systemd's default).
+        """
+        if process_group:
+            os.killpg(self.process.pid, signal.SIGTERM)
+        else:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
@@ -96,6 +114,16 @@ class LiveServer:
     def create_key(self, name: str, rate_limit: int, window: int = 60) -> str:
         out = self.manage("create_api_key", "--name", name, "--rate-limit", str(rate_limit), "--window", str(window))
         return out.strip().splitlines()[-1]
+
+    def log_statuses(self, **filters) -> Counter:
+        """How many RequestLog rows there are per status code."""
+        code = (
+            "import json; from django.db.models import Count; from accounts.models import RequestLog; "
+            f"rows = RequestLog.objects.filter(**{filters!r}).values_list('status_code').annotate(n=Count('id')); "
+            "print(json.dumps(dict(rows)))"
+        )
+        counts = json.loads(self.manage("shell", "-c", code).strip().splitlines()[-1])
+        return Counter({int(status): n for status, n in counts.items()})
 
     def count_logs(self, **filters) -> int:
         code = f"from accounts.models import RequestLog; print(RequestLog.objects.filter(**{filters!r}).count())"

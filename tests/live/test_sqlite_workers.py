@@ -1,37 +1,27 @@
 """Real uvicorn worker processes sharing the embedded SQLite database."""
 import base64
-import threading
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
+from tests.live.load import check_mixed_answers, fire, mixed_traffic, send_concurrently
 from tests.live.server import LiveServer
 from tests.model_weights import picture
 
 pytestmark = pytest.mark.live
+MAX_BODY_BYTES = 1024 * 1024  # small enough that the mixed load's oversized bodies are cheap to send
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, weights_path):
     database = tmp_path_factory.mktemp("live") / "db.sqlite3"
-    live = LiveServer(database_url=f"sqlite:///{database}", weights=str(weights_path), workers=2).start()
+    live = LiveServer(
+        database_url=f"sqlite:///{database}", weights=str(weights_path), workers=2,
+        extra_env={"API_MAX_BODY_BYTES": str(MAX_BODY_BYTES)},
+    ).start()
     yield live
     live.stop()
-
-
-def fire(url: str, key: str, count: int, body: dict) -> Counter:
-    """Send ``count`` requests at once (released together by a barrier); count the status codes."""
-    barrier = threading.Barrier(count)
-
-    def one(_):
-        with requests.Session() as session:
-            barrier.wait()
-            return session.post(url, json=body, headers={"Authorization": f"Bearer {key}"}, timeout=60).status_code
-
-    with ThreadPoolExecutor(count) as pool:
-        return Counter(pool.map(one, range(count)))
 
 
 @pytest.mark.parametrize("limit,sent", [(5, 24), (12, 24)])
@@ -49,6 +39,20 @@ def test_every_concurrent_request_leaves_a_log_row(server):
     statuses = fire(f"{server.url}/api/v1/classify", key, 20, good)
     assert statuses[200] == 10 and statuses[429] == 10
     assert server.count_logs() - before == 20
+
+
+def test_sustained_mixed_load_leaves_exactly_one_log_row_per_request(server):
+    key = server.create_key("mixed", rate_limit=100_000)
+    small_key = server.create_key("mixed-small", rate_limit=10, window=3600)
+    rounds = 20  # 320 requests, 40 of them with the small key
+    calls = mixed_traffic([server.url], key=key, small_key=small_key, oversized_bytes=MAX_BODY_BYTES + 1, rounds=rounds)
+    before = server.log_statuses()
+
+    responses = send_concurrently([call for call, _ in calls], concurrency=12)
+
+    assert check_mixed_answers(calls, responses, small_limit=10) == []
+    assert server.log_statuses() - before == Counter(response.status_code for response in responses)
+    assert server.count_logs(api_key__name="mixed-small") == 2 * rounds
 
 
 def test_served_labels_come_from_the_configured_weights_file(server):

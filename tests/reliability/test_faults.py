@@ -34,6 +34,14 @@ def test_unreachable_redis_fails_closed_with_503_then_limits_are_exact_again(cli
     assert [client.post(URL, BODY, format="json").status_code for _ in range(3)] == [200, 200, 429]
 
 
+def test_usage_report_with_unreachable_redis_is_a_503_not_a_500(client, make_key, monkeypatch):
+    _, raw = make_key()
+    monkeypatch.setattr(SlidingWindowThrottle, "store", RedisWindowStore("redis://127.0.0.1:1/0"))
+    response = client.get("/api/v2/usage", HTTP_X_API_KEY=raw)
+    assert response.status_code == 503 and response.json()["code"] == "rate_limiter_unavailable"
+    assert response["Retry-After"] == "1"
+
+
 def test_database_failure_is_a_json_503_not_an_html_500(client, api_key, monkeypatch):
     def down(**kwargs):
         raise OperationalError("could not connect to server")

@@ -1,0 +1,78 @@
+"""Property-based fuzzing of the OpenAPI schema: no 5xx, and every answer is one the schema documents.
+
+Schemathesis generates requests for every operation (valid and invalid ones) and sends them to
+the project's own WSGI application, in the test's thread, so they share pytest-django's
+database (SQLite, or PostgreSQL and Redis in CI's second pass). Every request carries a valid
+key whose limit no run reaches, so a 429 cannot hide a bug (one would still have to match the
+schema). ``test_the_fuzzed_schema_is_the_one_served`` ties the document fuzzed here to the one
+``/api/schema/`` serves.
+"""
+import pytest
+import schemathesis
+from django.core import signals
+from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
+from drf_spectacular.generators import SchemaGenerator
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("loaded_model")]
+
+CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance, content_type_conformance]
+# Generated examples per operation: every validation branch is reached; the run takes seconds on two cores.
+MAX_EXAMPLES = 40
+
+
+def openapi_document() -> dict:
+    """The document /api/schema/ serves, built without a request (so without a database at collection).
+
+    ``schemathesis.openapi.from_wsgi`` would fetch it over HTTP at collection, but that request
+    is logged, and pytest-django allows no database there; ``schemathesis.pytest.from_fixture``
+    (4.32.5) breaks on pytest 9's node ids.
+    """
+    return SchemaGenerator().get_schema(request=None, public=True)
+
+
+schema = schemathesis.openapi.from_dict(openapi_document())
+schema.app = get_wsgi_application()  # what from_wsgi sets: calls go to the app in-process
+
+
+@pytest.fixture
+def in_test_transaction():
+    """Requests keep the test's database connection, as Django's test client arranges for its own.
+
+    The WSGI handler closes connections when a request starts and finishes; inside the test's
+    transaction that hands a pooled PostgreSQL connection back mid-test.
+    """
+    for signal in (signals.request_started, signals.request_finished):
+        signal.disconnect(close_old_connections)
+    yield
+    for signal in (signals.request_started, signals.request_finished):
+        signal.connect(close_old_connections)
+
+
+@pytest.fixture
+def fuzz_key(make_key):
+    """A valid key whose limit no fuzz run can reach."""
+    return make_key(name="fuzz", rate_limit=1_000_000, rate_window_seconds=60)[1]
+
+
+def test_the_fuzzed_schema_is_the_one_served(client):
+    assert client.get("/api/schema/?format=json").json() == schema.raw_schema
+
+
+@schema.parametrize()
+@settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    derandomize=True,  # the same examples on every CI run, so a failure reproduces
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+def test_every_operation_answers_within_its_schema(case, fuzz_key, in_test_transaction):
+    case.call_and_validate(headers={"Authorization": f"Bearer {fuzz_key}"}, checks=CHECKS)
