@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from tests.live.server import LiveServer
-from tests.live.test_sqlite_workers import fire
+from tests.live.load import fire
 from tests.model_weights import picture
 
 pytestmark = pytest.mark.live
