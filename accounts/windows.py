@@ -10,7 +10,6 @@ import uuid
 from dataclasses import dataclass
 
 from django.db import connection, transaction
-from django.db.models import Min, Sum
 
 from .models import ApiKey, RateLimitEvent
 
@@ -49,6 +48,11 @@ def _state(*, used: int, oldest: float | None, free_at: float | None, allowed: b
     )
 
 
+_EVENTS_TABLE = RateLimitEvent._meta.db_table
+_EXPIRE_SQL = f"DELETE FROM {_EVENTS_TABLE} WHERE api_key_id = %s AND at <= %s"
+_TOTALS_SQL = f"SELECT SUM(cost), MIN(at) FROM {_EVENTS_TABLE} WHERE api_key_id = %s AND at > %s"
+
+
 class DatabaseWindowStore:
     """Window state in the ``RateLimitEvent`` table, counted by the database (SUM, MIN).
 
@@ -61,27 +65,31 @@ class DatabaseWindowStore:
         with transaction.atomic():
             if connection.vendor != "sqlite":
                 list(ApiKey.objects.select_for_update().filter(pk=key_id).values_list("pk"))
-            RateLimitEvent.objects.filter(api_key_id=key_id, at__lte=now - window).delete()
-            inside = RateLimitEvent.objects.filter(api_key_id=key_id, at__gt=now - window)
-            used, oldest = self._totals(inside)
+            with connection.cursor() as cursor:  # no ORM delete(): its collector costs more than the statement
+                cursor.execute(_EXPIRE_SQL, [key_id, now - window])
+            used, oldest = self._totals(key_id=key_id, since=now - window)
             allowed = used + cost <= limit
             free_at = None
             if allowed:
                 RateLimitEvent.objects.create(api_key_id=key_id, at=now, cost=cost)
                 used, oldest = used + cost, now if oldest is None else oldest
             else:
-                free_at = _free_at(inside.order_by("at").values_list("at", "cost").iterator(),
-                                   used=used, cost=cost, limit=limit)
+                events = RateLimitEvent.objects.filter(api_key_id=key_id, at__gt=now - window).order_by("at")
+                free_at = _free_at(events.values_list("at", "cost").iterator(), used=used, cost=cost, limit=limit)
         return _state(used=used, oldest=oldest, free_at=free_at, allowed=allowed, limit=limit, window=window, now=now)
 
     def peek(self, *, key_id: int, limit: int, window: int, now: float) -> WindowState:
-        used, oldest = self._totals(RateLimitEvent.objects.filter(api_key_id=key_id, at__gt=now - window))
+        used, oldest = self._totals(key_id=key_id, since=now - window)
         return _state(used=used, oldest=oldest, free_at=None, allowed=True, limit=limit, window=window, now=now)
 
     @staticmethod
-    def _totals(events) -> tuple[int, float | None]:
-        totals = events.aggregate(used=Sum("cost"), oldest=Min("at"))
-        return totals["used"] or 0, totals["oldest"]
+    def _totals(*, key_id: int, since: float) -> tuple[int, float | None]:
+        """Units in use and the oldest admission after ``since``. One plain statement on the (key, at)
+        index: the ORM's aggregate() costs several times more Python than the query itself."""
+        with connection.cursor() as cursor:
+            cursor.execute(_TOTALS_SQL, [key_id, since])
+            used, oldest = cursor.fetchone()
+        return used or 0, oldest
 
 
 # Trim, count and (if it fits) record in one server-side step. Members are "cost:unique". Returns the

@@ -54,6 +54,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "aiserver.middleware.SyncChainMiddleware",  # last: keeps the chain sync (3 thread hops per request, not ~16)
 ]
 
 ROOT_URLCONF = "aiserver.urls"
