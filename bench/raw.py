@@ -19,9 +19,14 @@ def main() -> None:
     parser.add_argument("--model", default="resnet18")
     args = parser.parse_args()
 
-    # Settings only, no django.setup(): apps (and so the serving registry) are not started here.
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aiserver.settings")
     os.environ.setdefault("DJANGO_DEBUG", "true")
+    import django
+
+    import classifier.apps
+
+    classifier.apps.is_serving_process = lambda argv: False  # this process builds its own model, below
+    django.setup()
     import torch
 
     from classifier import pipeline
