@@ -15,7 +15,6 @@ import pstats
 import time
 from pathlib import Path
 
-ROOT = f"{Path(__file__).resolve().parents[1]}/"
 
 def cpu_ms(function, repeat: int) -> float:
     for _ in range(min(20, repeat)):
@@ -116,7 +115,7 @@ def hot_spots(profiler: cProfile.Profile, *, requests: int, top: int = 12) -> li
     stats = pstats.Stats(profiler)
     rows = []
     for (filename, line, name), (_, calls, own, cumulative, _) in stats.stats.items():
-        where = filename.split("site-packages/")[-1].removeprefix(ROOT)
+        where = "/".join(Path(filename).parts[-2:]) if filename.startswith("/") else filename
         rows.append({"function": f"{where}:{line}({name})", "own_ms": 1000.0 * own / requests,
                      "cumulative_ms": 1000.0 * cumulative / requests, "calls": calls / requests})
     return sorted(rows, key=lambda row: -row["own_ms"])[:top]

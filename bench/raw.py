@@ -30,12 +30,12 @@ def main() -> None:
     import torch
 
     from classifier import pipeline
-    from classifier.registry import build_model
+    from classifier.registry import build_model, resolve_device
 
     from .images import photo_jpeg
 
     torch.set_num_threads(args.threads)
-    model = build_model(args.model, "random", torch.device("cpu"))
+    model = build_model(args.model, "random", resolve_device(os.environ.get("CLASSIFIER_DEVICE", "auto")))
     data = photo_jpeg()
     spec = model.preprocessing
 
@@ -55,7 +55,8 @@ def main() -> None:
         one_batch()
         images += args.batch
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    print(json.dumps({"images": images, "seconds": elapsed, "cpu_seconds": cpu, "threads": args.threads, "batch": args.batch}))
+    print(json.dumps({"images": images, "seconds": elapsed, "cpu_seconds": cpu, "threads": args.threads, "batch": args.batch,
+                      "device": str(model.device)}))
 
 
 if __name__ == "__main__":

@@ -28,13 +28,18 @@ def _header(run: dict) -> list[str]:
         "Written by `make bench` (`python -m bench.run`); every number below comes from one run on one machine.",
         "How to read it, and the design choices it supports: README, *Performance*.",
         "",
-        f"- Machine: {m['cpu']}, {m['cores']} cores, no GPU in use; Python {m['python']}, torch {m['torch']}; {m['date']}.",
+        f"- Machine: {m['cpu']}, {m['cores']} cores, {_gpu(m)}; Python {m['python']}, torch {m['torch']}; {m['date']}.",
         f"- Input: a {run['jpeg_bytes'] // 1000} KB 500x375 JPEG sent as JSON base64 ({run['body_bytes'] // 1000} KB body) "
         "to `POST /api/v1/classify`; ResNet-18 (random weights: same compute as the pretrained ones); result cache off.",
         f"- Server: uvicorn with {run['workers']} worker(s), SQLite (WAL), torch threads = cores / workers, "
         f"settings {run['settings']}; load from `wrk` (one thread) on the same machine; {run['seconds']:.0f} s per point.",
         "",
     ]
+
+
+def _gpu(machine: dict) -> str:
+    gpu = machine.get("gpu")
+    return f"GPU {gpu} (model on CUDA, half precision)" if gpu else "no GPU (none was lent to this run)"
 
 
 def _raw_table(run: dict, reference: float) -> list[str]:
@@ -60,8 +65,16 @@ def _served_table(run: dict, reference: float) -> list[str]:
         f"{r['mean_batch']:.2f} | {r['server_cpu_ms_per_request']:.1f} | {100 * r['wrk_cpu_share']:.1f}% |"
         for r in run["served"]
     ]
+    at8 = next((r for r in run["served"] if r["concurrency"] == 8), None)
+    verdict = (
+        f"At concurrency 8: {100 * at8['requests_per_s'] / reference:.0f}% of the raw reference (target: at least 95%), "
+        f"p99 {at8['p99_ms'] / at8['p50_ms']:.2f}x p50 (target: under 3x), {at8['errors']} errors."
+        if at8 else "Concurrency 8 was not measured in this run."
+    )
     return [
         "## Served over HTTP",
+        "",
+        verdict,
         "",
         "| concurrency | requests/s | of raw | p50 ms | p95 ms | p99 ms | p99/p50 | errors | mean batch | "
         "server CPU ms/request | wrk's CPU share |",
@@ -123,3 +136,10 @@ def _chart(run: dict, reference: float, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
+
+
+if __name__ == "__main__":  # re-render from a saved run: python -m bench.report docs/benchmark.json
+    import sys
+
+    saved = Path(sys.argv[1])
+    print(write_report(json.loads(saved.read_text()), saved.parent))
