@@ -38,8 +38,9 @@ EXAMPLE_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR42mM4oaEBA
 DATABASE_UNAVAILABLE = OpenApiResponse(s.ErrorOutput, description="The database is unreachable; retry shortly.")
 
 
+# Base of the API views: 405 before any quota is spent; quota headers on every answer. (A comment, not a
+# docstring: drf-spectacular would show an inherited docstring as every operation's description.)
 class ApiView(APIView):
-    """Base of the API views: 405 before any quota is spent; quota headers on every answer."""
 
     def initial(self, request, *args, **kwargs):
         if not hasattr(self, request.method.lower()) and request.method != "OPTIONS":

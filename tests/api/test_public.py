@@ -64,3 +64,10 @@ def test_docs_pages_load_assets_locally(client, url):
 def test_landing_page_links_docs_and_admin(client):
     html = client.get("/").content.decode()
     assert "/api/docs/" in html and "/admin/" in html and "curl" in html
+
+
+@pytest.mark.django_db
+def test_operations_do_not_show_a_base_class_docstring_as_their_description(client):
+    schema = client.get("/api/schema/?format=json").json()
+    descriptions = [op.get("description", "") for path in schema["paths"].values() for op in path.values()]
+    assert descriptions and not any("Base of the API views" in text for text in descriptions)
