@@ -184,7 +184,10 @@ CLASSIFIER_QUEUE_SIZE = env.int("CLASSIFIER_QUEUE_SIZE", default=64)  # images w
 CLASSIFIER_INFERENCE_TIMEOUT_SECONDS = env.float("CLASSIFIER_INFERENCE_TIMEOUT_SECONDS", default=30.0)
 CLASSIFIER_MAX_BATCH_IMAGES = env.int("CLASSIFIER_MAX_BATCH_IMAGES", default=16)  # images per v2 request
 CLASSIFIER_MAX_TOP_K = env.int("CLASSIFIER_MAX_TOP_K", default=20)  # largest top_k a v2 request may ask for
-# torch threads per process; 0: the cores divided by WEB_CONCURRENCY (uvicorn's worker count), at least 1.
+# Threads running forward passes per model, each taking its own batches from the queue; 0: on a CPU one per
+# core of this process (the cores divided by WEB_CONCURRENCY, uvicorn's worker count), on a GPU one.
+CLASSIFIER_BATCH_WORKERS = env.int("CLASSIFIER_BATCH_WORKERS", default=0)
+# torch threads per forward pass; 0: this process's cores divided by its CPU batch workers (so 1 by default).
 CLASSIFIER_TORCH_THREADS = env.int("CLASSIFIER_TORCH_THREADS", default=0)
 # Seconds a result is kept in the cache (Django's "default" cache: Redis when REDIS_URL is set), keyed by
 # the image bytes' hash, the model and top_k; 0 turns the result cache off.

@@ -1,9 +1,11 @@
 """Dynamic micro-batching: one worker thread owns the queue and the forward passes.
 
-Request threads ``submit`` preprocessed images and wait on a Future; the worker takes the
+Request threads ``submit`` preprocessed images and wait on a Future; a worker takes the
 first waiting image, gathers more until ``max_batch_size`` or ``max_delay_s`` has passed,
-runs them as one batch and resolves each Future. A full queue refuses at once (load
-shedding) instead of letting latency grow without bound.
+runs them as one batch and resolves each Future. Several workers may share one queue (on a
+CPU, one per core with one torch thread each: two single-threaded batches at once beat one
+two-threaded batch). A full queue refuses at once (load shedding) instead of letting
+latency grow without bound.
 """
 import logging
 import queue
@@ -42,6 +44,7 @@ class MicroBatcher:
         on_start: Callable[[], None] = lambda: None,
         on_batch: Callable[[int, float], None] = lambda size, seconds: None,
         name: str = "batcher",
+        workers: int = 1,
     ):
         self._run_batch = run_batch
         self.max_batch_size = max_batch_size
@@ -50,8 +53,12 @@ class MicroBatcher:
         self._on_start = on_start
         self._on_batch = on_batch
         self.stats = BatchStats()
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._thread.start()
+        self._stats_lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"{name}-{index}", daemon=True) for index in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     @property
     def queue_depth(self) -> int:
@@ -104,7 +111,8 @@ class MicroBatcher:
             elapsed = time.perf_counter() - started
             for row, (_, future) in zip(probabilities, items):
                 future.set_result(row)
-            self.stats.batches += 1
-            self.stats.images += len(items)
-            self.stats.last_batch_size = len(items)
+            with self._stats_lock:
+                self.stats.batches += 1
+                self.stats.images += len(items)
+                self.stats.last_batch_size = len(items)
             self._on_batch(len(items), elapsed)

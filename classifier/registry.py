@@ -58,15 +58,27 @@ def configure_libraries() -> None:
     torch.set_num_threads(torch_threads())
 
 
+def process_cores(environ=os.environ) -> int:
+    """This process's share of the cores among WEB_CONCURRENCY (uvicorn's worker count) processes."""
+    try:
+        processes = max(1, int(environ.get("WEB_CONCURRENCY", "1")))
+    except ValueError:
+        processes = 1
+    return max(1, (os.cpu_count() or 1) // processes)
+
+
+def batch_workers(device: torch.device, environ=os.environ) -> int:
+    """CLASSIFIER_BATCH_WORKERS, or by default one per core of this process on a CPU and one on a GPU."""
+    if settings.CLASSIFIER_BATCH_WORKERS > 0:
+        return settings.CLASSIFIER_BATCH_WORKERS
+    return 1 if device.type == "cuda" else process_cores(environ)
+
+
 def torch_threads(environ=os.environ) -> int:
-    """CLASSIFIER_TORCH_THREADS, or this process's share of the cores among WEB_CONCURRENCY workers."""
+    """CLASSIFIER_TORCH_THREADS, or this process's cores shared among its CPU batch workers."""
     if settings.CLASSIFIER_TORCH_THREADS > 0:
         return settings.CLASSIFIER_TORCH_THREADS
-    try:
-        workers = max(1, int(environ.get("WEB_CONCURRENCY", "1")))
-    except ValueError:
-        workers = 1
-    return max(1, (os.cpu_count() or 1) // workers)
+    return max(1, process_cores(environ) // batch_workers(torch.device("cpu"), environ))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -194,6 +206,7 @@ def load_slot(name: str, weights: str) -> ModelSlot:
         on_start=configure_libraries,
         on_batch=lambda size, seconds: _record_batch(slot, size, seconds),
         name=f"batcher-{name}",
+        workers=batch_workers(model.device),
     )
     slot.status, slot.reason = LOADED, ""
     logger.info("model %s loaded (weights=%s, device=%s)", name, weights, model.device)

@@ -50,3 +50,16 @@ def test_full_queue_is_refused_at_once():
             accepted.append(batcher.submit(np.array([i])))
     gate.set()
     assert 2 <= len(accepted) <= 3  # one may already be in the worker's hands
+
+
+def test_several_workers_run_batches_at_the_same_time():
+    both_running = threading.Barrier(2)
+
+    def run_batch(images):
+        both_running.wait(5)  # breaks (and fails the batch) unless a second worker is inside too
+        return np.stack(images)
+
+    batcher = MicroBatcher(run_batch, max_batch_size=1, max_delay_s=0, queue_size=8, workers=2)
+    first, second = batcher.submit(np.array([1])), batcher.submit(np.array([2]))
+    assert (first.result(10)[0], second.result(10)[0]) == (1, 2)
+    assert batcher.stats.batches == 2
