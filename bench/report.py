@@ -13,7 +13,7 @@ def write_report(run: dict, out: Path) -> str:
     out.mkdir(parents=True, exist_ok=True)
     reference = max(r["images_per_s"] for r in run["raw"] if r["batch"] == 1)
     markdown = "\n".join([*_header(run), *_raw_table(run, reference), *_served_table(run, reference),
-                          *_overhead(run), ""])
+                          *_one_worker_table(run, reference), *_overhead(run), ""])
     (out / "benchmarks.md").write_text(markdown)
     (out / "benchmark.json").write_text(json.dumps(run, indent=2) + "\n")
     _chart(run, reference, out / "benchmark.png")
@@ -31,7 +31,8 @@ def _header(run: dict) -> list[str]:
         f"- Machine: {m['cpu']}, {m['cores']} cores, {_gpu(m)}; Python {m['python']}, torch {m['torch']}; {m['date']}.",
         f"- Input: a {run['jpeg_bytes'] // 1000} KB 500x375 JPEG sent as JSON base64 ({run['body_bytes'] // 1000} KB body) "
         "to `POST /api/v1/classify`; ResNet-18 (random weights: same compute as the pretrained ones); result cache off.",
-        f"- Server: uvicorn with {run['workers']} worker(s), SQLite (WAL), torch threads = cores / workers, "
+        f"- Server: uvicorn with {run['workers']} worker process(es), SQLite (WAL), default batching (one batch "
+        "worker thread per core of the process, one torch thread each), "
         f"settings {run['settings']}; load from `wrk` (one thread) on the same machine; {run['seconds']:.0f} s per point.",
         "",
     ]
@@ -58,13 +59,35 @@ def _raw_table(run: dict, reference: float) -> list[str]:
     ]
 
 
-def _served_table(run: dict, reference: float) -> list[str]:
-    rows = [
+_LOAD_HEADER = [
+    "| concurrency | requests/s | of raw | p50 ms | p95 ms | p99 ms | p99/p50 | errors | mean batch | "
+    "server CPU ms/request | wrk's CPU share |",
+    "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+]
+
+
+def _load_rows(results: list[dict], reference: float) -> list[str]:
+    return [
         f"| {r['concurrency']} | {r['requests_per_s']:.1f} | {100 * r['requests_per_s'] / reference:.0f}% | "
         f"{r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['p99_ms'] / r['p50_ms']:.2f} | {r['errors']} | "
         f"{r['mean_batch']:.2f} | {r['server_cpu_ms_per_request']:.1f} | {100 * r['wrk_cpu_share']:.1f}% |"
-        for r in run["served"]
+        for r in results
     ]
+
+
+def _one_worker_table(run: dict, reference: float) -> list[str]:
+    if not run.get("one_batch_worker"):
+        return []
+    return [
+        "### For comparison: one batch worker using every core (`CLASSIFIER_BATCH_WORKERS=1`)",
+        "",
+        *_LOAD_HEADER,
+        *_load_rows(run["one_batch_worker"], reference),
+        "",
+    ]
+
+
+def _served_table(run: dict, reference: float) -> list[str]:
     at8 = next((r for r in run["served"] if r["concurrency"] == 8), None)
     verdict = (
         f"At concurrency 8: {100 * at8['requests_per_s'] / reference:.0f}% of the raw reference (target: at least 95%), "
@@ -76,10 +99,8 @@ def _served_table(run: dict, reference: float) -> list[str]:
         "",
         verdict,
         "",
-        "| concurrency | requests/s | of raw | p50 ms | p95 ms | p99 ms | p99/p50 | errors | mean batch | "
-        "server CPU ms/request | wrk's CPU share |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        *rows,
+        *_LOAD_HEADER,
+        *_load_rows(run["served"], reference),
         "",
         "![throughput and p99 latency against concurrency](benchmark.png)",
         "",

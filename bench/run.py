@@ -90,7 +90,9 @@ def raw_reference(cores: int, seconds: float) -> list[RawResult]:
                     name=f"{cores} streams (one per core), 1 thread each, OMP_WAIT_POLICY={policy}"),
         ]
     results.append(run_raw(streams=1, threads=cores, seconds=seconds, batch=8, wait_policy="PASSIVE",
-                           name=f"batches of 8, {cores} threads, PASSIVE (not the reference)"))
+                           name=f"one stream, batches of 8, {cores} threads, PASSIVE (not the reference)"))
+    results.append(run_raw(streams=cores, threads=1, seconds=seconds, batch=4, wait_policy="PASSIVE",
+                           name=f"{cores} streams, batches of 4, 1 thread each, PASSIVE (not the reference)"))
     return results
 
 
@@ -159,11 +161,12 @@ def drive(server: LiveServer, *, key: str, body_path: Path, concurrency: int, se
 
 
 def start_server(workdir: Path, *, workers: int, weights: str, extra_env: dict) -> tuple[LiveServer, str]:
-    metrics_dir = workdir / f"metrics-{weights}"
-    shutil.rmtree(metrics_dir, ignore_errors=True)
+    """A fresh server (its own database and metrics directory) with a key that is never throttled."""
+    run_dir = Path(tempfile.mkdtemp(prefix=f"server-{weights}-", dir=workdir))
+    metrics_dir = run_dir / "metrics"
     metrics_dir.mkdir()
     server = LiveServer(
-        database_url=f"sqlite:///{workdir / f'bench-{weights}.sqlite3'}",
+        database_url=f"sqlite:///{run_dir / 'bench.sqlite3'}",
         weights=weights,
         workers=workers,
         extra_env={
@@ -236,6 +239,10 @@ def main() -> None:
         print(f"served: {args.workers} worker(s), wrk at concurrency {args.concurrency} ...", flush=True)
         served = serve_and_drive(workdir, body_path, workers=args.workers, weights="random",
                                  concurrencies=args.concurrency, seconds=args.seconds, extra_env=extra_env)
+        print("comparison: one batch worker using every core ...", flush=True)
+        one_worker = serve_and_drive(workdir, body_path, workers=args.workers, weights="random",
+                                     concurrencies=[c for c in (1, 2, 8) if c in args.concurrency], seconds=args.seconds,
+                                     extra_env={**extra_env, "CLASSIFIER_BATCH_WORKERS": "1"})
         print("service overhead: trivial model ...", flush=True)
         trivial = serve_and_drive(workdir, body_path, workers=args.workers, weights="trivial",
                                   concurrencies=[8], seconds=args.seconds, extra_env=extra_env)
@@ -245,6 +252,7 @@ def main() -> None:
         "machine": machine(), "workers": args.workers, "seconds": args.seconds, "jpeg_bytes": len(jpeg),
         "body_bytes": len(body), "settings": extra_env,
         "raw": [asdict(r) for r in raw], "served": [asdict(r) for r in served],
+        "one_batch_worker": [asdict(r) for r in one_worker],
         "trivial": [asdict(r) for r in trivial], "components": components,
     }
     print(write_report(run, args.out))
