@@ -1,4 +1,4 @@
-"""ASGI entry point: Django behind a guard that stops reading oversized bodies.
+"""ASGI entry point: Django (aiserver.handlers.ASGIHandler) behind a guard that stops reading oversized bodies.
 
 Django's ASGI handler reads the whole body before any middleware runs, so a huge upload
 would be spooled to disk first. This guard hands Django an empty body instead when the
@@ -7,14 +7,17 @@ both cases Django's BodyLimitMiddleware answers 413 and the request is logged as
 """
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aiserver.settings")
-django_application = get_asgi_application()
+django.setup(set_prefix=False)  # what django.core.asgi.get_asgi_application does, with our handler below
 
 from django.conf import settings  # noqa: E402 - after Django is set up
 
+from aiserver.handlers import ASGIHandler  # noqa: E402
 from classifier.middleware import BODY_TOO_LARGE_SCOPE_KEY  # noqa: E402
+
+django_application = ASGIHandler()
 
 
 def _declared_length(scope) -> int | None:

@@ -2,8 +2,9 @@
 
 Times (CPU ms per call, averaged) the steps a v1 classify request takes besides the model:
 key lookup, the sliding-window throttle, the log write, parsing a ~125 KB base64 JSON body,
-decoding and preprocessing the JPEG, serialising the answer, and one whole request through
-Django with the trivial model; then profiles whole requests and lists where the time goes.
+decoding and preprocessing the JPEG, serialising the answer, and one whole request with the
+trivial model through Django's test client and through Django's and aiserver's ASGI handlers;
+then profiles whole requests and lists where the time goes.
 Prints one JSON line. Needs DATABASE_URL pointing at a scratch database (bench.run gives one).
 """
 import base64
@@ -31,10 +32,12 @@ def main() -> None:
     import django
 
     django.setup()
+    from django.core.handlers import asgi as django_asgi
     from django.core.management import call_command
     from django.test import Client
     from rest_framework.renderers import JSONRenderer
 
+    from aiserver import handlers
     from accounts.services import api_key_authenticate, api_key_create, request_log_create
     from classifier import pipeline
     from classifier.parsers import SafeJSONParser
@@ -62,6 +65,8 @@ def main() -> None:
 
     client = Client(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
 
+    asgi_headers = [(b"authorization", f"Bearer {raw_key}".encode()), (b"content-type", b"application/json")]
+
     def whole_request():
         response = client.post("/api/v1/classify", body, content_type="application/json")
         assert response.status_code == 200, response.content
@@ -78,7 +83,10 @@ def main() -> None:
             lambda: pipeline.preprocess(pipeline.decode(jpeg, max_pixels=10**8, draft_size=spec.resize_size), spec), 300),
         "serialise the answer": cpu_ms(lambda: JSONRenderer().render(ClassifyOutput(result).data), 2000),
         "whole request, trivial model (Django test client)": cpu_ms(whole_request, 300),
-        "ASGI hop into a sync view's own thread": thread_hop_cpu_ms(500),
+        "whole request, Django's own ASGIHandler (in-process)": asgi_request_cpu_ms(
+            django_asgi.ASGIHandler(), asgi_headers, body, 300),
+        "whole request, aiserver's ASGIHandler (in-process)": asgi_request_cpu_ms(
+            handlers.ASGIHandler(), asgi_headers, body, 300),
     }
     profiler = cProfile.Profile(time.process_time)  # CPU, not waiting
     profiler.enable()
@@ -88,17 +96,16 @@ def main() -> None:
     print(json.dumps({"components_cpu_ms": components, "profile": hot_spots(profiler, requests=200)}))
 
 
-def thread_hop_cpu_ms(repeat: int) -> float:
-    """CPU ms of what Django's ASGI handler does once per request for a sync view: a fresh
-    thread-sensitive context and one sync_to_async call into its thread."""
+def asgi_request_cpu_ms(handler, headers, body: bytes, repeat: int) -> float:
+    """CPU ms (all threads) of one whole request through an ASGI handler, in-process, requests in turn."""
     import asyncio
 
-    from asgiref.sync import ThreadSensitiveContext, sync_to_async
+    from tests.asgi import call
 
-    async def hops() -> float:
+    async def requests() -> float:
         async def one():
-            async with ThreadSensitiveContext():
-                await sync_to_async(lambda: None)()
+            status, answer = await call(handler, "/api/v1/classify", method="POST", headers=headers, body=body)
+            assert status == 200, answer
 
         for _ in range(20):
             await one()
@@ -107,7 +114,7 @@ def thread_hop_cpu_ms(repeat: int) -> float:
             await one()
         return 1000.0 * (time.process_time() - started) / repeat
 
-    return asyncio.run(hops())
+    return asyncio.run(requests())
 
 
 def hot_spots(profiler: cProfile.Profile, *, requests: int, top: int = 12) -> list[dict]:
