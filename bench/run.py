@@ -170,7 +170,7 @@ def start_server(workdir: Path, *, workers: int, weights: str, extra_env: dict) 
         weights=weights,
         workers=workers,
         extra_env={
-            "CLASSIFIER_TORCH_THREADS": "0",  # the default: cores / WEB_CONCURRENCY
+            "CLASSIFIER_TORCH_THREADS": "0",  # the default: the process's cores / its batch workers
             "WEB_CONCURRENCY": str(workers),
             "CLASSIFIER_RESULT_CACHE_SECONDS": "0",  # every request runs the model: one image, sent again and again
             "METRICS_TOKEN": METRICS_TOKEN,

@@ -142,15 +142,13 @@ class TryView(TemplateView):
     template_name = "try.html"
 
     def get_context_data(self, **kwargs):
-        classify_url = reverse("v2-classify")
         return {
             **super().get_context_data(**kwargs),
             "models": models_info(),
-            "classify_url": classify_url,
-            "max_batch_images": settings.CLASSIFIER_MAX_BATCH_IMAGES,
             "max_top_k": settings.CLASSIFIER_MAX_TOP_K,
             "default_top_k": settings.CLASSIFIER_TOP_K,
-            "try_config": {"classify_url": classify_url, "max_batch_images": settings.CLASSIFIER_MAX_BATCH_IMAGES},
+            # for the page's text and, as JSON, for its script
+            "try_config": {"classify_url": reverse("v2-classify"), "max_batch_images": settings.CLASSIFIER_MAX_BATCH_IMAGES},
         }
 
 
