@@ -169,8 +169,9 @@ ACCOUNTS_DEFAULT_RATE_LIMIT = env.int("ACCOUNTS_DEFAULT_RATE_LIMIT", default=60)
 ACCOUNTS_DEFAULT_RATE_WINDOW_SECONDS = env.int("ACCOUNTS_DEFAULT_RATE_WINDOW_SECONDS", default=60)
 
 # --- classifier: model and serving ----------------------------------------------------------
-# Every model to load, comma-separated, each "name" or "name=weights" (weights as CLASSIFIER_WEIGHTS, which
-# is the default). The first serves v1 and is v2's default; v2 requests may pick another. Default: CLASSIFIER_MODEL.
+# Every model to load, comma-separated: "name" (a torchvision model with CLASSIFIER_WEIGHTS), "name=weights"
+# (weights as CLASSIFIER_WEIGHTS) or "name=/path/to/model-folder" (your own model: README, "Serve your own
+# model"). The first serves v1 and is v2's default; v2 requests may pick another. Default: CLASSIFIER_MODEL.
 CLASSIFIER_MODELS = env.list("CLASSIFIER_MODELS", default=[])
 CLASSIFIER_MODEL = env.str(  # a torchvision model name: v1's model (the first of CLASSIFIER_MODELS when that is set)
     "CLASSIFIER_MODEL", default=CLASSIFIER_MODELS[0].partition("=")[0].strip() if CLASSIFIER_MODELS else "resnet18"
@@ -178,6 +179,14 @@ CLASSIFIER_MODEL = env.str(  # a torchvision model name: v1's model (the first o
 # "default" (torchvision's pretrained weights, downloaded once), a state_dict path, or "random".
 CLASSIFIER_WEIGHTS = env.str("CLASSIFIER_WEIGHTS", default="default")
 CLASSIFIER_DEVICE = env.str("CLASSIFIER_DEVICE", default="auto")  # auto, cpu, cuda, cuda:N
+# What runs the network: auto (on a CPU the fastest exact engine, onnxruntime fp32; on CUDA torch), torch or
+# onnxruntime; and in what precision: auto (fp32 on a CPU, fp16 on CUDA), fp32, bf16 (inexact; CPUs with
+# bf16 support, CUDA) or fp16 (CUDA).
+CLASSIFIER_ENGINE = env.str("CLASSIFIER_ENGINE", default="auto")
+CLASSIFIER_PRECISION = env.str("CLASSIFIER_PRECISION", default="auto")
+# Where ONNX exports of torch models are kept between starts (named by the weights' fingerprint); empty: none.
+_engine_cache = env.str("CLASSIFIER_ENGINE_CACHE_DIR", default=str(BASE_DIR / "var" / "engine-cache"))
+CLASSIFIER_ENGINE_CACHE_DIR = Path(_engine_cache) if _engine_cache else None
 CLASSIFIER_MAX_IMAGE_PIXELS = env.int("CLASSIFIER_MAX_IMAGE_PIXELS", default=40_000_000)  # width*height
 CLASSIFIER_TOP_K = env.int("CLASSIFIER_TOP_K", default=5)  # predictions returned by v1
 CLASSIFIER_MAX_BATCH_SIZE = env.int("CLASSIFIER_MAX_BATCH_SIZE", default=8)  # images per forward pass

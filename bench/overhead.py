@@ -39,9 +39,9 @@ def main() -> None:
 
     from aiserver import handlers
     from accounts.services import api_key_authenticate, api_key_create, request_log_create
-    from classifier import pipeline
+    from classifier.runtime import preprocessing as pipeline
     from classifier.parsers import SafeJSONParser
-    from classifier.registry import registry
+    from classifier.runtime.registry import registry
     from classifier.serializers import ClassifyInput, ClassifyOutput
     from classifier.services import classify_image
     from classifier.throttling import SlidingWindowThrottle
@@ -54,7 +54,7 @@ def main() -> None:
     api_key, raw_key = api_key_create(name="overhead", rate_limit=10_000_000, rate_window_seconds=60)
     jpeg = photo_jpeg()
     body = json.dumps({"image": base64.b64encode(jpeg).decode(), "filename": "photo.jpg"}).encode()
-    spec = registry.model.preprocessing
+    spec = registry.get().model.preprocessing
     store, clock = SlidingWindowThrottle.store, time.time
     result = classify_image(jpeg, top_k=5)
 

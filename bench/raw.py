@@ -29,8 +29,8 @@ def main() -> None:
     django.setup()
     import torch
 
-    from classifier import pipeline
-    from classifier.registry import build_model, resolve_device
+    from classifier.runtime import preprocessing as pipeline
+    from classifier.runtime.registry import build_model, resolve_device
 
     from .images import photo_jpeg
 

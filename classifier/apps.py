@@ -33,7 +33,7 @@ class ClassifierConfig(AppConfig):
 
     def ready(self) -> None:
         from . import authentication  # noqa: F401 - registers the OpenAPI auth extension
-        from .registry import registry
+        from .runtime.registry import registry
 
         if is_serving_process(sys.argv):
             registry.start()

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from . import metrics
-from .pipeline import Prediction
+from .runtime.preprocessing import Prediction
 
 logger = logging.getLogger(__name__)
 

@@ -53,6 +53,12 @@ class ModelUnavailable(APIException):
     default_code = "model_unavailable"
 
 
+class ModelNotFound(APIException):
+    status_code = status.HTTP_404_NOT_FOUND
+    default_detail = "This server has no such model."
+    default_code = "model_not_found"
+
+
 class Overloaded(RetryLater):
     default_detail = "The server is at capacity; retry shortly."
     default_code = "overloaded"

@@ -1,7 +1,6 @@
 from rest_framework.permissions import BasePermission
 
-from .registry import LOADED, registry
-from .exceptions import ModelUnavailable
+from .runtime.registry import registry
 
 
 class HasApiKey(BasePermission):
@@ -12,9 +11,10 @@ class HasApiKey(BasePermission):
 
 
 class ModelIsReady(BasePermission):
-    """Answer 503 with the reason before the request spends any quota on an absent model."""
+    """Answer 503 with the reason before the request spends any quota on a model that is not loaded: the
+    model the request asks for (the view's ``requested_model``), else the default one."""
 
     def has_permission(self, request, view) -> bool:
-        if registry.status != LOADED:
-            raise ModelUnavailable(registry.reason)
+        requested_model = getattr(view, "requested_model", lambda request: None)
+        registry.get(requested_model(request))  # raises ModelUnavailable (503) with the reason
         return True

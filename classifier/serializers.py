@@ -11,7 +11,7 @@ from rest_framework.exceptions import APIException
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 from .exceptions import InvalidImage
-from .registry import registry
+from .runtime.registry import registry
 
 _DATA_URL = re.compile(r"^data:image/[a-zA-Z0-9.+-]+;base64,")
 _WHITESPACE = re.compile(r"\s+")
@@ -80,15 +80,31 @@ class ClassifyOutput(serializers.Serializer):
     predictions = PredictionOutput(many=True, help_text="Highest confidence first.")
 
 
-class ModelInfoOutput(serializers.Serializer):
+class ModelDescriptionOutput(serializers.Serializer):
+    """What the server says about one configured model (the ``None`` fields are null until it loads)."""
+
     name = serializers.CharField()
     status = serializers.ChoiceField(choices=["loaded", "loading", "unavailable"])
     reason = serializers.CharField(allow_blank=True, help_text="Why the model is not loaded, when it is not.")
-    weights = serializers.CharField(help_text="'default' (pretrained), 'random' (untrained) or a state_dict file.")
+    weights = serializers.CharField(
+        help_text="'default' (pretrained), 'random' (untrained), 'file:NAME' (a state_dict) or 'folder:NAME' (a model folder)."
+    )
     pretrained = serializers.BooleanField(allow_null=True)
-    num_labels = serializers.IntegerField(allow_null=True)
+    num_labels = serializers.IntegerField(allow_null=True, help_text="How many labels the model answers with.")
     input_size = serializers.IntegerField(allow_null=True)
     device = serializers.CharField(allow_null=True)
+    artifact = serializers.ChoiceField(
+        choices=["torchvision", "state_dict", "torchscript", "onnx"], allow_null=True,
+        help_text="What the model was loaded from.",
+    )
+    engine = serializers.ChoiceField(choices=["torch", "onnxruntime"], allow_null=True, help_text="What runs it.")
+    precision = serializers.ChoiceField(choices=["fp32", "bf16", "fp16"], allow_null=True)
+    exact = serializers.BooleanField(
+        allow_null=True, help_text="Whether its answers agree with eager fp32 torch within 1e-4 (fp32 engines)."
+    )
+
+
+class ModelInfoOutput(ModelDescriptionOutput):
     top_k = serializers.IntegerField()
 
 
@@ -232,16 +248,8 @@ def image_results(filenames: list[str], outcomes: list) -> list[dict]:
     return results
 
 
-class ModelOutput(serializers.Serializer):
-    name = serializers.CharField()
+class ModelOutput(ModelDescriptionOutput):
     default = serializers.BooleanField(help_text="Used when a request names no model (and always by v1).")
-    status = serializers.ChoiceField(choices=["loaded", "loading", "unavailable"])
-    reason = serializers.CharField(allow_blank=True)
-    weights = serializers.CharField()
-    pretrained = serializers.BooleanField(allow_null=True)
-    num_labels = serializers.IntegerField(allow_null=True)
-    input_size = serializers.IntegerField(allow_null=True)
-    device = serializers.CharField(allow_null=True)
 
 
 class ModelsOutput(serializers.Serializer):

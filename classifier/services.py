@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from django.conf import settings
 from rest_framework.exceptions import APIException
 
-from . import cache, pipeline
+from . import cache
+from .runtime import preprocessing as pipeline
 from .exceptions import ImageTooLarge, InferenceFailed, InferenceTimeout, InvalidImage
-from .registry import registry
+from .runtime.registry import registry
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,8 @@ def classify_images(
 
     Raises ModelUnavailable, Overloaded (queue full) or InferenceTimeout for the request as a whole.
     """
-    model, batcher = registry.get(model_name)
+    slot = registry.get(model_name)
+    model, batcher = slot.model, slot.batcher
     spec = model.preprocessing
     cached = cache.cached_results(model.fingerprint, images, top_k)
     outcomes: list = []

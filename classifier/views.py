@@ -18,9 +18,9 @@ from . import metrics
 from . import serializers as s
 from .authentication import ApiKeyAuthentication
 from .parsers import SafeJSONParser
-from .exceptions import DatabaseUnavailable, ModelUnavailable
+from .exceptions import DatabaseUnavailable
 from .permissions import HasApiKey, ModelIsReady
-from .registry import LOADED, model_info, models_info, registry
+from .runtime.registry import LOADED, registry
 from .services import classify_image
 from .throttling import SlidingWindowThrottle, rate_limit_headers
 
@@ -97,7 +97,7 @@ class UsageView(KeyRequiredView):
 class ModelInfoView(ApiView):
     @extend_schema(operation_id="v1_model_info", summary="The model this server serves", responses={200: s.ModelInfoOutput})
     def get(self, request):
-        return Response(s.ModelInfoOutput(model_info()).data)
+        return Response(s.ModelInfoOutput({**registry.describe()[0], "top_k": settings.CLASSIFIER_TOP_K}).data)
 
 
 class HealthView(APIView):
@@ -109,8 +109,7 @@ class HealthView(APIView):
 class ReadyView(APIView):
     @extend_schema(exclude=True)
     def get(self, request):
-        if registry.status != LOADED:
-            raise ModelUnavailable(registry.reason)
+        registry.get(request.query_params.get("model"))  # the default model, or ?model=NAME; 503 with the reason
         try:
             connection.ensure_connection()
             with connection.cursor() as cursor:
@@ -133,7 +132,7 @@ class LandingView(TemplateView):
     template_name = "index.html"
 
     def get_context_data(self, **kwargs):
-        return {**super().get_context_data(**kwargs), "models": models_info(), "ready": registry.status == LOADED}
+        return {**super().get_context_data(**kwargs), "models": registry.describe(), "ready": registry.slot().status == LOADED}
 
 
 class TryView(TemplateView):
@@ -144,7 +143,7 @@ class TryView(TemplateView):
     def get_context_data(self, **kwargs):
         return {
             **super().get_context_data(**kwargs),
-            "models": models_info(),
+            "models": registry.describe(),
             "max_top_k": settings.CLASSIFIER_MAX_TOP_K,
             "default_top_k": settings.CLASSIFIER_TOP_K,
             # for the page's text and, as JSON, for its script

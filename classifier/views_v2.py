@@ -11,7 +11,7 @@ from accounts.selectors import rate_limit_state, usage_report
 
 from . import serializers as s
 from .permissions import HasApiKey, ModelIsReady
-from .registry import models_info, registry
+from .runtime.registry import registry
 from .services import classify_batch
 from .throttling import SlidingWindowThrottle
 from .views import ERRORS, EXAMPLE_PNG, ApiView, KeyRequiredView
@@ -41,13 +41,16 @@ class ClassifyBatchView(KeyRequiredView):
     parser_classes = [JSONParser, MultiPartParser]
 
     def validated_input(self, request) -> s.ClassifyBatchInput:
-        """The validated envelope (once per request); 400 or, for an unloaded model, 503 before any quota."""
+        """The validated envelope (once per request); 400 before any quota."""
         if getattr(self, "_input", None) is None:
             payload = s.ClassifyBatchInput(data=request.data)
             payload.is_valid(raise_exception=True)
-            registry.get(payload.validated_data.get("model"))
             self._input = payload
         return self._input
+
+    def requested_model(self, request) -> str | None:
+        """The model this request asks for (ModelIsReady answers 503 before any quota when it is not loaded)."""
+        return self.validated_input(request).validated_data.get("model")
 
     def throttle_cost(self, request) -> int:
         """A batch costs one unit per image."""
@@ -121,7 +124,7 @@ class ModelsView(ApiView):
         return Response(s.ModelsOutput({
             "max_batch_images": settings.CLASSIFIER_MAX_BATCH_IMAGES,
             "max_top_k": settings.CLASSIFIER_MAX_TOP_K,
-            "models": models_info(),
+            "models": registry.describe(),
         }).data)
 
 

@@ -6,7 +6,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.services import api_key_create
-from classifier.registry import LOADED, registry
+from classifier.runtime.registry import LOADED, registry
 from tests.model_weights import make_weights
 
 
@@ -21,8 +21,25 @@ def loaded_model(weights_path):
     """The process's registry, loaded with the test weights (as ready() does when serving)."""
     with override_settings(CLASSIFIER_WEIGHTS=str(weights_path)):
         registry.start(background=False)
-        assert registry.status == LOADED, registry.reason
+        assert registry.slot().status == LOADED, registry.slot().reason
         yield registry
+
+
+@pytest.fixture
+def install_slot():
+    """Put slots into the process's registry for one test; the registry is as it was afterwards."""
+    installed = []
+
+    def install(slot):
+        installed.append((slot.name, registry.replace(slot)))
+        return slot
+
+    yield install
+    for name, previous in reversed(installed):
+        if previous is None:
+            registry.remove(name)
+        else:
+            registry.replace(previous)
 
 
 @pytest.fixture

@@ -5,13 +5,15 @@ import pytest
 from django.conf import settings
 
 from accounts.models import RateLimitEvent, RequestLog
-from classifier.registry import LOADING, ModelSlot, load_slot, registry
+from classifier.runtime.artifacts import ModelSource
+from classifier.runtime.registry import LOADING, Slot, load_slot
 from classifier.throttling import SlidingWindowThrottle
 from tests.model_weights import picture
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("loaded_model")]
 URL = "/api/v2/classify"
 SECOND_MODEL = "mobilenet_v3_small"
+SECOND_SOURCE = ModelSource(name=SECOND_MODEL, architecture=SECOND_MODEL, weights="random")
 
 
 def b64(data: bytes) -> str:
@@ -35,15 +37,14 @@ def v2(client, make_key):
 
 @pytest.fixture(scope="module")
 def second_slot():
-    slot = load_slot(SECOND_MODEL, "random")
+    slot = load_slot(SECOND_SOURCE)
     assert slot.model is not None, slot.reason
     return slot
 
 
 @pytest.fixture
-def second_model(monkeypatch, second_slot):
-    monkeypatch.setitem(registry.others, SECOND_MODEL, second_slot)
-    return second_slot
+def second_model(install_slot, second_slot):
+    return install_slot(second_slot)
 
 
 @pytest.fixture
@@ -159,8 +160,8 @@ def test_unknown_model_is_400_naming_the_loaded_ones(v2):
     assert "resnet18" in response.json()["detail"]
 
 
-def test_a_model_still_loading_is_503_and_spends_no_quota(v2, monkeypatch):
-    monkeypatch.setitem(registry.others, SECOND_MODEL, ModelSlot(name=SECOND_MODEL, weights="random", status=LOADING))
+def test_a_model_still_loading_is_503_and_spends_no_quota(v2, install_slot):
+    install_slot(Slot(source=SECOND_SOURCE, status=LOADING))
     response = v2.post(URL, {"images": [item("goldfish")], "model": SECOND_MODEL}, format="json")
     assert response.status_code == 503 and response.json()["code"] == "model_unavailable"
     assert not RateLimitEvent.objects.exists()

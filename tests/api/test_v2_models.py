@@ -1,7 +1,10 @@
 import pytest
 from django.conf import settings
 
-from classifier.registry import UNAVAILABLE, ModelSlot, registry
+from pathlib import Path
+
+from classifier.runtime.artifacts import ModelSource
+from classifier.runtime.registry import UNAVAILABLE, Slot
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("loaded_model")]
 URL = "/api/v2/models"
@@ -19,15 +22,19 @@ def test_models_is_public_and_describes_the_loaded_model(client):
     assert model["weights"].startswith("file:") and "/" not in model["weights"]
 
 
-def test_further_models_are_listed_after_the_default_with_their_status(client, monkeypatch):
-    monkeypatch.setitem(
-        registry.others, "vit_b_16", ModelSlot(name="vit_b_16", weights="/srv/w.pt", status=UNAVAILABLE, reason="no")
-    )
+def test_further_models_are_listed_after_the_default_with_their_status(client, install_slot):
+    install_slot(Slot(source=ModelSource(name="vit_b_16", architecture="vit_b_16", weights="/srv/w.pt"), status=UNAVAILABLE, reason="no"))
+    install_slot(Slot(source=ModelSource(name="flowers", architecture=None, folder=Path("/srv/models/flowers"))))
     models = client.get(URL).json()["models"]
-    assert [m["name"] for m in models] == ["resnet18", "vit_b_16"]
+    assert [m["name"] for m in models] == ["resnet18", "vit_b_16", "flowers"]
+    unloaded = {"pretrained": None, "num_labels": None, "input_size": None, "device": None, "artifact": None,
+                "engine": None, "precision": None, "exact": None}
     assert models[1] == {
-        "name": "vit_b_16", "default": False, "status": "unavailable", "reason": "no", "weights": "file:w.pt",
-        "pretrained": None, "num_labels": None, "input_size": None, "device": None,
+        "name": "vit_b_16", "default": False, "status": "unavailable", "reason": "no", "weights": "file:w.pt", **unloaded,
+    }
+    assert models[2] == {
+        "name": "flowers", "default": False, "status": "loading", "reason": "The model is loading.",
+        "weights": "folder:flowers", **unloaded,
     }
 
 

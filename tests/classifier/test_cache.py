@@ -4,7 +4,8 @@ import pytest
 from django.test import override_settings
 
 from classifier import cache
-from classifier.registry import build_model
+from classifier.runtime.artifacts import ModelSource
+from classifier.runtime.registry import build_model
 from tests.model_weights import picture
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("loaded_model")]
@@ -16,7 +17,7 @@ def b64(data: bytes) -> str:
 
 
 def images_through_model(registry) -> int:
-    return registry.batcher.stats.images
+    return registry.slot().batcher.stats.images
 
 
 def test_same_image_again_is_answered_from_the_cache_without_the_model(auth_client, loaded_model):
@@ -66,11 +67,15 @@ def test_unreachable_cache_backend_falls_back_to_the_model(auth_client, caplog):
 
 
 def test_random_weights_are_never_cached_and_file_weights_are_fingerprinted_by_content(weights_path, tmp_path):
-    assert build_model("resnet18", "random", device=cpu()).fingerprint is None
+    assert build_model(resnet18("random"), cpu()).fingerprint is None
     copy = tmp_path / "same.pt"
     copy.write_bytes(weights_path.read_bytes())
-    assert build_model("resnet18", str(copy), cpu()).fingerprint == build_model("resnet18", str(weights_path), cpu()).fingerprint
+    assert build_model(resnet18(str(copy)), cpu()).fingerprint == build_model(resnet18(str(weights_path)), cpu()).fingerprint
     assert cache.result_key("a", b"x", 5) != cache.result_key("a", b"y", 5) != cache.result_key("a", b"x", 4)
+
+
+def resnet18(weights: str) -> ModelSource:
+    return ModelSource(name="resnet18", architecture="resnet18", weights=weights)
 
 
 def cpu():

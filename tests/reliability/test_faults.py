@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from accounts.models import RequestLog
 from accounts.windows import RedisWindowStore
-from classifier.registry import registry
+from classifier.runtime.registry import registry
 from classifier.throttling import SlidingWindowThrottle
 from tests.live.server import ROOT
 from tests.model_weights import picture
@@ -55,7 +55,8 @@ def test_database_failure_is_a_json_503_not_an_html_500(client, api_key, monkeyp
 
 
 def test_model_failure_fails_only_that_batch_with_a_json_500(auth_client, monkeypatch):
-    model, _ = registry.get()
+    slot = registry.get()
+    model = slot.model
     real = model.run_batch
     calls = []
 
@@ -66,7 +67,7 @@ def test_model_failure_fails_only_that_batch_with_a_json_500(auth_client, monkey
         return real(images)
 
     monkeypatch.setattr(model, "run_batch", flaky)
-    monkeypatch.setattr(registry.batcher, "_run_batch", flaky)
+    monkeypatch.setattr(slot.batcher, "_run_batch", flaky)
     failed = auth_client.post(URL, BODY, format="json")
     assert failed.status_code == 500 and failed.json()["code"] == "inference_failed"
     assert "Traceback" not in failed.content.decode()

@@ -10,7 +10,7 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import RequestLog
-from classifier.registry import LOADING, registry
+from classifier.runtime.registry import LOADING, registry
 
 pytestmark = pytest.mark.django_db
 EXTERNAL_URL = re.compile(r"""(?:src|href)=["']?(?:https?:)?//""")
@@ -43,7 +43,7 @@ def test_landing_page_shows_models_readiness_links_and_a_curl_example(client):
 
 @pytest.mark.usefixtures("loaded_model")
 def test_landing_page_says_not_ready_while_the_model_loads(client, monkeypatch):
-    monkeypatch.setattr(registry, "status", LOADING)
+    monkeypatch.setattr(registry.slot(), "status", LOADING)
     html = client.get("/").content.decode()
     assert 'id="server-status">not ready<' in html and "model-status\">loading<" in html
 

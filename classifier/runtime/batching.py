@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .exceptions import Overloaded
+from ..exceptions import Overloaded
 
 logger = logging.getLogger(__name__)
 

@@ -6,16 +6,16 @@ import torch
 import torchvision
 from PIL import Image
 
-from classifier import pipeline
+from classifier.runtime import preprocessing as pipeline
 from classifier.exceptions import ImageTooLarge, InvalidImage
-from classifier.registry import build_model
+from classifier.runtime.artifacts import ModelSource, load_artifact
 
 MAX_PIXELS = 40_000_000
 
 
 @pytest.fixture(scope="module")
 def spec():
-    return build_model("resnet18", "random", torch.device("cpu")).preprocessing
+    return load_artifact(ModelSource(name="resnet18", architecture="resnet18", weights="random")).preprocessing
 
 
 def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:

@@ -8,7 +8,9 @@ import torchvision
 from django.test import override_settings
 
 from classifier.apps import is_serving_process
-from classifier.registry import LOADED, UNAVAILABLE, ModelRegistry
+from classifier.exceptions import ModelNotFound, ModelUnavailable
+from classifier.runtime.artifacts import ModelSource
+from classifier.runtime.registry import LOADED, UNAVAILABLE, ModelRegistry, build_model
 
 
 def load(**overrides) -> ModelRegistry:
@@ -24,17 +26,17 @@ def test_unreachable_default_weights_leave_the_model_unavailable_with_a_reason(m
 
     monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
     fresh = load(CLASSIFIER_WEIGHTS="default")
-    assert fresh.status == UNAVAILABLE
-    assert "CLASSIFIER_WEIGHTS" in fresh.reason and "no network" in fresh.reason
-    assert [r.levelname for r in caplog.records if r.name == "classifier.registry"] == ["ERROR"]
+    assert fresh.slot().status == UNAVAILABLE
+    assert "CLASSIFIER_WEIGHTS" in fresh.slot().reason and "no network" in fresh.slot().reason
+    assert [r.levelname for r in caplog.records if r.name == "classifier.runtime.registry"] == ["ERROR"]
 
 
 def test_state_dict_file_loads(weights_path):
     fresh = load(CLASSIFIER_WEIGHTS=str(weights_path))
-    assert fresh.status == LOADED and len(fresh.model.labels) == 1000
+    assert fresh.slot().status == LOADED and len(fresh.get().model.labels) == 1000
 
 
-def test_weights_file_that_is_an_arbitrary_pickle_is_refused(tmp_path):
+def test_weights_file_that_is_an_arbitrary_pickle_is_refused(tmp_path, capsys):
     class Exploit:
         def __reduce__(self):
             return (print, ("code ran",))
@@ -42,7 +44,9 @@ def test_weights_file_that_is_an_arbitrary_pickle_is_refused(tmp_path):
     path = tmp_path / "evil.pt"
     path.write_bytes(pickle.dumps(Exploit()))
     fresh = load(CLASSIFIER_WEIGHTS=str(path))
-    assert fresh.status == UNAVAILABLE and "evil.pt" in fresh.reason
+    assert fresh.slot().status == UNAVAILABLE and "evil.pt" in fresh.slot().reason
+    assert str(tmp_path) not in fresh.slot().reason
+    assert "code ran" not in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -50,12 +54,35 @@ def test_weights_file_that_is_an_arbitrary_pickle_is_refused(tmp_path):
     [{"CLASSIFIER_WEIGHTS": "/nonexistent/weights.pt"}, {"CLASSIFIER_MODEL": "no_such_model", "CLASSIFIER_WEIGHTS": "random"}],
 )
 def test_bad_configuration_is_reported_not_raised(overrides):
-    assert load(**overrides).status == UNAVAILABLE
+    fresh = load(**overrides)
+    assert fresh.slot().status == UNAVAILABLE
+    with pytest.raises(ModelUnavailable):
+        fresh.get()
 
 
 def test_random_weights_are_marked_untrained():
     fresh = load(CLASSIFIER_WEIGHTS="random")
-    assert fresh.status == LOADED and fresh.model.pretrained is False
+    assert fresh.slot().status == LOADED and fresh.get().model.pretrained is False
+
+
+def test_one_broken_model_leaves_the_others_serving_and_readiness_is_per_model():
+    fresh = load(CLASSIFIER_MODEL="no_such_model", CLASSIFIER_MODELS=["no_such_model", "resnet18=random"])
+    assert fresh.names() == ["no_such_model", "resnet18"]
+    with pytest.raises(ModelUnavailable, match="no_such_model"):
+        fresh.get()  # the default
+    assert fresh.get("resnet18").model.name == "resnet18"
+    with pytest.raises(ModelNotFound):
+        fresh.get("vgg11")
+
+
+def test_replacing_a_slot_is_seen_by_the_next_lookup_and_returns_the_old_one():
+    fresh = load(CLASSIFIER_WEIGHTS="random")
+    old = fresh.slot()
+    replacement = load(CLASSIFIER_WEIGHTS="random").slot()
+    assert fresh.replace(replacement) is old
+    assert fresh.get() is replacement
+    with pytest.raises(ValueError):
+        fresh.remove("resnet18")
 
 
 @pytest.mark.parametrize(
@@ -84,7 +111,7 @@ def test_model_loads_only_in_serving_processes(argv, environ, serving):
     (0, 1, {"WEB_CONCURRENCY": "lots"}, 4),
 ])
 def test_torch_threads_split_the_cores_among_processes_and_batch_workers(monkeypatch, threads, workers, environ, expected):
-    from classifier.registry import torch_threads
+    from classifier.runtime.registry import torch_threads
 
     monkeypatch.setattr("os.cpu_count", lambda: 4)
     with override_settings(CLASSIFIER_TORCH_THREADS=threads, CLASSIFIER_BATCH_WORKERS=workers):
@@ -98,7 +125,7 @@ def test_torch_threads_split_the_cores_among_processes_and_batch_workers(monkeyp
     (3, "cpu", {}, 3),
 ])
 def test_batch_workers_default_to_one_per_core_on_cpu_and_one_on_gpu(monkeypatch, configured, device, environ, expected):
-    from classifier.registry import batch_workers
+    from classifier.runtime.registry import batch_workers
 
     monkeypatch.setattr("os.cpu_count", lambda: 4)
     with override_settings(CLASSIFIER_BATCH_WORKERS=configured):
@@ -106,10 +133,8 @@ def test_batch_workers_default_to_one_per_core_on_cpu_and_one_on_gpu(monkeypatch
 
 
 def test_trivial_benchmark_model_answers_every_label_without_the_network():
-    from classifier.registry import build_model
-
-    model = build_model("resnet18", "trivial", torch.device("cpu"))
+    model = build_model(ModelSource(name="resnet18", architecture="resnet18", weights="trivial"), torch.device("cpu"))
     rows = model.run_batch([np.zeros((224, 224, 3), dtype=np.uint8)] * 3)
     assert rows.shape == (3, 1000)
-    assert sum(p.numel() for p in model.module.parameters()) < 5000
+    assert np.allclose(rows.sum(axis=1), 1.0, atol=1e-5)
     assert model.fingerprint is None

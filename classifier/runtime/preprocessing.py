@@ -1,20 +1,30 @@
-"""The model pipeline as small functions: decode -> preprocess -> infer -> postprocess.
+"""The model's input and output as small functions: decode -> preprocess -> (engine) -> postprocess.
 
-``decode`` and ``preprocess`` use Pillow and NumPy only (they release the GIL and start no
-torch thread pools), so request threads can run them in parallel with inference; ``infer``
-is the only place that runs torch, on a batch.
+They use Pillow and NumPy only (they release the GIL and start no torch thread pools), so request
+threads run them in parallel with inference; the engines (``engines.py``) are the only place that
+runs a network, on a batch.
 """
 import io
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .exceptions import ImageTooLarge, InvalidImage
+from ..exceptions import ImageTooLarge, InvalidImage
 
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 WHITE = (255, 255, 255)
+
+
+# PIL's filters by the names torchvision's InterpolationMode and config.json use.
+RESAMPLING = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+}
 
 
 @dataclass(frozen=True)
@@ -26,6 +36,13 @@ class Preprocessing:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     resample: int  # a PIL resampling filter
+
+
+# torchvision's ImageNet classifiers' transform: the default for a model that names no other.
+IMAGENET = Preprocessing(
+    resize_size=256, crop_size=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+    resample=Image.Resampling.BILINEAR,
+)
 
 
 @dataclass(frozen=True)
@@ -102,16 +119,6 @@ def preprocess(image: Image.Image, spec: Preprocessing) -> np.ndarray:
     box = (left * sx, top * sy, (left + crop) * sx, (top + crop) * sy)
     resized = image.resize((crop, crop), spec.resample, box=box)
     return np.asarray(resized, dtype=np.uint8)
-
-
-@torch.inference_mode()
-def infer(model: torch.nn.Module, pixels: torch.Tensor, *, mean: torch.Tensor, std: torch.Tensor) -> np.ndarray:
-    """Run ``model`` on a NxHxWx3 uint8 batch already on its device; return Nxclasses probabilities."""
-    batch = pixels.permute(0, 3, 1, 2).to(mean.dtype).div_(255.0).sub_(mean).div_(std)
-    if batch.is_cuda:
-        batch = batch.contiguous(memory_format=torch.channels_last)
-    logits = model(batch)
-    return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
 
 def postprocess(probabilities: np.ndarray, labels: list[str], top_k: int) -> list[Prediction]:

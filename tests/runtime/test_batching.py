@@ -3,7 +3,7 @@ import threading
 import numpy as np
 import pytest
 
-from classifier.batching import MicroBatcher
+from classifier.runtime.batching import MicroBatcher
 from classifier.exceptions import Overloaded
 
 

@@ -1,0 +1,5 @@
+"""The model side: artifacts (model folders), engines, preprocessing, batching and the registry.
+
+No Django request object enters here; the API (``classifier.views``, ``classifier.services``)
+calls ``registry.get(name)``, the slot's batcher and ``registry.describe()``.
+"""
