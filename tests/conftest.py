@@ -7,13 +7,32 @@ from rest_framework.test import APIClient
 
 from accounts.services import api_key_create
 from classifier.runtime.registry import LOADED, registry
-from tests.model_weights import make_weights
+from tests.model_weights import ARTIFACT_KINDS, fine_tuned_flowers, make_probe_weights, make_weights, write_model_folder
 
 
 @pytest.fixture(scope="session")
 def weights_path(tmp_path_factory):
     """The deterministic test weights, generated once per test session."""
     return make_weights(tmp_path_factory.mktemp("weights") / "resnet18-test.pt")
+
+
+@pytest.fixture(scope="session")
+def flowers_network():
+    """A user's fine-tuned 5-class network (tests.model_weights.FLOWERS), fitted once per test session."""
+    return fine_tuned_flowers()
+
+
+@pytest.fixture(scope="session")
+def flower_folders(tmp_path_factory, flowers_network):
+    """The fine-tuned network as a model folder of each artifact kind: {kind: folder}."""
+    root = tmp_path_factory.mktemp("models")
+    return {kind: write_model_folder(root / f"flowers-{kind}", kind, flowers_network) for kind in ARTIFACT_KINDS}
+
+
+@pytest.fixture(scope="session")
+def probe_weights_path(tmp_path_factory):
+    """Weights whose answers move with orientation and layout (tests.model_weights.make_probe_weights)."""
+    return make_probe_weights(tmp_path_factory.mktemp("probe") / "resnet18-probe.pt")
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,8 @@ a few synthetic pictures map confidently to chosen ImageNet labels.
 Used by the in-process tests and by the live-server tests (through CLASSIFIER_WEIGHTS).
 """
 import io
+import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +64,85 @@ def make_weights(path: Path) -> Path:
         loss.backward()
         optimiser.step()
     model.fc = fc
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    return path
+
+
+# --- A user's own model: 5 classes of their own, in a model folder ------------------------------
+FLOWERS = {
+    "daisy": (245, 245, 240),
+    "rose": (200, 20, 60),
+    "tulip": (250, 130, 0),
+    "bluebell": (60, 80, 200),
+    "fern": (30, 120, 40),
+}
+ARTIFACT_KINDS = ("state_dict", "torchscript", "onnx")
+
+
+def flower_picture(label: str, size=(400, 300), fmt: str = "JPEG") -> bytes:
+    image = Image.new("RGB", size, FLOWERS[label])
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def fine_tuned_flowers() -> torch.nn.Module:
+    """A seeded ResNet-18 with a 5-class head fitted to the FLOWERS colours (what a user's fine-tuning gives)."""
+    torch.manual_seed(SEED + 1)
+    model = torchvision.models.resnet18(weights=None, num_classes=len(FLOWERS)).eval()
+    fc, model.fc = model.fc, torch.nn.Identity()
+    images, targets = [], []
+    for index, colour in enumerate(FLOWERS.values()):
+        for size in [(400, 300), (224, 224), (120, 500)]:
+            for jitter in (-12, 0, 12):
+                images.append(Image.new("RGB", size, tuple(int(np.clip(c + jitter, 0, 255)) for c in colour)))
+                targets.append(index)
+    features = _features(model, images).detach().clone()
+    optimiser = torch.optim.Adam(fc.parameters(), lr=0.05)
+    for _ in range(300):
+        optimiser.zero_grad()
+        torch.nn.functional.cross_entropy(fc(features), torch.tensor(targets)).backward()
+        optimiser.step()
+    model.fc = fc
+    return model.eval()
+
+
+def write_model_folder(folder: Path, kind: str, model: torch.nn.Module, labels: list[str] | None = None) -> Path:
+    """Write ``model`` as a model folder of ``kind`` (state_dict, torchscript or onnx), with its labels.
+
+    The state_dict folder names its architecture in config.json and lists its labels; the TorchScript
+    one uses TorchServe's index_to_name form; the ONNX one has no config.json (ImageNet preprocessing).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    labels = labels or list(FLOWERS)
+    example = torch.zeros(1, 3, 224, 224)
+    if kind == "state_dict":
+        torch.save(model.state_dict(), folder / "model.pt")
+        (folder / "config.json").write_text(json.dumps({"architecture": "resnet18"}))
+        (folder / "labels.json").write_text(json.dumps(labels))
+    elif kind == "torchscript":
+        with torch.no_grad():
+            torch.jit.trace(model, example).save(str(folder / "model.ts"))
+        (folder / "labels.json").write_text(json.dumps({str(i): label for i, label in enumerate(labels)}))
+    elif kind == "onnx":
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (example,), str(folder / "model.onnx"), dynamo=False, input_names=["input"],
+                              output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+        (folder / "labels.json").write_text(json.dumps(labels))
+    else:
+        raise ValueError(kind)
+    return folder
+
+
+def make_probe_weights(path: Path) -> Path:
+    """A seeded, untrained ResNet-18 whose head is scaled up (x5) so that its answers are spread over a few
+    labels and move when the input does: a transposed or mirrored image changes them far beyond 1e-4."""
+    torch.manual_seed(1)
+    model = torchvision.models.resnet18(weights=None).eval()
+    with torch.no_grad():
+        model.fc.weight.mul_(5.0)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path)
     return path
