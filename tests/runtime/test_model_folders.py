@@ -39,7 +39,7 @@ def test_a_fine_tuned_folder_answers_its_own_labels_on_every_engine(flower_folde
     assert difference <= EXACT
     described = describe_slot(slot, default=False)
     expected_engine = "torch" if engine == "torch" else "onnxruntime"
-    assert described | {"reason": ""} == described and described["status"] == "loaded"
+    assert described["reason"] == "" and described["status"] == "loaded"
     assert (described["artifact"], described["engine"], described["precision"], described["exact"]) == (
         kind, expected_engine, "fp32", True)
     assert described["num_labels"] == 5 and described["weights"] == f"folder:{flower_folders[kind].name}"
