@@ -1,7 +1,8 @@
 """The benchmark, in one run on one machine: ``python -m bench.run`` (``make bench``).
 
-1. The raw in-process pipeline (decode + preprocess + model + top-5 of a 500x375 JPEG) as one
-   stream using every core and as one stream per core; the better is the reference.
+1. The raw in-process pipeline (decode + preprocess + model + top-5 of a 500x375 JPEG) on every engine
+   (torch fp32, torch bf16, onnxruntime fp32), as one stream using every core and as one stream per core,
+   one image and batches of 8 per forward pass; the best exact row is the reference.
 2. The real server (uvicorn, the configured workers) driven over HTTP by wrk at several
    concurrencies: requests/s, p50/p95/p99, errors, mean batch size (from /metrics), the
    server's and wrk's CPU, and served / raw.
@@ -30,6 +31,7 @@ import requests
 from tests.live.server import LiveServer
 
 from .images import photo_jpeg
+from .raw import RAW_ONLY
 from .report import write_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +41,9 @@ METRICS_TOKEN = "benchmark-metrics-token"
 @dataclass
 class RawResult:
     name: str
+    engine: str
+    precision: str
+    exact: bool
     streams: int
     threads: int
     batch: int
@@ -60,39 +65,42 @@ class LoadResult:
     wrk_cpu_share: float  # of all the CPU time used by server and wrk together
 
 
-def run_raw(*, streams: int, threads: int, seconds: float, batch: int = 1, wait_policy: str, name: str) -> RawResult:
+def run_raw(*, engine: str, precision: str, streams: int, threads: int, seconds: float, batch: int) -> RawResult:
     """``streams`` concurrent ``bench.raw`` processes; their images/s added up."""
-    command = [sys.executable, "-m", "bench.raw", "--threads", str(threads), "--seconds", str(seconds), "--batch", str(batch)]
-    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
-    if wait_policy != "default":
-        env["OMP_WAIT_POLICY"] = wait_policy
-    processes = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True) for _ in range(streams)]
+    command = [sys.executable, "-m", "bench.raw", "--engine", engine, "--precision", precision, "--threads", str(threads),
+               "--seconds", str(seconds), "--batch", str(batch)]
+    processes = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True) for _ in range(streams)]
     outputs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in processes]
+    name = (f"{RAW_ONLY.get(engine, engine)} {precision}, " + (f"one stream, {threads} threads" if streams == 1 else
+                                         f"{streams} streams (one per core), {threads} thread each")
+            + (", one image per pass" if batch == 1 else f", batches of {batch}"))
     if any(p.returncode for p in processes):
         raise RuntimeError(f"raw pipeline stream failed: {name}")
     images = sum(o["images"] for o in outputs)
     return RawResult(
-        name=name, streams=streams, threads=threads, batch=batch,
+        name=name, engine=outputs[0]["engine"], precision=outputs[0]["precision"], exact=outputs[0]["exact"],
+        streams=streams, threads=threads, batch=batch,
         images_per_s=sum(o["images"] / o["seconds"] for o in outputs),
         cpu_ms_per_image=1000.0 * sum(o["cpu_seconds"] for o in outputs) / images,
     )
 
 
-def raw_reference(cores: int, seconds: float) -> list[RawResult]:
-    """One stream on every core and one stream per core, each with OpenMP's default (spinning) and passive
-    waiting; then batches of 8, for comparison only (a batch's images cannot be answered one by one)."""
+def raw_reference(cores: int, seconds: float, *, bf16: bool) -> list[RawResult]:
+    """Every engine this machine has (torch fp32, torch bf16 when the CPU has it, onnxruntime fp32) and the ways
+    to run torch the service does not offer (bench.raw.RAW_ONLY: channels-last, frozen TorchScript,
+    torch.compile), each as one stream on every core and as one stream per core, with one image and with
+    batches per forward pass (onnxruntime, the default engine, also with 4 and 16)."""
+    engines = [("onnxruntime", "fp32", (1, 4, 8, 16)), ("torch", "fp32", (1, 8))]
+    engines += [("torch", "bf16", (1, 8))] if bf16 else []
+    engines += [(engine, "fp32", (1, 8)) for engine in RAW_ONLY]
+    layouts = [(1, cores)] + ([(cores, 1)] if cores > 1 else [])
     results = []
-    for policy in ("default", "PASSIVE"):
-        results += [
-            run_raw(streams=1, threads=cores, seconds=seconds, wait_policy=policy,
-                    name=f"one stream, {cores} torch threads, OMP_WAIT_POLICY={policy}"),
-            run_raw(streams=cores, threads=1, seconds=seconds, wait_policy=policy,
-                    name=f"{cores} streams (one per core), 1 thread each, OMP_WAIT_POLICY={policy}"),
-        ]
-    results.append(run_raw(streams=1, threads=cores, seconds=seconds, batch=8, wait_policy="PASSIVE",
-                           name=f"one stream, batches of 8, {cores} threads, PASSIVE (not the reference)"))
-    results.append(run_raw(streams=cores, threads=1, seconds=seconds, batch=4, wait_policy="PASSIVE",
-                           name=f"{cores} streams, batches of 4, 1 thread each, PASSIVE (not the reference)"))
+    for engine, precision, batches in engines:
+        for streams, threads in layouts:
+            for batch in batches:
+                results.append(run_raw(engine=engine, precision=precision, streams=streams, threads=threads,
+                                       seconds=seconds, batch=batch))
+                print(f"  {results[-1]}", flush=True)
     return results
 
 
@@ -194,6 +202,13 @@ def serve_and_drive(workdir: Path, body_path: Path, *, workers: int, weights: st
         server.stop()
 
 
+def agreement() -> list[dict]:
+    """bench.agreement in its own process: each engine against eager fp32 on the test fixtures."""
+    output = subprocess.run([sys.executable, "-m", "bench.agreement"], cwd=ROOT, capture_output=True, text=True,
+                            check=True).stdout
+    return json.loads(output.strip().splitlines()[-1])["agreement"]
+
+
 def component_costs(workdir: Path) -> dict:
     """bench.overhead in its own process (its own database, trivial model)."""
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{workdir / 'overhead.sqlite3'}"}
@@ -201,6 +216,12 @@ def component_costs(workdir: Path) -> dict:
         [sys.executable, "-m", "bench.overhead"], cwd=ROOT, env=env, capture_output=True, text=True, check=True
     ).stdout
     return json.loads(output.strip().splitlines()[-1])
+
+
+def cpu_has_bf16() -> bool:
+    import torch
+
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def machine() -> dict:
@@ -232,28 +253,31 @@ def main() -> None:
         jpeg = photo_jpeg()
         body = json.dumps({"image": base64.b64encode(jpeg).decode(), "filename": "photo.jpg"})
         body_path.write_text(body)
-        print(f"raw pipeline reference ({args.seconds:.0f} s each) ...", flush=True)
-        raw = raw_reference(cores, args.seconds)
-        for result in raw:
-            print(f"  {result}", flush=True)
-        print(f"served: {args.workers} worker(s), wrk at concurrency {args.concurrency} ...", flush=True)
+        print(f"raw pipelines, every engine ({args.seconds:.0f} s each) ...", flush=True)
+        raw = raw_reference(cores, min(args.seconds, 10.0), bf16=cpu_has_bf16())
+        print(f"served (default engine): {args.workers} worker(s), wrk at concurrency {args.concurrency} ...", flush=True)
         served = serve_and_drive(workdir, body_path, workers=args.workers, weights="random",
                                  concurrencies=args.concurrency, seconds=args.seconds, extra_env=extra_env)
         print("comparison: one batch worker using every core ...", flush=True)
         one_worker = serve_and_drive(workdir, body_path, workers=args.workers, weights="random",
-                                     concurrencies=[c for c in (1, 2, 8) if c in args.concurrency], seconds=args.seconds,
+                                     concurrencies=[c for c in (1, 8, 16) if c in args.concurrency], seconds=args.seconds,
                                      extra_env={**extra_env, "CLASSIFIER_BATCH_WORKERS": "1"})
+        print("comparison: torch bf16 (inexact) ...", flush=True)
+        bf16 = serve_and_drive(workdir, body_path, workers=args.workers, weights="random",
+                               concurrencies=[c for c in (16,) if c in args.concurrency], seconds=args.seconds,
+                               extra_env={**extra_env, "CLASSIFIER_ENGINE": "torch", "CLASSIFIER_PRECISION": "bf16"})
         print("service overhead: trivial model ...", flush=True)
         trivial = serve_and_drive(workdir, body_path, workers=args.workers, weights="trivial",
                                   concurrencies=[8], seconds=args.seconds, extra_env=extra_env)
         components = component_costs(workdir)
+        agreements = agreement()
 
     run = {
         "machine": machine(), "workers": args.workers, "seconds": args.seconds, "jpeg_bytes": len(jpeg),
         "body_bytes": len(body), "settings": extra_env,
         "raw": [asdict(r) for r in raw], "served": [asdict(r) for r in served],
-        "one_batch_worker": [asdict(r) for r in one_worker],
-        "trivial": [asdict(r) for r in trivial], "components": components,
+        "one_batch_worker": [asdict(r) for r in one_worker], "bf16_served": [asdict(r) for r in bf16],
+        "trivial": [asdict(r) for r in trivial], "components": components, "agreement": agreements,
     }
     print(write_report(run, args.out))
 
