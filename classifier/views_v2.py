@@ -111,12 +111,17 @@ class ModelsView(ApiView):
         operation_id="v2_models",
         summary="The models this server has loaded",
         responses={200: s.ModelsOutput},
-        examples=[OpenApiExample("One model", response_only=True, value={
+        examples=[OpenApiExample("Two models", response_only=True, value={
             "max_batch_images": 16,
             "max_top_k": 20,
             "models": [{
                 "name": "resnet18", "default": True, "status": "loaded", "reason": "", "weights": "default",
                 "pretrained": True, "num_labels": 1000, "input_size": 224, "device": "cpu",
+                "artifact": "torchvision", "engine": "onnxruntime", "precision": "fp32", "exact": True,
+            }, {
+                "name": "flowers", "default": False, "status": "loaded", "reason": "", "weights": "folder:flowers",
+                "pretrained": True, "num_labels": 5, "input_size": 224, "device": "cpu",
+                "artifact": "state_dict", "engine": "onnxruntime", "precision": "fp32", "exact": True,
             }],
         })],
     )

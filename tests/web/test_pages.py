@@ -35,6 +35,7 @@ def test_landing_page_shows_models_readiness_links_and_a_curl_example(client):
 
     assert 'id="server-status">ready<' in html
     assert re.search(r'data-model="resnet18">.*?model-status">loaded<', html, re.S)
+    assert re.search(r'data-model="resnet18">.*?model-engine">onnxruntime fp32, 1000 labels<', html, re.S)
     for link in ('href="/try/"', 'href="/api/docs/"', 'href="/api/redoc/"', 'href="/admin/"'):
         assert link in html
     assert "curl -s http://localhost:8123/api/v2/classify" in html
