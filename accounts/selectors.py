@@ -9,9 +9,18 @@ from django.db.models import Avg, Count, Q, Sum
 from django.db.models.functions import TruncDate, TruncDay, TruncHour
 
 from .models import ApiKey, RequestLog
+from .queries import PreparedQuery
 from .windows import DatabaseWindowStore, WindowState
 
 THROTTLED_STATUS = 429
+
+_KEY_BY_PREFIX = PreparedQuery(lambda prefix: ApiKey.objects.filter(prefix=prefix).order_by())
+
+
+def api_key_by_prefix(*, prefix: str) -> ApiKey | None:
+    """The key with ``prefix`` (unique), or None. Every API request makes this lookup; it runs precompiled SQL."""
+    found = _KEY_BY_PREFIX.fetch(prefix)
+    return found[0] if found else None
 
 
 @dataclass(frozen=True)

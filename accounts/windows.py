@@ -48,9 +48,13 @@ def _state(*, used: int, oldest: float | None, free_at: float | None, allowed: b
     )
 
 
+# Plain statements on the (key, at) index: the ORM's create(), aggregate() and select_for_update() cost
+# several times more Python than the queries themselves, and this runs on every admitted request.
 _EVENTS_TABLE = RateLimitEvent._meta.db_table
 _EXPIRE_SQL = f"DELETE FROM {_EVENTS_TABLE} WHERE api_key_id = %s AND at <= %s"
 _TOTALS_SQL = f"SELECT SUM(cost), MIN(at) FROM {_EVENTS_TABLE} WHERE api_key_id = %s AND at > %s"
+_RECORD_SQL = f"INSERT INTO {_EVENTS_TABLE} (api_key_id, at, cost) VALUES (%s, %s, %s)"
+_LOCK_KEY_SQL = f"SELECT id FROM {ApiKey._meta.db_table} WHERE id = %s FOR UPDATE"
 
 
 class DatabaseWindowStore:
@@ -62,16 +66,15 @@ class DatabaseWindowStore:
     """
 
     def acquire(self, *, key_id: int, limit: int, window: int, cost: int, now: float) -> WindowState:
-        with transaction.atomic():
+        with transaction.atomic(), connection.cursor() as cursor:
             if connection.vendor != "sqlite":
-                list(ApiKey.objects.select_for_update().filter(pk=key_id).values_list("pk"))
-            with connection.cursor() as cursor:  # no ORM delete(): its collector costs more than the statement
-                cursor.execute(_EXPIRE_SQL, [key_id, now - window])
-            used, oldest = self._totals(key_id=key_id, since=now - window)
+                cursor.execute(_LOCK_KEY_SQL, [key_id])
+            cursor.execute(_EXPIRE_SQL, [key_id, now - window])
+            used, oldest = self._totals(cursor, key_id=key_id, since=now - window)
             allowed = used + cost <= limit
             free_at = None
             if allowed:
-                RateLimitEvent.objects.create(api_key_id=key_id, at=now, cost=cost)
+                cursor.execute(_RECORD_SQL, [key_id, now, cost])
                 used, oldest = used + cost, now if oldest is None else oldest
             else:
                 events = RateLimitEvent.objects.filter(api_key_id=key_id, at__gt=now - window).order_by("at")
@@ -79,16 +82,15 @@ class DatabaseWindowStore:
         return _state(used=used, oldest=oldest, free_at=free_at, allowed=allowed, limit=limit, window=window, now=now)
 
     def peek(self, *, key_id: int, limit: int, window: int, now: float) -> WindowState:
-        used, oldest = self._totals(key_id=key_id, since=now - window)
+        with connection.cursor() as cursor:
+            used, oldest = self._totals(cursor, key_id=key_id, since=now - window)
         return _state(used=used, oldest=oldest, free_at=None, allowed=True, limit=limit, window=window, now=now)
 
     @staticmethod
-    def _totals(*, key_id: int, since: float) -> tuple[int, float | None]:
-        """Units in use and the oldest admission after ``since``. One plain statement on the (key, at)
-        index: the ORM's aggregate() costs several times more Python than the query itself."""
-        with connection.cursor() as cursor:
-            cursor.execute(_TOTALS_SQL, [key_id, since])
-            used, oldest = cursor.fetchone()
+    def _totals(cursor, *, key_id: int, since: float) -> tuple[int, float | None]:
+        """Units in use and the oldest admission after ``since``."""
+        cursor.execute(_TOTALS_SQL, [key_id, since])
+        used, oldest = cursor.fetchone()
         return used or 0, oldest
 
 

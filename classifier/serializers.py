@@ -75,9 +75,18 @@ class PredictionOutput(serializers.Serializer):
     confidence = serializers.FloatField(min_value=0.0, max_value=1.0, help_text="Probability, 4 decimal places.")
 
 
+def _predictions(predictions) -> list[dict]:
+    return [{"label": str(p.label), "confidence": float(p.confidence)} for p in predictions]
+
+
 class ClassifyOutput(serializers.Serializer):
     model = serializers.CharField()
     predictions = PredictionOutput(many=True, help_text="Highest confidence first.")
+
+    def to_representation(self, instance) -> dict:
+        """What the declared fields give (they are the schema), built directly: DRF's walk over the
+        fields deep-copies and visits every one of them on each answer (~0.3 ms of CPU for v1)."""
+        return {"model": str(instance.model), "predictions": _predictions(instance.predictions)}
 
 
 class ModelDescriptionOutput(serializers.Serializer):
@@ -233,6 +242,29 @@ class ClassifyBatchOutput(serializers.Serializer):
     created = serializers.DateTimeField(help_text="ISO-8601, UTC.")
     processing_time_ms = serializers.FloatField()
     results = ImageResultOutput(many=True, help_text="One per input image, in input order.")
+
+    def to_representation(self, instance) -> dict:
+        """What the declared fields give, built directly (see ClassifyOutput): ~0.1 ms of CPU less per image."""
+        return {
+            "id": str(instance["id"]),
+            "model": str(instance["model"]),
+            "created": _CREATED.to_representation(instance["created"]),
+            "processing_time_ms": float(instance["processing_time_ms"]),
+            "results": [_image_result(result) for result in instance["results"]],
+        }
+
+
+_CREATED = serializers.DateTimeField()  # formats ``created`` as the declared field does
+
+
+def _image_result(result: dict) -> dict:
+    """One ImageResultOutput: predictions or error, whichever the result has."""
+    shaped = {"index": int(result["index"]), "filename": str(result["filename"])}
+    if "predictions" in result:
+        shaped["predictions"] = _predictions(result["predictions"])
+    if "error" in result:
+        shaped["error"] = {"code": str(result["error"]["code"]), "message": str(result["error"]["message"])}
+    return shaped
 
 
 def image_results(filenames: list[str], outcomes: list) -> list[dict]:
