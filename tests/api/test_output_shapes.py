@@ -4,7 +4,7 @@ import datetime as dt
 from rest_framework import serializers
 
 from classifier.exceptions import InvalidImage
-from classifier.pipeline import Prediction
+from classifier.runtime.preprocessing import Prediction
 from classifier.serializers import ClassifyBatchOutput, ClassifyOutput, image_results
 from classifier.services import Classification
 
