@@ -32,18 +32,24 @@ def classify_images(
     spec = model.preprocessing
     cached = cache.cached_results(model.fingerprint, images, top_k)
     outcomes: list = []
-    for index, data in enumerate(images):
-        if index in cached:
-            outcomes.append(cached[index])
-            continue
-        try:
-            image = pipeline.decode(data, max_pixels=settings.CLASSIFIER_MAX_IMAGE_PIXELS, draft_size=spec.resize_size)
-            outcomes.append(batcher.submit(pipeline.preprocess(image, spec)))
-        except APIException as exc:
-            if not isinstance(exc, (InvalidImage, ImageTooLarge)):
-                _cancel(outcomes)
-                raise
-            outcomes.append(exc)
+    pending: list[int] = []  # positions in outcomes of preprocessed images not yet submitted
+    try:
+        for index, data in enumerate(images):
+            if index in cached:
+                outcomes.append(cached[index])
+                continue
+            try:
+                image = pipeline.decode(data, max_pixels=settings.CLASSIFIER_MAX_IMAGE_PIXELS, draft_size=spec.resize_size)
+                outcomes.append(pipeline.preprocess(image, spec))
+                pending.append(len(outcomes) - 1)
+            except (InvalidImage, ImageTooLarge) as exc:
+                outcomes.append(exc)
+            if len(pending) == batcher.max_batch_size:  # a whole batch's images enter the queue together
+                _submit(batcher, outcomes, pending)
+        _submit(batcher, outcomes, pending)
+    except APIException:
+        _cancel(outcomes)
+        raise
     deadline = time.monotonic() + settings.CLASSIFIER_INFERENCE_TIMEOUT_SECONDS
     results = []
     fresh = []
@@ -95,6 +101,13 @@ def classify_image(data: bytes, *, top_k: int) -> Classification:
     if isinstance(outcome, APIException):
         raise outcome
     return Classification(model=model_name, predictions=outcome)
+
+
+def _submit(batcher, outcomes: list, pending: list[int]) -> None:
+    """Queue the pending images as one group (so they share a forward pass) and put their Futures in place."""
+    for position, future in zip(pending, batcher.submit_many([outcomes[position] for position in pending])):
+        outcomes[position] = future
+    pending.clear()
 
 
 def _cancel(outcomes: list) -> None:

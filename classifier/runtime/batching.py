@@ -76,6 +76,21 @@ class MicroBatcher:
             raise Overloaded() from None
         return future
 
+    def submit_many(self, images: list[np.ndarray]) -> list[Future]:
+        """Queue several preprocessed images back to back, so that a worker takes them as one batch.
+
+        Raises Overloaded (and queues none of them) when the queue cannot take them all.
+        """
+        futures = []
+        try:
+            for pixels in images:
+                futures.append(self.submit(pixels))
+        except Overloaded:
+            for future in futures:
+                future.cancel()
+            raise
+        return futures
+
     def _collect(self) -> list[tuple[np.ndarray, Future]]:
         items = [self._queue.get()]
         deadline = time.monotonic() + self.max_delay_s

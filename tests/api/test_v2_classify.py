@@ -230,3 +230,13 @@ def test_v1_answers_are_unchanged_and_carry_no_request_id(v2):
 def test_v2_classify_requires_a_key(client):
     response = client.post(URL, {"images": [item("goldfish")]}, format="json")
     assert response.status_code == 401 and response.has_header("WWW-Authenticate")
+
+
+def test_a_batchs_images_share_forward_passes(v2, loaded_model):
+    stats = loaded_model.slot().batcher.stats
+    before_batches, before_images = stats.batches, stats.images
+    count = 2 * settings.CLASSIFIER_MAX_BATCH_SIZE
+    response = v2.post(URL, {"images": [item("goldfish")] * count}, format="json")
+    assert response.status_code == 200
+    assert stats.images - before_images == count
+    assert stats.batches - before_batches == 2  # whole batches, not one forward pass per image

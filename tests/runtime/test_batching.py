@@ -63,3 +63,39 @@ def test_several_workers_run_batches_at_the_same_time():
     first, second = batcher.submit(np.array([1])), batcher.submit(np.array([2]))
     assert (first.result(10)[0], second.result(10)[0]) == (1, 2)
     assert batcher.stats.batches == 2
+
+
+def test_images_submitted_together_share_one_forward_pass_without_waiting_for_more():
+    sizes = []
+
+    def run_batch(images):
+        sizes.append(len(images))
+        return np.stack(images)
+
+    batcher = MicroBatcher(run_batch, max_batch_size=4, max_delay_s=0, queue_size=64)
+    for _ in range(3):
+        futures = batcher.submit_many([np.array([i]) for i in range(4)])
+        assert [f.result(5)[0] for f in futures] == [0, 1, 2, 3]
+    assert sizes == [4, 4, 4]
+
+
+def test_a_group_that_does_not_fit_the_queue_is_refused_whole():
+    gate = threading.Event()
+    ran = []
+
+    def run_batch(images):
+        gate.wait(5)
+        ran.extend(int(image[0]) for image in images)
+        return np.stack(images)
+
+    batcher = MicroBatcher(run_batch, max_batch_size=1, max_delay_s=0, queue_size=3)
+    first = batcher.submit(np.array([0]))  # taken by the worker, which blocks on the gate
+    while batcher.queue_depth:
+        pass
+    with pytest.raises(Overloaded):
+        batcher.submit_many([np.array([i]) for i in range(1, 5)])  # 4 images, room for 3
+    gate.set()
+    assert first.result(5)[0] == 0
+    later = batcher.submit(np.array([9]))
+    assert later.result(5)[0] == 9
+    assert ran == [0, 9]  # none of the refused group ran
