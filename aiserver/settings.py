@@ -184,6 +184,10 @@ CLASSIFIER_DEVICE = env.str("CLASSIFIER_DEVICE", default="auto")  # auto, cpu, c
 # bf16 support, CUDA) or fp16 (CUDA).
 CLASSIFIER_ENGINE = env.str("CLASSIFIER_ENGINE", default="auto")
 CLASSIFIER_PRECISION = env.str("CLASSIFIER_PRECISION", default="auto")
+for _name, _value, _choices in [("CLASSIFIER_ENGINE", CLASSIFIER_ENGINE, ("auto", "torch", "onnxruntime")),
+                                ("CLASSIFIER_PRECISION", CLASSIFIER_PRECISION, ("auto", "fp32", "bf16", "fp16"))]:
+    if _value not in _choices:
+        raise ImproperlyConfigured(f"{_name} must be one of {', '.join(_choices)} (got {_value!r}).")
 # Where ONNX exports of torch models are kept between starts (named by the weights' fingerprint); empty: none.
 _engine_cache = env.str("CLASSIFIER_ENGINE_CACHE_DIR", default=str(BASE_DIR / "var" / "engine-cache"))
 CLASSIFIER_ENGINE_CACHE_DIR = Path(_engine_cache) if _engine_cache else None

@@ -138,3 +138,15 @@ def test_trivial_benchmark_model_answers_every_label_without_the_network():
     assert rows.shape == (3, 1000)
     assert np.allclose(rows.sum(axis=1), 1.0, atol=1e-5)
     assert model.fingerprint is None
+
+
+@pytest.mark.parametrize("variable,value", [("CLASSIFIER_ENGINE", "tensorrt"), ("CLASSIFIER_PRECISION", "int4")])
+def test_an_unknown_engine_or_precision_fails_at_start_naming_the_choices(variable, value):
+    import subprocess
+    import sys
+
+    from tests.live.server import ROOT
+
+    env = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "aiserver.settings", "DJANGO_DEBUG": "true", variable: value}
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode != 0 and f"{variable} must be one of" in result.stderr and value in result.stderr
