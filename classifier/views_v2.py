@@ -4,12 +4,13 @@ from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
 from accounts.selectors import rate_limit_state, usage_report
 
 from . import serializers as s
+from .parsers import SafeJSONParser
 from .permissions import HasApiKey, ModelIsReady
 from .runtime.registry import registry
 from .services import classify_batch
@@ -38,7 +39,7 @@ USAGE_UNAVAILABLE = OpenApiResponse(
 class ClassifyBatchView(KeyRequiredView):
     permission_classes = [HasApiKey, ModelIsReady]
     throttle_classes = [SlidingWindowThrottle]
-    parser_classes = [JSONParser, MultiPartParser]
+    parser_classes = [SafeJSONParser, MultiPartParser]
 
     def validated_input(self, request) -> s.ClassifyBatchInput:
         """The validated envelope (once per request); 400 before any quota."""
