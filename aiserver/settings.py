@@ -192,6 +192,16 @@ for _name, _value, _choices in [("CLASSIFIER_ENGINE", CLASSIFIER_ENGINE, ("auto"
 _engine_cache = env.str("CLASSIFIER_ENGINE_CACHE_DIR", default=str(BASE_DIR / "var" / "engine-cache"))
 CLASSIFIER_ENGINE_CACHE_DIR = Path(_engine_cache) if _engine_cache else None
 CLASSIFIER_MAX_IMAGE_PIXELS = env.int("CLASSIFIER_MAX_IMAGE_PIXELS", default=40_000_000)  # width*height
+# Megapixels each worker process decodes at once (an image holds width*height from its header until it is
+# preprocessed; a decoded megapixel costs about 4-8 MB): two images at CLASSIFIER_MAX_IMAGE_PIXELS by default.
+CLASSIFIER_DECODE_BUDGET_MEGAPIXELS = env.int("CLASSIFIER_DECODE_BUDGET_MEGAPIXELS", default=100)
+if CLASSIFIER_DECODE_BUDGET_MEGAPIXELS * 1_000_000 < CLASSIFIER_MAX_IMAGE_PIXELS:
+    raise ImproperlyConfigured(
+        f"CLASSIFIER_DECODE_BUDGET_MEGAPIXELS ({CLASSIFIER_DECODE_BUDGET_MEGAPIXELS}) must hold one image of "
+        f"CLASSIFIER_MAX_IMAGE_PIXELS ({CLASSIFIER_MAX_IMAGE_PIXELS} pixels), else such an image could never decode."
+    )
+# How long an image waits for decode budget before its request is answered 503 overloaded (Retry-After).
+CLASSIFIER_DECODE_BUDGET_WAIT_MS = env.float("CLASSIFIER_DECODE_BUDGET_WAIT_MS", default=2000.0)
 CLASSIFIER_TOP_K = env.int("CLASSIFIER_TOP_K", default=5)  # predictions returned by v1
 CLASSIFIER_MAX_BATCH_SIZE = env.int("CLASSIFIER_MAX_BATCH_SIZE", default=8)  # images per forward pass
 CLASSIFIER_MAX_BATCH_DELAY_MS = env.float("CLASSIFIER_MAX_BATCH_DELAY_MS", default=2.0)  # wait to fill a batch

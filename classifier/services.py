@@ -4,13 +4,18 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
+import numpy as np
 from django.conf import settings
 from rest_framework.exceptions import APIException
 
 from . import cache
 from .runtime import preprocessing as pipeline
 from .exceptions import ImageTooLarge, InferenceFailed, InferenceTimeout, InvalidImage
+from .runtime.budget import PixelBudget
 from .runtime.registry import registry
+
+# The pixels this process decodes at once, shared by every request thread (swappable in tests).
+decode_budget = PixelBudget(settings.CLASSIFIER_DECODE_BUDGET_MEGAPIXELS * 1_000_000)
 
 
 @dataclass(frozen=True)
@@ -25,7 +30,8 @@ def classify_images(
     """Classify each image with ``model_name`` (default: the first model); return the model's name and,
     per image in order, its predictions or its error.
 
-    Raises ModelUnavailable, Overloaded (queue full) or InferenceTimeout for the request as a whole.
+    Raises ModelUnavailable, Overloaded (queue full, or no decode budget in time) or InferenceTimeout for the
+    request as a whole.
     """
     slot = registry.get(model_name)
     model, batcher = slot.model, slot.batcher
@@ -39,8 +45,7 @@ def classify_images(
                 outcomes.append(cached[index])
                 continue
             try:
-                image = pipeline.decode(data, max_pixels=settings.CLASSIFIER_MAX_IMAGE_PIXELS, draft_size=spec.resize_size)
-                outcomes.append(pipeline.preprocess(image, spec))
+                outcomes.append(_preprocessed(data, spec))
                 pending.append(len(outcomes) - 1)
             except (InvalidImage, ImageTooLarge) as exc:
                 outcomes.append(exc)
@@ -108,6 +113,20 @@ def _submit(batcher, outcomes: list, pending: list[int]) -> None:
     for position, future in zip(pending, batcher.submit_many([outcomes[position] for position in pending])):
         outcomes[position] = future
     pending.clear()
+
+
+def _preprocessed(data: bytes, spec: pipeline.Preprocessing) -> np.ndarray:
+    """Decode and preprocess one image while holding its pixels in the decode budget.
+
+    Raises InvalidImage, ImageTooLarge, or Overloaded when the budget has no room within
+    CLASSIFIER_DECODE_BUDGET_WAIT_MS.
+    """
+    image = pipeline.open_image(data, max_pixels=settings.CLASSIFIER_MAX_IMAGE_PIXELS, draft_size=spec.resize_size)
+    with decode_budget.hold(image.width * image.height, timeout=settings.CLASSIFIER_DECODE_BUDGET_WAIT_MS / 1000.0):
+        try:
+            return pipeline.preprocess(pipeline.load(image), spec)
+        finally:
+            image.close()  # the decoded pixels go before the budget is given back
 
 
 def _cancel(outcomes: list) -> None:

@@ -13,7 +13,8 @@ class SlidingWindowThrottle(BaseThrottle):
 
     A view may define ``throttle_cost(request) -> int`` (default 1). The decision's
     ``WindowState`` is left on the request for the quota headers. A cost larger than the
-    key's whole limit could never fit: that is a 400 (BatchExceedsLimit), not a 429.
+    key's whole limit could never fit: that is a 400 (BatchExceedsLimit), not a 429, and
+    costs one unit, as any other refused-as-malformed request does (429 once the window is full).
     """
 
     clock = staticmethod(time.time)
@@ -24,26 +25,29 @@ class SlidingWindowThrottle(BaseThrottle):
         if api_key is None:
             return True
         cost = view.throttle_cost(request) if hasattr(view, "throttle_cost") else 1
-        if cost > api_key.rate_limit:
-            raise BatchExceedsLimit(
-                f"This request has {cost} images but the API key admits at most {api_key.rate_limit} "
-                f"per {api_key.rate_window_seconds} seconds; send smaller batches."
-            )
+        never_fits = cost > api_key.rate_limit
+        charged = 1 if never_fits else cost
         try:
             self.state = self.store.acquire(
                 key_id=api_key.pk,
                 limit=api_key.rate_limit,
                 window=api_key.rate_window_seconds,
-                cost=cost,
+                cost=charged,
                 now=self.clock(),
             )
         except WindowStoreUnavailable as exc:
             # Fail closed: without the shared count no process can know the key's quota.
             raise RateLimiterUnavailable() from exc
         request.rate_limit_state = self.state
-        if self.state.allowed:
-            request._request.api_units = cost  # read by the request log
-        return self.state.allowed
+        if not self.state.allowed:
+            return False
+        request._request.api_units = charged  # read by the request log
+        if never_fits:
+            raise BatchExceedsLimit(
+                f"This request has {cost} images but the API key admits at most {api_key.rate_limit} "
+                f"per {api_key.rate_window_seconds} seconds; send smaller batches."
+            )
+        return True
 
     def wait(self) -> int:
         return self.state.retry_after

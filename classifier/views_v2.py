@@ -1,15 +1,18 @@
 """API v2: batches with top-k and model choice, cost-weighted limits, the models list, richer usage."""
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.exceptions import APIException
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
 from accounts.selectors import rate_limit_state, usage_report
 
 from . import serializers as s
+from .parsers import SafeJSONParser
 from .permissions import HasApiKey, ModelIsReady
 from .runtime.registry import registry
 from .services import classify_batch
@@ -25,11 +28,15 @@ V2_ERRORS = {
     400: OpenApiResponse(
         s.ErrorOutput,
         description="Bad envelope: no images, too many, bad top_k, unknown model, or a batch larger than the "
-        "key's whole rate limit (code batch_exceeds_limit). Unreadable images are per-image errors, not 400.",
+        "key's whole rate limit (code batch_exceeds_limit); each costs one rate-limit unit. Unreadable images are "
+        "per-image errors, not 400.",
     ),
     429: OpenApiResponse(s.ErrorOutput, description="The batch does not fit the remaining quota; Retry-After says "
                          "when all of its images will."),
 }
+# How a request body can be malformed: it does not parse (ParseError, UnsupportedMediaType, Django's own
+# parsing limits) or its envelope is invalid (ValidationError).
+MALFORMED = (APIException, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent)
 USAGE_UNAVAILABLE = OpenApiResponse(
     s.ErrorOutput, description="The database or the rate limiter's store is unreachable; see Retry-After."
 )
@@ -38,23 +45,39 @@ USAGE_UNAVAILABLE = OpenApiResponse(
 class ClassifyBatchView(KeyRequiredView):
     permission_classes = [HasApiKey, ModelIsReady]
     throttle_classes = [SlidingWindowThrottle]
-    parser_classes = [JSONParser, MultiPartParser]
+    parser_classes = [SafeJSONParser, MultiPartParser]
 
     def validated_input(self, request) -> s.ClassifyBatchInput:
-        """The validated envelope (once per request); 400 before any quota."""
-        if getattr(self, "_input", None) is None:
-            payload = s.ClassifyBatchInput(data=request.data)
-            payload.is_valid(raise_exception=True)
-            self._input = payload
+        """The validated envelope, parsed and validated once per request.
+
+        Raises the request's 400 (or 413/415) every time it is asked for a malformed request.
+        """
+        if not hasattr(self, "_input"):
+            try:
+                payload = s.ClassifyBatchInput(data=request.data)
+                payload.is_valid(raise_exception=True)
+                self._input = payload
+            except MALFORMED as exc:
+                self._input = exc
+        if isinstance(self._input, Exception):
+            raise self._input
         return self._input
 
     def requested_model(self, request) -> str | None:
-        """The model this request asks for (ModelIsReady answers 503 before any quota when it is not loaded)."""
-        return self.validated_input(request).validated_data.get("model")
+        """The model this request asks for (ModelIsReady answers 503 before any quota when it is not loaded);
+        for a malformed request the default model, as its error is answered after the throttle."""
+        try:
+            return self.validated_input(request).validated_data.get("model")
+        except MALFORMED:
+            return None
 
     def throttle_cost(self, request) -> int:
-        """A batch costs one unit per image."""
-        return len(self.validated_input(request).filenames())
+        """A batch costs one unit per image; a malformed request one unit, charged before its error is
+        answered (in ``post``), so a key cannot send malformed requests without limit."""
+        try:
+            return len(self.validated_input(request).filenames())
+        except MALFORMED:
+            return 1
 
     @extend_schema(
         operation_id="v2_classify",

@@ -51,12 +51,12 @@ class Prediction:
     confidence: float
 
 
-def decode(data: bytes, *, max_pixels: int, draft_size: int | None = None) -> Image.Image:
-    """Decode the first frame of a supported image into upright RGB.
+def open_image(data: bytes, *, max_pixels: int, draft_size: int | None = None) -> Image.Image:
+    """Read a supported image's header, no pixel decoded yet; ``image.size`` is what ``load`` will decode.
 
-    Raises InvalidImage for anything that is not a complete supported image and ImageTooLarge
-    above ``max_pixels`` (checked from the header, before any pixel is decoded). With
-    ``draft_size``, JPEGs at least twice that size are downscaled by the decoder itself.
+    Raises InvalidImage for anything that is not a supported image and ImageTooLarge above
+    ``max_pixels``. With ``draft_size``, JPEGs at least twice that size are set to be downscaled by
+    the decoder itself (and ``image.size`` is the smaller size).
     """
     try:
         image = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
@@ -73,8 +73,20 @@ def decode(data: bytes, *, max_pixels: int, draft_size: int | None = None) -> Im
         image.seek(0)
         if draft_size and image.format == "JPEG":
             image.draft("RGB", (draft_size, draft_size))
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError) as exc:
+        raise InvalidImage(f"The image data is corrupt or truncated ({exc}).") from exc
+    return image
+
+
+def load(image: Image.Image) -> Image.Image:
+    """Decode an image from ``open_image`` (its first frame) into upright RGB.
+
+    Copies only where a conversion needs one: the EXIF rotation is applied in place and only when
+    the image has an orientation tag. Raises InvalidImage for corrupt or truncated data.
+    """
+    try:
         image.load()
-        image = ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)
         return to_rgb(image)
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge() from exc
@@ -82,23 +94,56 @@ def decode(data: bytes, *, max_pixels: int, draft_size: int | None = None) -> Im
         raise InvalidImage(f"The image data is corrupt or truncated ({exc}).") from exc
 
 
+def decode(data: bytes, *, max_pixels: int, draft_size: int | None = None) -> Image.Image:
+    """Decode the first frame of a supported image into upright RGB: ``load(open_image(...))``.
+
+    Raises InvalidImage for anything that is not a complete supported image and ImageTooLarge
+    above ``max_pixels`` (checked from the header, before any pixel is decoded).
+    """
+    return load(open_image(data, max_pixels=max_pixels, draft_size=draft_size))
+
+
+WIDE_GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+_GREY_BAND_ROWS = 256  # rows converted at a time: the temporaries stay a band, never the whole image
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """Convert any Pillow mode to 8-bit RGB; transparency is composited over white."""
     if image.mode == "RGB":
         return image
-    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        # 16/32-bit greyscale: scale the 16-bit range to 8 bits (convert() would clip).
-        pixels = np.asarray(image, dtype=np.float64)
-        scale = 257.0 if image.mode.startswith("I") and pixels.max(initial=0) > 255 else 1.0
-        grey = np.clip(pixels / scale, 0, 255).astype(np.uint8)
-        return Image.fromarray(grey, mode="L").convert("RGB")
-    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
-    if has_alpha:
-        rgba = image.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, WHITE + (255,))
-        canvas.alpha_composite(rgba)
-        return canvas.convert("RGB")
+    if image.mode in WIDE_GREY_MODES:
+        return _wide_grey_to_l(image).convert("RGB")
+    if image.mode in ALPHA_MODES or "transparency" in image.info:
+        return _over_white(image)
     return image.convert("RGB")
+
+
+def _wide_grey_to_l(image: Image.Image) -> Image.Image:
+    """16/32-bit greyscale as 8-bit L, the 16-bit range scaled to 8 bits (convert() would clip).
+
+    Integer division by 257 (floats are clipped), a band of rows at a time straight into the 8-bit
+    result: one copy of the source in its own dtype plus the result, never a float64 image.
+    """
+    pixels = np.asarray(image)
+    scale = 257 if image.mode.startswith("I") and pixels.max(initial=0) > 255 else 1
+    grey = np.empty(pixels.shape, dtype=np.uint8)
+    for top in range(0, pixels.shape[0], _GREY_BAND_ROWS):
+        band = pixels[top : top + _GREY_BAND_ROWS]
+        if scale != 1:
+            band = band // scale
+        np.clip(band, 0, 255, out=grey[top : top + _GREY_BAND_ROWS], casting="unsafe")
+    del pixels
+    return Image.fromarray(grey)
+
+
+def _over_white(image: Image.Image) -> Image.Image:
+    """Composite a transparent image over white: the (RGBA) image is pasted through its own alpha
+    onto a white RGB canvas, so the only full-size copies are the canvas (and RGBA, when it is not)."""
+    rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+    canvas = Image.new("RGB", rgba.size, WHITE)
+    canvas.paste(rgba, mask=rgba)
+    return canvas
 
 
 def preprocess(image: Image.Image, spec: Preprocessing) -> np.ndarray:

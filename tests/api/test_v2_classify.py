@@ -30,6 +30,11 @@ def keyed_client(client, make_key, **limits):
     return client
 
 
+def charged() -> list[int]:
+    """The units admitted into the windows so far, in order."""
+    return list(RateLimitEvent.objects.order_by("at", "pk").values_list("cost", flat=True))
+
+
 @pytest.fixture
 def v2(client, make_key):
     return keyed_client(client, make_key)
@@ -106,10 +111,10 @@ def test_top_k_bounds_are_accepted(v2, top_k):
 
 
 @pytest.mark.parametrize("top_k", [0, -1, settings.CLASSIFIER_MAX_TOP_K + 1, "many"])
-def test_top_k_out_of_bounds_is_400_and_spends_no_quota(v2, top_k):
+def test_top_k_out_of_bounds_is_400_and_costs_one_unit(v2, top_k):
     response = v2.post(URL, {"images": [item("goldfish")], "top_k": top_k}, format="json")
     assert response.status_code == 400 and response.json()["detail"].startswith("top_k")
-    assert not RateLimitEvent.objects.exists()
+    assert charged() == [1]
 
 
 @pytest.mark.parametrize(
@@ -122,10 +127,42 @@ def test_top_k_out_of_bounds_is_400_and_spends_no_quota(v2, top_k):
         ({"images": [{"image": "x"}], "files": []}, "no_images"),
     ],
 )
-def test_bad_envelope_is_400_for_the_whole_request(v2, payload, code):
+def test_bad_envelope_is_400_for_the_whole_request_and_costs_one_unit(v2, payload, code):
     response = v2.post(URL, payload, format="json")
     assert response.status_code == 400 and response.json()["code"] == code
-    assert not RateLimitEvent.objects.exists()
+    assert charged() == [1]
+
+
+MALFORMED = {
+    "too_many_images": lambda: ({"images": [item("goldfish")] * (settings.CLASSIFIER_MAX_BATCH_IMAGES + 1)}, "json"),
+    "no_images": lambda: ({}, "json"),
+    "unknown_model": lambda: ({"images": [item("goldfish")], "model": "vgg_nonexistent"}, "json"),
+    "parse_error": lambda: ('{"images": [', "application/json"),
+    "unsupported_media_type": lambda: ("images", "text/plain"),
+}
+
+
+@pytest.mark.parametrize("code", MALFORMED)
+def test_malformed_requests_cost_one_unit_each_until_the_key_is_throttled(client, make_key, code):
+    limit, extra = 3, 2
+    v2 = keyed_client(client, make_key, rate_limit=limit)
+    body, kind = MALFORMED[code]()
+    send = (lambda: v2.post(URL, body, format="json")) if kind == "json" else (lambda: v2.post(URL, body, content_type=kind))
+    answers = [send() for _ in range(limit + extra)]
+    assert [answer.status_code for answer in answers[:limit]] == [answers[0].status_code] * limit
+    assert answers[0].status_code in (400, 415)
+    assert {"detail", "code"} <= set(answers[0].json()) and answers[0].json()["code"] == code
+    assert [answer.status_code for answer in answers[limit:]] == [429] * extra
+    assert answers[-1].json()["code"] == "throttled" and int(answers[-1]["Retry-After"]) >= 1
+    assert charged() == [1] * limit  # the refused ones spent nothing
+    assert v2.post(URL, {"images": [item("goldfish")]}, format="json").status_code == 429
+
+
+def test_a_well_formed_batch_over_the_quota_spends_nothing(client, make_key):
+    v2 = keyed_client(client, make_key, rate_limit=4)
+    assert v2.post(URL, {"images": [item("goldfish")] * 3}, format="json").status_code == 200
+    assert v2.post(URL, {"images": [item("goldfish")] * 2}, format="json").status_code == 429
+    assert charged() == [3]
 
 
 def test_more_images_than_the_batch_limit_is_400(v2):
@@ -194,12 +231,14 @@ def test_a_batch_larger_than_the_remaining_quota_is_refused_whole_until_it_fits(
     assert v2.post(URL, {"images": [item("goldfish")] * 3}, format="json").status_code == 200
 
 
-def test_a_batch_larger_than_the_whole_limit_is_400_not_429(client, make_key):
+def test_a_batch_larger_than_the_whole_limit_is_400_not_429_and_costs_one_unit(client, make_key):
     v2 = keyed_client(client, make_key, rate_limit=3)
     response = v2.post(URL, {"images": [item("goldfish")] * 4}, format="json")
     assert response.status_code == 400 and response.json()["code"] == "batch_exceeds_limit"
     assert "3" in response.json()["detail"] and "Retry-After" not in response
-    assert not RateLimitEvent.objects.exists()
+    assert charged() == [1]
+    answers = [v2.post(URL, {"images": [item("goldfish")] * 4}, format="json").status_code for _ in range(3)]
+    assert answers == [400, 400, 429] and charged() == [1, 1, 1]
 
 
 def test_request_id_is_echoed_and_logged(v2):

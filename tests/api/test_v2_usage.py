@@ -39,15 +39,16 @@ def test_usage_adds_up_exactly_to_what_was_sent_over_v1_and_v2(keyed):
     client.get("/api/v2/models")
 
     body = client.get(URL).json()
-    assert body["requests"] == 5 and body["images"] == 7 and body["throttled"] == 1
+    # The malformed (400) batch cost one unit, as a v1 request does, and is counted as what it cost.
+    assert body["requests"] == 5 and body["images"] == 8 and body["throttled"] == 1
     assert body["by_endpoint"] == [
         {"endpoint": "/api/v1/classify", "requests": 1, "images": 1},
-        {"endpoint": "/api/v2/classify", "requests": 4, "images": 6},
+        {"endpoint": "/api/v2/classify", "requests": 4, "images": 7},
     ]
     assert body["by_status"] == {"200": 3, "400": 1, "429": 1}
     assert body["limit"]["limit"] == 10 and body["limit"]["window_seconds"] == 60
-    assert body["limit"]["remaining"] == 3 and 0 < body["limit"]["reset_seconds"] <= 60
-    assert sum(day["images"] for day in body["daily"]) == 7
+    assert body["limit"]["remaining"] == 2 and 0 < body["limit"]["reset_seconds"] <= 60
+    assert sum(day["images"] for day in body["daily"]) == 8
 
 
 def test_other_keys_and_other_endpoints_are_not_counted(keyed, make_key):

@@ -75,7 +75,7 @@ def test_the_cli_waits_out_a_429_and_finishes_the_run(server, tmp_path, capsys):
     assert {r["path"]: r["predictions"][0]["label"] for r in results} == expected
     usage = client.usage()
     assert usage["throttled"] >= 1 and "retries after 429/503" in err
-    assert usage["images"] == 3 + 5  # refused batches (429) and the too-large batch (400) cost nothing
+    assert usage["images"] == 3 + 5 + 1  # refused batches (429) cost nothing, the too-large batch (400) one unit
     assert usage["by_status"]["400"] == 1  # 5 > the whole limit of 3: the client split the batch
 
 

@@ -12,6 +12,8 @@ from django.utils import timezone
 
 from accounts.models import RequestLog
 from accounts.windows import RedisWindowStore
+from classifier import services
+from classifier.runtime.budget import PixelBudget
 from classifier.runtime.registry import registry
 from classifier.throttling import SlidingWindowThrottle
 from tests.live.server import ROOT
@@ -117,3 +119,32 @@ def test_cors_is_off_by_default_and_allows_listed_origins(client, settings):
     settings.CORS_ALLOWED_ORIGINS = ["https://app.example.com"]
     allowed = client.options(URL, **preflight)
     assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
+
+
+def test_an_image_that_finds_no_decode_budget_in_time_is_503_overloaded_then_served(auth_client, monkeypatch, settings):
+    budget = PixelBudget(settings.CLASSIFIER_MAX_IMAGE_PIXELS)
+    monkeypatch.setattr(services, "decode_budget", budget)
+    settings.CLASSIFIER_DECODE_BUDGET_WAIT_MS = 50
+    budget.acquire(budget.capacity, timeout=0)  # other requests are decoding all it holds
+    refused = auth_client.post(URL, BODY, format="json")
+    assert refused.status_code == 503 and refused.json()["code"] == "overloaded"
+    assert int(refused["Retry-After"]) >= 1
+    budget.release(budget.capacity)
+    assert auth_client.post(URL, BODY, format="json").status_code == 200
+    assert budget.in_use == 0
+
+
+def test_decode_budget_is_given_back_after_good_and_unreadable_images(auth_client, monkeypatch, settings):
+    budget = PixelBudget(settings.CLASSIFIER_MAX_IMAGE_PIXELS)
+    monkeypatch.setattr(services, "decode_budget", budget)
+    images = [{"image": BODY["image"]}, {"image": base64.b64encode(picture("goldfish")[:200]).decode()}]
+    response = auth_client.post("/api/v2/classify", {"images": images}, format="json")
+    assert response.status_code == 200 and "error" in response.json()["results"][1]
+    assert budget.in_use == 0
+
+
+def test_settings_refuse_a_decode_budget_smaller_than_the_largest_image():
+    env = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "aiserver.settings", "DJANGO_DEBUG": "true",
+           "CLASSIFIER_MAX_IMAGE_PIXELS": "40000000", "CLASSIFIER_DECODE_BUDGET_MEGAPIXELS": "39"}
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode != 0 and "CLASSIFIER_DECODE_BUDGET_MEGAPIXELS" in result.stderr

@@ -3,7 +3,12 @@ import base64
 import io
 
 import pytest
+from django.urls import get_resolver
 from PIL import Image
+from rest_framework.parsers import JSONParser
+from rest_framework.views import APIView
+
+from classifier.parsers import SafeJSONParser
 
 from tests.model_weights import picture
 
@@ -45,9 +50,30 @@ def test_zero_byte_file(auth_client):
     assert_4xx_then_healthy(auth_client, response, 400)
 
 
-def test_deeply_nested_json(auth_client):
-    response = auth_client.post(URL, data="[" * 200_000 + "]" * 200_000, content_type="application/json")
+@pytest.mark.parametrize("url", [URL, "/api/v2/classify"])
+@pytest.mark.parametrize("depth", [100_000, 200_000])
+def test_deeply_nested_json_is_400_parse_error_on_every_version(auth_client, caplog, url, depth):
+    response = auth_client.post(url, data="[" * depth + "]" * depth, content_type="application/json")
     assert_4xx_then_healthy(auth_client, response, 400, "parse_error")
+    assert set(response.json()) == {"detail", "code"}
+    assert not [record for record in caplog.records if record.exc_info]  # no traceback was logged
+
+
+def test_no_view_parses_json_with_drfs_plain_parser():
+    views = [pattern.callback.cls for pattern in _url_patterns(get_resolver()) if hasattr(pattern.callback, "cls")]
+    parsers = {view: view().get_parsers() for view in views if issubclass(view, APIView)}
+    assert parsers, "no DRF views found"
+    plain = [view.__name__ for view, instances in parsers.items()
+             if any(isinstance(parser, JSONParser) and not isinstance(parser, SafeJSONParser) for parser in instances)]
+    assert plain == []
+
+
+def _url_patterns(resolver):
+    for pattern in resolver.url_patterns:
+        if hasattr(pattern, "url_patterns"):
+            yield from _url_patterns(pattern)
+        else:
+            yield pattern
 
 
 def test_enormous_json_is_413(auth_client, settings):

@@ -1,4 +1,7 @@
 import io
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +12,7 @@ from PIL import Image
 from classifier.runtime import preprocessing as pipeline
 from classifier.exceptions import ImageTooLarge, InvalidImage
 from classifier.runtime.artifacts import ModelSource, load_artifact
+from tests.live.server import ROOT
 
 MAX_PIXELS = 40_000_000
 
@@ -102,6 +106,89 @@ def test_exif_orientation_is_honoured():
     exif[0x0112] = 6  # rotate 90° clockwise for display
     data = encode(image, "JPEG", exif=exif.tobytes())
     assert pipeline.decode(data, max_pixels=MAX_PIXELS).size == (20, 40)
+
+
+RGB_BYTES_PER_PIXEL = 4  # how Pillow holds an RGB image in memory
+LARGE = (4000, 2500)
+
+
+def large(kind: str) -> Image.Image:
+    """A 10-megapixel picture that compresses to a few KB, like the hostile PNGs of the hardening issue."""
+    w, h = LARGE
+    if kind == "grey16":
+        pixels = np.full((h, w), 32768, dtype=np.uint16)
+        pixels[::100] = 65535
+        return Image.fromarray(pixels)
+    if kind == "transparent":
+        pixels = np.zeros((h, w, 4), dtype=np.uint8)
+        pixels[..., 0], pixels[::50, :, 3] = 200, 255
+        return Image.fromarray(pixels, "RGBA")
+    pixels = np.zeros((h, w, 3), dtype=np.uint8)
+    pixels[::50] = 255
+    return Image.fromarray(pixels, "RGB")
+
+
+# Run in a fresh process, whose heap holds no memory freed by earlier tests (that would hide growth):
+# Django with only the app classifier.exceptions imports, so no model loads; VmHWM is reset after imports.
+PEAK_RSS_GROWTH = r"""
+import re, sys
+from pathlib import Path
+import django
+from django.conf import settings
+settings.configure(INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "accounts"])
+django.setup()
+from classifier.runtime import preprocessing as pipeline
+def kb(field):
+    return int(re.search(field + r":\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1))
+data = Path(sys.argv[1]).read_bytes()
+Path("/proc/self/clear_refs").write_text("5")
+before = kb("VmRSS")
+pipeline.preprocess(pipeline.decode(data, max_pixels=int(sys.argv[2])), pipeline.IMAGENET)
+print((kb("VmHWM") - before) * 1024)
+"""
+
+
+def peak_rss_growth(data: bytes, tmp_path) -> int:
+    """Bytes a fresh process's peak RSS rises while it decodes and preprocesses ``data`` (Linux)."""
+    if not Path("/proc/self/clear_refs").exists():
+        pytest.skip("needs Linux's /proc/self/clear_refs to reset the peak RSS")
+    path = tmp_path / "image"
+    path.write_bytes(data)
+    result = subprocess.run([sys.executable, "-c", PEAK_RSS_GROWTH, str(path), str(MAX_PIXELS)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return int(result.stdout.strip())
+
+
+# The full-size copies decoding may hold at its peak, in RGB images' worth: 16-bit grey is the decoded
+# 16-bit image, one copy of it and the RGB result (2.25); transparent is the RGBA image and the RGB canvas;
+# an RGB picture without an orientation tag is only itself. float64 and an unconditional exif_transpose
+# copy put them at about 7, 4 and 2.
+@pytest.mark.parametrize("kind,copies", [("grey16", 2.25), ("transparent", 2), ("rgb", 1)])
+def test_decoding_a_large_image_holds_only_the_copies_its_conversion_needs(tmp_path, kind, copies):
+    growth = peak_rss_growth(encode(large(kind), "PNG"), tmp_path)
+    pixels = LARGE[0] * LARGE[1]
+    assert growth <= (copies + 0.5) * RGB_BYTES_PER_PIXEL * pixels, f"{growth / pixels:.1f} bytes per pixel"
+
+
+def test_wide_greyscale_is_scaled_and_clipped_to_eight_bits():
+    wide = Image.fromarray(np.array([[0, 257 * 100, 65535, 70000, -5]], dtype=np.int32), "I")
+    assert list(pipeline.to_rgb(wide).getdata()) == [(0,) * 3, (100,) * 3, (255,) * 3, (255,) * 3, (0,) * 3]
+    floats = Image.fromarray(np.array([[-1.0, 12.7, 300.0]], dtype=np.float32), "F")
+    assert [pixel[0] for pixel in pipeline.to_rgb(floats).getdata()] == [0, 12, 255]
+
+
+def test_half_transparent_pixels_are_blended_with_white():
+    half = Image.new("RGBA", (4, 4), (0, 0, 0, 128))
+    red, green, blue = pipeline.decode(encode(half, "PNG"), max_pixels=MAX_PIXELS).getpixel((0, 0))
+    assert red == green == blue and abs(red - 127) <= 1
+
+
+def test_open_image_reports_the_pixels_to_decode_before_decoding_them():
+    data = encode(photo((2000, 1500)), "JPEG")
+    image = pipeline.open_image(data, max_pixels=MAX_PIXELS, draft_size=256)
+    assert image.size == (500, 375)  # the decoder's draft: what load() will decode, and what it costs
+    assert pipeline.load(image).size == (500, 375)
 
 
 @pytest.mark.parametrize(
