@@ -1,6 +1,8 @@
 """Writes for API keys and request logs."""
 import datetime as dt
 
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_ipv46_address
 from django.db import connection
 from django.utils import timezone
 
@@ -90,11 +92,28 @@ def request_log_create(
     """Write one request's log row (autocommit: it stands even if the request failed)."""
     values = (
         api_key_id, endpoint[:200], method[:10], status_code, round(response_time_ms, 3), timezone.now(),
-        client_ip, request_id[:64], images,
+        _ip_address_or_none(client_ip), request_id[:64], images,
     )
     params = [field.get_db_prep_save(value, connection) for field, value in zip(_LOG_FIELDS, values)]
     with connection.cursor() as cursor:
         cursor.execute(_LOG_INSERT_SQL, params)
+
+
+def _ip_address_or_none(value: str | None) -> str | None:
+    """``value`` when it is an IPv4 or IPv6 address, else None.
+
+    The address is the ASGI server's ``client``, which need not be one: uvicorn trusting every proxy
+    (``--forwarded-allow-ips='*'``) passes on whatever a caller put first in X-Forwarded-For, and test
+    clients say "testclient". PostgreSQL's inet column refuses such a value (the request would fail
+    and leave no log row); SQLite would store it as it is.
+    """
+    if not value:
+        return None
+    try:
+        validate_ipv46_address(value)
+    except ValidationError:
+        return None
+    return value
 
 
 def request_log_prune(*, before: dt.datetime, batch_size: int = 10_000) -> int:

@@ -5,8 +5,8 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.utils import timezone
 
-from accounts.models import ApiKey
-from accounts.services import api_key_authenticate, api_key_create, api_key_revoke
+from accounts.models import ApiKey, RequestLog
+from accounts.services import api_key_authenticate, api_key_create, api_key_revoke, request_log_create
 
 pytestmark = pytest.mark.django_db
 
@@ -63,3 +63,18 @@ def test_authenticate_records_last_use():
     assert api_key.last_used_at is None
     api_key_authenticate(raw_key=raw_key)
     assert ApiKey.objects.get(pk=api_key.pk).last_used_at is not None
+
+
+@pytest.mark.parametrize("client_ip,stored", [
+    ("203.0.113.9", "203.0.113.9"),
+    ("2001:db8::1", "2001:db8::1"),
+    ("testclient", None),  # what an ASGI test client, or a forged X-Forwarded-For, may make the client address
+    ("", None),
+    (None, None),
+])
+def test_request_log_stores_the_client_address_only_when_it_is_one(client_ip, stored):
+    request_log_create(
+        api_key_id=None, endpoint="/api/v1/classify", method="POST", status_code=200, response_time_ms=1.0,
+        client_ip=client_ip,
+    )
+    assert RequestLog.objects.get().client_ip == stored

@@ -6,7 +6,9 @@ import threading
 
 import pytest
 from asgiref.sync import AsyncToSync, SyncToAsync
-from django.db import connection
+from django.db import connection, connections
+from django.http import JsonResponse
+from django.urls import path
 
 from accounts.models import RequestLog
 from aiserver.handlers import ASGIHandler
@@ -14,6 +16,27 @@ from tests.asgi import call
 from tests.model_weights import picture
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the request threads use their own connections
+
+
+REQUEST_THREADS: list[threading.Thread] = []  # where each request to this module's /thread view ran
+
+
+def record_thread(request):
+    """A test-only view: notes the thread it runs in, which opens its database connection there."""
+    connection.ensure_connection()
+    REQUEST_THREADS.append(threading.current_thread())  # the Thread itself: an ident may be reused once it ends
+    return JsonResponse({})
+
+
+urlpatterns = [path("thread", record_thread)]  # this module is the URLconf of the tests marked urls(__name__)
+
+
+@pytest.fixture
+def request_threads():
+    """The threads requests to /thread ran in, in the order they ran; empty at the start of each test."""
+    REQUEST_THREADS.clear()
+    yield REQUEST_THREADS
+    REQUEST_THREADS.clear()
 
 
 @pytest.fixture
@@ -61,6 +84,53 @@ def test_threads_beyond_the_idle_limit_end():
     finally:
         handler.threads.close()
     assert handler.threads.idle == 0
+
+
+@pytest.mark.urls(__name__)
+def test_requests_in_turn_run_in_one_thread_seen_from_the_view(handler, request_threads):
+    for _ in range(5):
+        assert asyncio.run(call(handler, "/thread"))[0] == 200
+    first = request_threads[0]
+    assert first is not threading.current_thread()
+    assert [thread is first for thread in request_threads] == [True] * 5
+
+
+@pytest.mark.urls(__name__)
+def test_concurrent_requests_run_in_a_thread_each_and_the_next_burst_reuses_them(handler, request_threads):
+    assert [status for status, _ in run_concurrently(handler, 4, path="/thread")] == [200] * 4
+    burst = set(request_threads)
+    assert len(burst) == 4
+    request_threads.clear()
+    run_concurrently(handler, 4, path="/thread")
+    assert set(request_threads) == burst
+
+
+@pytest.mark.urls(__name__)
+def test_threads_beyond_the_idle_limit_close_their_connections_and_end(request_threads, monkeypatch):
+    closed_in = []  # the threads connections.close_all() ran in
+    close_all = connections.close_all
+
+    def recording_close_all():
+        close_all()
+        closed_in.append(threading.current_thread())
+
+    monkeypatch.setattr(connections, "close_all", recording_close_all)
+    handler = ASGIHandler(idle_threads=1)
+    try:
+        run_concurrently(handler, 3, path="/thread")
+        burst = list(request_threads)
+        asyncio.run(call(handler, "/thread"))  # a request in turn runs in the one thread kept
+        kept = request_threads[-1]
+        assert len(set(burst)) == 3 and kept in burst
+        retired = [thread for thread in burst if thread is not kept]
+        for thread in retired:
+            thread.join(timeout=30)
+        assert [thread.is_alive() for thread in retired] == [False, False]
+        assert set(closed_in) == set(retired)  # each closed its own connections before it ended
+        assert kept.is_alive()
+    finally:
+        handler.threads.close()
+    assert not kept.is_alive() and kept in closed_in
 
 
 def test_a_request_enters_its_thread_once_for_the_whole_middleware_chain(handler, monkeypatch):

@@ -32,6 +32,30 @@ def send_concurrently(calls: Sequence[requests.Request], *, concurrency: int | N
         return list(pool.map(send, calls))
 
 
+def create_keys(live, names: Sequence[str], *, rate_limit: int, window: int = 60) -> list[str]:
+    """Create a key per name in ``live``'s database, in one process (each start imports torch); the raw keys."""
+    code = (
+        "from accounts.services import api_key_create\n"
+        f"for name in {list(names)!r}:\n"
+        f"    print(api_key_create(name=name, rate_limit={rate_limit}, rate_window_seconds={window})[1])"
+    )
+    return live.manage("shell", "-c", code).strip().splitlines()[-len(names):]
+
+
+def classify_bursts(urls: Sequence[str], keys: Sequence[str], *, per_url: int) -> list[Counter]:
+    """One burst per key, in turn: ``per_url`` classifications to each of ``urls``, released together
+    (see send_concurrently); the status codes of each burst."""
+    body = {"image": base64.b64encode(picture("goldfish")).decode()}
+    bursts = []
+    for key in keys:
+        calls = [
+            requests.Request("POST", f"{url}/api/v1/classify", json=body, headers={"Authorization": f"Bearer {key}"})
+            for url in urls for _ in range(per_url)
+        ]
+        bursts.append(Counter(response.status_code for response in send_concurrently(calls)))
+    return bursts
+
+
 def fire(url: str, key: str, count: int, body: dict) -> Counter:
     """POST ``body`` as JSON to ``url`` ``count`` times at once; count the status codes."""
     call = requests.Request("POST", url, json=body, headers={"Authorization": f"Bearer {key}"})

@@ -1,31 +1,27 @@
 """Two separate servers (different ports, several worker processes) sharing PostgreSQL, and Redis."""
-import base64
 import uuid
 from collections import Counter
 
-import psycopg
 import pytest
-import requests
 
-from tests.live.load import check_mixed_answers, mixed_traffic, send_concurrently
+from tests.live.load import check_mixed_answers, classify_bursts, create_keys, mixed_traffic, send_concurrently
 from tests.live.server import LiveServer
-from tests.model_weights import picture
-from tests.services import require_postgres, require_redis
+from tests.services import require_redis, throwaway_postgres_database
 
 pytestmark = pytest.mark.live
 MAX_BODY_BYTES = 1024 * 1024  # small enough that the mixed load's oversized bodies are cheap to send
+# Bursts of the exact-limit test: one burst catches a race between count and insert now and then (about one
+# in three where the transaction was removed, measured), ten in a row hardly ever all miss it.
+BURST_ROUNDS = 10
+BURST_LIMIT = 16
+BURST_PER_SERVER = 32  # requests to each server in a burst, all released together
 
 
 @pytest.fixture(scope="module")
 def postgres_database():
     """A throwaway PostgreSQL database on the project's server, dropped afterwards."""
-    admin_url = require_postgres()
-    name = f"aiserver_live_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield admin_url.rsplit("/", 1)[0] + f"/{name}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_postgres_database("aiserver_live") as url:
+        yield url
 
 
 @pytest.fixture(scope="module", params=["postgres", "postgres+redis"])
@@ -40,18 +36,19 @@ def servers(request, postgres_database, weights_path):
     second.stop()
 
 
-def test_two_servers_sharing_the_store_admit_exactly_the_limit(servers):
+def test_two_servers_sharing_the_store_admit_exactly_the_limit_every_round(servers):
     first, second = servers
-    key = first.create_key(f"shared-{uuid.uuid4().hex[:6]}", rate_limit=7)
-    body = {"image": base64.b64encode(picture("goldfish")).decode()}
+    name = f"shared-{uuid.uuid4().hex[:6]}"
+    names = [f"{name}-{round_number}" for round_number in range(BURST_ROUNDS)]
+    keys = create_keys(first, names, rate_limit=BURST_LIMIT)
     before = first.count_logs()
-    calls = [
-        requests.Request("POST", f"{live.url}/api/v1/classify", json=body, headers={"Authorization": f"Bearer {key}"})
-        for live in (first, second) for _ in range(10)
-    ]
-    statuses = Counter(response.status_code for response in send_concurrently(calls))
-    assert statuses == Counter({200: 7, 429: 13})
-    assert second.count_logs() - before == 20
+
+    bursts = classify_bursts([first.url, second.url], keys, per_url=BURST_PER_SERVER)
+
+    sent = 2 * BURST_PER_SERVER
+    answers = [(burst[200], burst[429]) for burst in bursts]
+    assert answers == [(BURST_LIMIT, sent - BURST_LIMIT)] * BURST_ROUNDS, f"(200s, 429s) per round: {answers}"
+    assert second.count_logs() - before == sent * BURST_ROUNDS
 
 
 def test_mixed_load_on_both_servers_leaves_exactly_one_log_row_per_request(servers):

@@ -5,12 +5,17 @@ from collections import Counter
 import pytest
 import requests
 
-from tests.live.load import check_mixed_answers, fire, mixed_traffic, send_concurrently
+from tests.live.load import check_mixed_answers, classify_bursts, create_keys, fire, mixed_traffic, send_concurrently
 from tests.live.server import LiveServer
 from tests.model_weights import picture
 
 pytestmark = pytest.mark.live
 MAX_BODY_BYTES = 1024 * 1024  # small enough that the mixed load's oversized bodies are cheap to send
+# Bursts of the exact-limit test: one burst catches a race between count and insert now and then (about one
+# in three where the transaction was removed, measured), ten in a row hardly ever all miss it.
+BURST_ROUNDS = 10
+BURST_LIMIT = 16
+BURST_SIZE = 64  # requests released together, on their own connections to the two workers
 
 
 @pytest.fixture(scope="module")
@@ -24,12 +29,12 @@ def server(tmp_path_factory, weights_path):
     live.stop()
 
 
-@pytest.mark.parametrize("limit,sent", [(5, 24), (12, 24)])
-def test_concurrent_requests_across_workers_admit_exactly_the_limit(server, limit, sent):
-    key = server.create_key(f"burst-{limit}", rate_limit=limit)
-    body = {"image": base64.b64encode(picture("goldfish")).decode()}
-    statuses = fire(f"{server.url}/api/v1/classify", key, sent, body)
-    assert statuses == Counter({200: limit, 429: sent - limit})
+def test_concurrent_requests_across_workers_admit_exactly_the_limit_every_round(server):
+    names = [f"burst-{round_number}" for round_number in range(BURST_ROUNDS)]
+    keys = create_keys(server, names, rate_limit=BURST_LIMIT)
+    bursts = classify_bursts([server.url], keys, per_url=BURST_SIZE)
+    answers = [(burst[200], burst[429]) for burst in bursts]
+    assert answers == [(BURST_LIMIT, BURST_SIZE - BURST_LIMIT)] * BURST_ROUNDS, f"(200s, 429s) per round: {answers}"
 
 
 def test_every_concurrent_request_leaves_a_log_row(server):

@@ -1,11 +1,17 @@
 """Property-based fuzzing of the OpenAPI schema: no 5xx, and every answer is one the schema documents.
 
 Schemathesis generates requests for every operation (valid and invalid ones) and sends them to
-the project's own WSGI application, in the test's thread, so they share pytest-django's
-database (SQLite, or PostgreSQL and Redis in CI's second pass). Every request carries a valid
-key whose limit no run reaches, so a 429 cannot hide a bug (one would still have to match the
-schema). ``test_the_fuzzed_schema_is_the_one_served`` ties the document fuzzed here to the one
-``/api/schema/`` serves.
+the project's own applications in-process, against pytest-django's database (SQLite, or
+PostgreSQL and Redis in CI's second pass):
+
+- the WSGI application, in the test's thread, inside the test's transaction;
+- the deployed entry point, ``aiserver.asgi.application`` (the body-size guard in front of our
+  ASGI handler), on schemathesis's event loop thread and the handler's request threads, which
+  use connections of their own, so that test commits its key (``transaction=True``).
+
+Every request carries a valid key whose limit no run reaches, so a 429 cannot hide a bug (one
+would still have to match the schema). ``test_the_fuzzed_schema_is_the_one_served`` ties the
+document fuzzed here to the one ``/api/schema/`` serves.
 """
 import pytest
 import schemathesis
@@ -21,11 +27,20 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+import aiserver.asgi
+
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("loaded_model")]
 
 CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance, content_type_conformance]
 # Generated examples per operation: every validation branch is reached; the run takes seconds on two cores.
 MAX_EXAMPLES = 40
+FUZZ_SETTINGS = settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    derandomize=True,  # the same examples on every CI run, so a failure reproduces
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
 
 
 def openapi_document() -> dict:
@@ -40,6 +55,8 @@ def openapi_document() -> dict:
 
 schema = schemathesis.openapi.from_dict(openapi_document())
 schema.app = get_wsgi_application()  # what from_wsgi sets: calls go to the app in-process
+asgi_schema = schemathesis.openapi.from_dict(openapi_document())
+asgi_schema.app = aiserver.asgi.application  # what from_asgi sets: schemathesis calls an async app through ASGI
 
 
 @pytest.fixture
@@ -67,12 +84,13 @@ def test_the_fuzzed_schema_is_the_one_served(client):
 
 
 @schema.parametrize()
-@settings(
-    max_examples=MAX_EXAMPLES,
-    deadline=None,
-    derandomize=True,  # the same examples on every CI run, so a failure reproduces
-    database=None,
-    suppress_health_check=list(HealthCheck),
-)
+@FUZZ_SETTINGS
 def test_every_operation_answers_within_its_schema(case, fuzz_key, in_test_transaction):
+    case.call_and_validate(headers={"Authorization": f"Bearer {fuzz_key}"}, checks=CHECKS)
+
+
+@pytest.mark.django_db(transaction=True)  # the request threads must see the committed key
+@asgi_schema.parametrize()
+@FUZZ_SETTINGS
+def test_every_operation_answers_within_its_schema_through_the_asgi_entry_point(case, fuzz_key):
     case.call_and_validate(headers={"Authorization": f"Bearer {fuzz_key}"}, checks=CHECKS)

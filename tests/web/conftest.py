@@ -1,7 +1,8 @@
 """A real server with collected static files (DJANGO_DEBUG off) and Debian's Chromium driven headless.
 
 Chromium and ChromeDriver come from Debian's packages (`make browser`, run by `make test`); test tools
-cannot download browsers here. Without them the browser tests skip, except under CI=true, where they fail.
+cannot download browsers here. Without them the browser tests skip, except under CI (tests.services.under_ci),
+where they fail.
 """
 import json
 import os
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.live.server import ROOT, LiveServer
+from tests.services import under_ci
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_BINARY", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("CHROMEDRIVER_BINARY", "/usr/bin/chromedriver"))
@@ -44,7 +46,7 @@ def _require_chromium() -> None:
     missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
     if missing:
         message = f"{', '.join(missing)} missing: run `make browser` (.ci/install-browser)"
-        if os.environ.get("CI", "").lower() == "true":
+        if under_ci():
             pytest.fail(f"{message}; CI must run the browser tests", pytrace=False)
         pytest.skip(message)
 
