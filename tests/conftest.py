@@ -110,3 +110,13 @@ def empty_result_cache():
 
     cache.clear()
     yield
+
+
+@pytest.fixture
+def database_windows(monkeypatch):
+    """The database window store for this test, whatever REDIS_URL says: for tests that count the
+    RateLimitEvent rows a charge writes (the Redis store keeps its windows in Redis instead)."""
+    from accounts.windows import DatabaseWindowStore
+    from classifier.throttling import SlidingWindowThrottle
+
+    monkeypatch.setattr(SlidingWindowThrottle, "store", DatabaseWindowStore())

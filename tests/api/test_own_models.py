@@ -45,6 +45,7 @@ def test_models_lists_each_model_with_labels_count_engine_precision_artifact_and
     assert models["resnet18"]["num_labels"] == 1000 and models["resnet18"]["artifact"] == "torchvision"
 
 
+@pytest.mark.usefixtures("database_windows")
 def test_a_loaded_model_serves_while_the_default_is_unavailable(auth_client, flowers, monkeypatch):
     monkeypatch.setattr(registry.slot(), "status", UNAVAILABLE)
     monkeypatch.setattr(registry.slot(), "reason", "the weights did not download")

@@ -111,6 +111,7 @@ def test_top_k_bounds_are_accepted(v2, top_k):
 
 
 @pytest.mark.parametrize("top_k", [0, -1, settings.CLASSIFIER_MAX_TOP_K + 1, "many"])
+@pytest.mark.usefixtures("database_windows")
 def test_top_k_out_of_bounds_is_400_and_costs_one_unit(v2, top_k):
     response = v2.post(URL, {"images": [item("goldfish")], "top_k": top_k}, format="json")
     assert response.status_code == 400 and response.json()["detail"].startswith("top_k")
@@ -127,6 +128,7 @@ def test_top_k_out_of_bounds_is_400_and_costs_one_unit(v2, top_k):
         ({"images": [{"image": "x"}], "files": []}, "no_images"),
     ],
 )
+@pytest.mark.usefixtures("database_windows")
 def test_bad_envelope_is_400_for_the_whole_request_and_costs_one_unit(v2, payload, code):
     response = v2.post(URL, payload, format="json")
     assert response.status_code == 400 and response.json()["code"] == code
@@ -143,6 +145,7 @@ MALFORMED = {
 
 
 @pytest.mark.parametrize("code", MALFORMED)
+@pytest.mark.usefixtures("database_windows")
 def test_malformed_requests_cost_one_unit_each_until_the_key_is_throttled(client, make_key, code):
     limit, extra = 3, 2
     v2 = keyed_client(client, make_key, rate_limit=limit)
@@ -158,6 +161,7 @@ def test_malformed_requests_cost_one_unit_each_until_the_key_is_throttled(client
     assert v2.post(URL, {"images": [item("goldfish")]}, format="json").status_code == 429
 
 
+@pytest.mark.usefixtures("database_windows")
 def test_a_well_formed_batch_over_the_quota_spends_nothing(client, make_key):
     v2 = keyed_client(client, make_key, rate_limit=4)
     assert v2.post(URL, {"images": [item("goldfish")] * 3}, format="json").status_code == 200
@@ -231,6 +235,7 @@ def test_a_batch_larger_than_the_remaining_quota_is_refused_whole_until_it_fits(
     assert v2.post(URL, {"images": [item("goldfish")] * 3}, format="json").status_code == 200
 
 
+@pytest.mark.usefixtures("database_windows")
 def test_a_batch_larger_than_the_whole_limit_is_400_not_429_and_costs_one_unit(client, make_key):
     v2 = keyed_client(client, make_key, rate_limit=3)
     response = v2.post(URL, {"images": [item("goldfish")] * 4}, format="json")
