@@ -13,7 +13,9 @@ def write_report(run: dict, out: Path) -> str:
     out.mkdir(parents=True, exist_ok=True)
     reference = best_exact(run["raw"])["images_per_s"]
     markdown = "\n".join([*_header(run), *_raw_table(run, reference), *_served_table(run, reference),
-                          *_one_worker_table(run, reference), *_bf16(run, reference), *_overhead(run), ""])
+                          *_comparison(run, reference, "one_batch_worker", "one batch worker using every core (`CLASSIFIER_BATCH_WORKERS=1`)"),
+                          *_comparison(run, reference, "bf16_served", "torch bf16, served "
+                                       "(`CLASSIFIER_ENGINE=torch CLASSIFIER_PRECISION=bf16`; inexact)"), *_overhead(run), ""])
     (out / "benchmarks.md").write_text(markdown)
     (out / "benchmark.json").write_text(json.dumps(run, indent=2) + "\n")
     _chart(run, reference, out / "benchmark.png")
@@ -89,16 +91,11 @@ def _agreement(run: dict) -> list[str]:
     ]
 
 
-def _bf16(run: dict, reference: float) -> list[str]:
-    if not run.get("bf16_served"):
+def _comparison(run: dict, reference: float, key: str, title: str) -> list[str]:
+    """One served comparison run (``run[key]``) as its own table, when the run has it."""
+    if not run.get(key):
         return []
-    return [
-        "### For comparison: torch bf16, served (`CLASSIFIER_ENGINE=torch CLASSIFIER_PRECISION=bf16`; inexact)",
-        "",
-        *_LOAD_HEADER,
-        *_load_rows(run["bf16_served"], reference),
-        "",
-    ]
+    return [f"### For comparison: {title}", "", *_LOAD_HEADER, *_load_rows(run[key], reference), ""]
 
 
 _LOAD_HEADER = [
@@ -114,18 +111,6 @@ def _load_rows(results: list[dict], reference: float) -> list[str]:
         f"{r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['p99_ms'] / r['p50_ms']:.2f} | {r['errors']} | "
         f"{r['mean_batch']:.2f} | {r['server_cpu_ms_per_request']:.1f} | {100 * r['wrk_cpu_share']:.1f}% |"
         for r in results
-    ]
-
-
-def _one_worker_table(run: dict, reference: float) -> list[str]:
-    if not run.get("one_batch_worker"):
-        return []
-    return [
-        "### For comparison: one batch worker using every core (`CLASSIFIER_BATCH_WORKERS=1`)",
-        "",
-        *_LOAD_HEADER,
-        *_load_rows(run["one_batch_worker"], reference),
-        "",
     ]
 
 
