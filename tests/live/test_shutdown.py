@@ -50,8 +50,11 @@ def wait_until(condition, timeout: float = 60.0) -> None:
 def test_sigterm_answers_and_logs_every_request_in_flight(tmp_path, weights_path, process_group):
     database = tmp_path / "db.sqlite3"
     # One image per forward pass: each batch takes a while, with nothing slowed down artificially.
+    # The queue holds every image sent: which worker accepts which connection is the kernel's choice,
+    # and one worker taking most of them must not be answered 503 overloaded (a bound tested elsewhere).
     server = LiveServer(database_url=f"sqlite:///{database}", weights=str(weights_path), workers=2,
-                        extra_env={"CLASSIFIER_MAX_BATCH_SIZE": "1"}).start()
+                        extra_env={"CLASSIFIER_MAX_BATCH_SIZE": "1",
+                                   "CLASSIFIER_QUEUE_SIZE": str(REQUESTS * IMAGES_PER_REQUEST)}).start()
     try:
         key = server.create_key("drain", rate_limit=1000)
         batch = {"images": [{"image": base64.b64encode(picture("jellyfish")).decode()}] * IMAGES_PER_REQUEST}
