@@ -12,7 +12,7 @@ from . import cache
 from .runtime import preprocessing as pipeline
 from .exceptions import ImageTooLarge, InferenceFailed, InferenceTimeout, InvalidImage
 from .runtime.budget import PixelBudget
-from .runtime.registry import registry
+from .runtime.registry import LoadedModel, registry
 
 # The pixels this process decodes at once, shared by every request thread (swappable in tests).
 decode_budget = PixelBudget(settings.CLASSIFIER_DECODE_BUDGET_MEGAPIXELS * 1_000_000)
@@ -22,13 +22,14 @@ decode_budget = PixelBudget(settings.CLASSIFIER_DECODE_BUDGET_MEGAPIXELS * 1_000
 class Classification:
     model: str
     predictions: list[pipeline.Prediction]
+    model_version: str = ""  # the version that answered; "": unversioned
 
 
 def classify_images(
     images: list[bytes], *, top_k: int, model_name: str | None = None
-) -> tuple[str, list[list[pipeline.Prediction] | APIException]]:
-    """Classify each image with ``model_name`` (default: the first model); return the model's name and,
-    per image in order, its predictions or its error.
+) -> tuple[LoadedModel, list[list[pipeline.Prediction] | APIException]]:
+    """Classify each image with ``model_name`` (default: the first model); return the model that answered
+    and, per image in order, its predictions or its error.
 
     Raises ModelUnavailable, Overloaded (queue full, or no decode budget in time) or InferenceTimeout for the
     request as a whole.
@@ -74,7 +75,7 @@ def classify_images(
         fresh.append((data, predictions))
         results.append(predictions)
     cache.store_results(model.fingerprint, fresh, top_k)
-    return model.name, results
+    return model, results
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class BatchClassification:
     model: str
     processing_time_ms: float
     results: list[list[pipeline.Prediction] | APIException]  # per input image, in order
+    model_version: str = ""  # the version that answered; "": unversioned
 
 
 def classify_batch(
@@ -97,15 +99,17 @@ def classify_batch(
     answers = iter(outcomes)
     results = [data if isinstance(data, APIException) else next(answers) for data in images]
     elapsed_ms = round((time.perf_counter() - started) * 1000.0, 2)
-    return BatchClassification(model=model, processing_time_ms=elapsed_ms, results=results)
+    return BatchClassification(
+        model=model.name, model_version=model.version, processing_time_ms=elapsed_ms, results=results
+    )
 
 
 def classify_image(data: bytes, *, top_k: int) -> Classification:
     """Classify one image; its error (bad image, model failure) is raised."""
-    model_name, (outcome,) = classify_images([data], top_k=top_k)
+    model, (outcome,) = classify_images([data], top_k=top_k)
     if isinstance(outcome, APIException):
         raise outcome
-    return Classification(model=model_name, predictions=outcome)
+    return Classification(model=model.name, model_version=model.version, predictions=outcome)
 
 
 def _submit(batcher, outcomes: list, pending: list[int]) -> None:

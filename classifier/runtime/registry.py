@@ -38,6 +38,7 @@ class LoadedModel:
     preprocessing: Preprocessing
     engine: Engine = field(repr=False)
     fingerprint: str | None = None  # names these exact weights (for the result cache); None: random
+    version: str = ""  # the model version serving under this name; "": unversioned (models from settings)
 
     def run_batch(self, images: list[np.ndarray]) -> np.ndarray:
         """Forward a list of preprocessed HxWx3 uint8 arrays; return their probability rows."""
