@@ -10,7 +10,7 @@ from .models import ApiKey, RequestLog
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
     form = ApiKeyAdminForm
-    list_display = ["name", "prefix", "owner", "active", "rate_limit", "rate_window_seconds", "models", "expires_at", "last_used_at", "created_at"]
+    list_display = ["name", "prefix", "owner", "active", "rate_limit", "rate_window_seconds", "model_access", "expires_at", "last_used_at", "created_at"]
     list_filter = [("revoked_at", admin.EmptyFieldListFilter), "expires_at", "created_at"]
     search_fields = ["name", "prefix", "owner__username", "owner__email"]
     readonly_fields = ["prefix", "created_at", "revoked_at", "last_used_at"]
@@ -22,7 +22,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         return obj.is_active()
 
     @admin.display(description="models")
-    def models(self, obj: ApiKey) -> str:
+    def model_access(self, obj: ApiKey) -> str:
         return ", ".join(obj.allowed_models) or "all"
 
     def save_model(self, request, obj: ApiKey, form, change: bool) -> None:

@@ -56,7 +56,9 @@ def assert_not_allowed(response, model: str) -> None:
 @pytest.mark.usefixtures("second_model")
 def test_a_model_the_key_may_not_use_is_403_and_spends_no_quota(keyed):
     client = keyed([SECOND])
-    assert_not_allowed(client.post(V2, batch("resnet18"), format="json"), "resnet18")
+    refused = client.post(V2, batch("resnet18"), format="json")
+    assert_not_allowed(refused, "resnet18")
+    assert refused.json()["detail"] == f"This API key may not use model 'resnet18'; it may use {SECOND}."
     assert_not_allowed(client.post(V2, batch(), format="json"), "resnet18")  # no model: the default
     assert not RateLimitEvent.objects.exists()
     allowed = client.post(V2, batch(SECOND, images=2), format="json")
