@@ -218,3 +218,16 @@ def request_log_prune(*, before: dt.datetime, batch_size: int = 10_000) -> int:
         if not ids:
             return deleted
         deleted += RequestLog.objects.filter(id__in=ids).delete()[0]
+
+
+def anonymous_request_count_prune(*, before: dt.datetime) -> int:
+    """Delete the anonymous counts of minutes before ``before``; return how many rows."""
+    return AnonymousRequestCount.objects.filter(minute__lt=before).delete()[0]
+
+
+def request_log_analyze() -> None:
+    """Refresh the planner's statistics of the log tables (SQLite reads the dashboard's per-key counts by
+    skipping through an index only once ANALYZE has measured it)."""
+    with connection.cursor() as cursor:
+        for table in (RequestLog._meta.db_table, AnonymousRequestCount._meta.db_table):
+            cursor.execute(f"ANALYZE {table}")
