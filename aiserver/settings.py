@@ -167,6 +167,18 @@ DATA_UPLOAD_MAX_NUMBER_FILES = 32  # keep above CLASSIFIER_MAX_BATCH_IMAGES so v
 # --- accounts: API keys ----------------------------------------------------------------------
 ACCOUNTS_DEFAULT_RATE_LIMIT = env.int("ACCOUNTS_DEFAULT_RATE_LIMIT", default=60)  # requests per window
 ACCOUNTS_DEFAULT_RATE_WINDOW_SECONDS = env.int("ACCOUNTS_DEFAULT_RATE_WINDOW_SECONDS", default=60)
+# Requests without a valid key are counted per minute and client (accounts.AnonymousRequestCount), not logged one
+# row each. Distinct clients per minute that get their own counts; later ones in that minute share one bucket.
+ACCOUNTS_ANONYMOUS_CLIENTS_PER_MINUTE = env.int("ACCOUNTS_ANONYMOUS_CLIENTS_PER_MINUTE", default=1000)
+# IPv6 clients are counted by network of this many leading bits (one host often holds a whole /64).
+ACCOUNTS_ANONYMOUS_IPV6_PREFIX_BITS = env.int("ACCOUNTS_ANONYMOUS_IPV6_PREFIX_BITS", default=64)
+# The staff dashboard computes latency percentiles on SQLite from at most this many rows (an even sample
+# of the range); PostgreSQL computes them exactly in SQL.
+ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS = env.int("ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS", default=20_000)
+if not 0 <= ACCOUNTS_ANONYMOUS_IPV6_PREFIX_BITS <= 128:
+    raise ImproperlyConfigured("ACCOUNTS_ANONYMOUS_IPV6_PREFIX_BITS must be between 0 and 128.")
+if ACCOUNTS_ANONYMOUS_CLIENTS_PER_MINUTE < 1 or ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS < 1:
+    raise ImproperlyConfigured("ACCOUNTS_ANONYMOUS_CLIENTS_PER_MINUTE and ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS must be at least 1.")
 
 # --- classifier: model and serving ----------------------------------------------------------
 # Every model to load, comma-separated: "name" (a torchvision model with CLASSIFIER_WEIGHTS), "name=weights"

@@ -5,9 +5,8 @@ import time
 import uuid
 
 from django.conf import settings
-from django.db import DatabaseError
 
-from accounts.services import request_log_create
+from accounts.services import anonymous_request_count_increment, request_log_create
 
 from . import metrics
 from .exceptions import PayloadTooLarge, error_response
@@ -19,7 +18,13 @@ BODY_TOO_LARGE_SCOPE_KEY = "aiserver.body_too_large"  # set by aiserver.asgi on 
 
 
 class RequestLogMiddleware:
-    """Write one RequestLog row for every request under /api/ (docs and unknown paths too), whatever its outcome."""
+    """Account for every request under /api/ (docs and unknown paths too), whatever its outcome.
+
+    A request whose key was identified (``request.api_key``) gets a RequestLog row: the customer's bill,
+    its 4xx, 429 and 5xx included. Any other request raises a per-minute count (AnonymousRequestCount),
+    so a flood without a key adds no rows. Both store the matched route, never the path the caller chose.
+    A failing write is logged and the answer goes out anyway.
+    """
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -30,25 +35,35 @@ class RequestLogMiddleware:
         started = time.perf_counter()
         response = self.get_response(request)
         elapsed = time.perf_counter() - started
-        elapsed_ms = elapsed * 1000.0
-        _record_metrics(request, response.status_code, elapsed)
-        api_key = getattr(request, "api_key", None)
-        try:
-            request_log_create(
-                api_key_id=api_key.pk if api_key else None,
-                endpoint=request.path,
-                method=request.method,
-                status_code=response.status_code,
-                response_time_ms=elapsed_ms,
-                client_ip=request.META.get("REMOTE_ADDR") or None,
-                request_id=response.get("X-Request-ID", ""),
-                images=getattr(request, "api_units", 0),
-                model_name=getattr(request, "api_model_name", ""),
-                model_version=getattr(request, "api_model_version", ""),
-            )
-        except DatabaseError:
-            logger.exception("could not write the request log for %s %s", request.method, request.path)
+        for record in (_record_metrics, _record_request):
+            try:
+                record(request, response, elapsed)
+            except Exception:  # the answer is ready: no logging failure may replace it with a 500
+                logger.exception("%s failed for %s %r", record.__name__, request.method, request.path)
         return response
+
+
+def _record_request(request, response, seconds: float) -> None:
+    """A RequestLog row when the request's key was identified, else +1 on its anonymous count."""
+    api_key = getattr(request, "api_key", None)
+    client_ip = request.META.get("REMOTE_ADDR") or None
+    if api_key is None:
+        anonymous_request_count_increment(
+            route=_endpoint(request), status_code=response.status_code, client_ip=client_ip
+        )
+        return
+    request_log_create(
+        api_key_id=api_key.pk,
+        endpoint=_endpoint(request),
+        method=request.method,
+        status_code=response.status_code,
+        response_time_ms=seconds * 1000.0,
+        client_ip=client_ip,
+        request_id=response.get("X-Request-ID", ""),
+        images=getattr(request, "api_units", 0),
+        model_name=getattr(request, "api_model_name", ""),
+        model_version=getattr(request, "api_model_version", ""),
+    )
 
 
 def _endpoint(request) -> str:
@@ -58,8 +73,8 @@ def _endpoint(request) -> str:
     return f"/{route}" if route and not route.startswith("^") else "unmatched"
 
 
-def _record_metrics(request, status_code: int, seconds: float) -> None:
-    endpoint, status = _endpoint(request), str(status_code)
+def _record_metrics(request, response, seconds: float) -> None:
+    endpoint, status = _endpoint(request), str(response.status_code)
     metrics.REQUESTS.labels(endpoint, request.method if request.method in _METHODS else "other", status).inc()
     metrics.REQUEST_LATENCY.labels(endpoint, status).observe(seconds)
 

@@ -93,6 +93,14 @@ def yesterday():
 
 
 @pytest.fixture(autouse=True)
+def fresh_anonymous_clients(monkeypatch):
+    """Each test's database starts without anonymous counts: forget the clients admitted in this minute."""
+    from accounts import services
+
+    monkeypatch.setattr(services, "anonymous_clients", services.AnonymousClients())
+
+
+@pytest.fixture(autouse=True)
 def fresh_window_store():
     """Key ids restart in every test's database; with Redis windows, start from an empty store too."""
     from classifier.throttling import SlidingWindowThrottle

@@ -126,6 +126,21 @@ class LiveServer:
         counts = json.loads(self.manage("shell", "-c", code).strip().splitlines()[-1])
         return Counter({int(status): n for status, n in counts.items()})
 
+    def accounted_statuses(self) -> Counter:
+        """How many requests were accounted for per status code: RequestLog rows (keyed requests) plus the
+        AnonymousRequestCount counts (the rest)."""
+        code = (
+            "import json; from django.db.models import Count, Sum; "
+            "from accounts.models import AnonymousRequestCount, RequestLog; "
+            "rows = RequestLog.objects.values_list('status_code').annotate(n=Count('id')); "
+            "counts = AnonymousRequestCount.objects.values_list('status_code').annotate(n=Sum('count')); "
+            "print(json.dumps([dict(rows), dict(counts)]))"
+        )
+        rows, counts = json.loads(self.manage("shell", "-c", code).strip().splitlines()[-1])
+        return Counter({int(status): n for status, n in rows.items()}) + Counter(
+            {int(status): n for status, n in counts.items()}
+        )
+
     def count_logs(self, **filters) -> int:
         return sum(self.log_statuses(**filters).values())
 

@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.db import OperationalError
 from django.utils import timezone
 
-from accounts.models import RequestLog
+from accounts.models import AnonymousRequestCount, RequestLog
 from accounts.windows import RedisWindowStore
 from classifier import services
 from classifier.runtime.budget import PixelBudget
@@ -81,10 +81,15 @@ def test_prune_request_logs_deletes_only_old_rows():
     old = RequestLog.objects.create(endpoint=URL, method="POST", status_code=200, response_time_ms=1)
     RequestLog.objects.filter(pk=old.pk).update(created_at=timezone.now() - dt.timedelta(days=40))
     recent = RequestLog.objects.create(endpoint=URL, method="POST", status_code=200, response_time_ms=1)
+    now = timezone.now().replace(second=0, microsecond=0)
+    for minute in (now - dt.timedelta(days=40), now - dt.timedelta(days=31), now):
+        AnonymousRequestCount.objects.create(minute=minute, client="203.0.113.9", route="unmatched", status_code=404,
+                                             count=5)
     out = StringIO()
     call_command("prune_request_logs", "--older-than", "30", stdout=out)
     assert list(RequestLog.objects.values_list("pk", flat=True)) == [recent.pk]
-    assert "Deleted 1" in out.getvalue()
+    assert list(AnonymousRequestCount.objects.values_list("minute", flat=True)) == [now]
+    assert "Deleted 1 request log row(s) and 2 anonymous count row(s)" in out.getvalue()
 
 
 def test_check_deploy_passes_with_production_settings():

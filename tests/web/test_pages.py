@@ -144,3 +144,18 @@ def test_favicon_is_served_so_browsers_log_no_404(client):
     response = client.get("/favicon.ico")
     assert response.status_code == 200 and response["Content-Type"] in ("image/x-icon", "image/vnd.microsoft.icon")
     assert b"".join(response.streaming_content if response.streaming else [response.content])[:4] == b"\x00\x00\x01\x00"
+
+
+def test_usage_dashboard_shows_the_requests_without_a_key(staff_client, client):
+    for _ in range(3):
+        client.post("/api/v1/classify", {}, format="json")
+    client.get("/api/v1/nowhere")
+
+    html = staff_client.get("/staff/usage/").content.decode()
+
+    section = re.search(r'<section class="module" id="anonymous-usage">.*?</section>', html, re.S).group(0)
+    assert "Requests without a key: 4<" in section
+    assert re.search(r"<td>401</td><td>3</td>", section) and re.search(r"<td>404</td><td>1</td>", section)
+    assert re.search(r"<code>/api/v1/classify</code></td><td>3</td>", section)
+    assert re.search(r"<code>127\.0\.0\.1</code></td><td>4</td>", section)
+    assert not RequestLog.objects.exists()
