@@ -10,12 +10,15 @@ from django.db import DatabaseError
 from accounts.services import request_log_create
 
 from . import metrics
-from .exceptions import PayloadTooLarge, error_response
+from .exceptions import HeadersTooLarge, PayloadTooLarge, RequestTimeout, error_response
 
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
-BODY_TOO_LARGE_SCOPE_KEY = "aiserver.body_too_large"  # set by aiserver.asgi on oversized streamed bodies
+# Set in the ASGI scope by aiserver.guard when it cut a request short; BodyLimitMiddleware answers for them.
+BODY_TOO_LARGE_SCOPE_KEY = "aiserver.body_too_large"  # over API_MAX_BODY_BYTES
+BODY_TIMED_OUT_SCOPE_KEY = "aiserver.body_timed_out"  # not arrived within API_BODY_*_TIMEOUT_SECONDS
+HEADERS_TOO_LARGE_SCOPE_KEY = "aiserver.headers_too_large"  # over API_MAX_HEADER_BYTES
 
 
 class RequestLogMiddleware:
@@ -68,26 +71,39 @@ _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"
 
 
 class BodyLimitMiddleware:
-    """Answer 413 for bodies over API_MAX_BODY_BYTES before anything reads them."""
+    """Answer 413, 408 or 431 for requests the ASGI guard cut short, and 413 for bodies over
+    API_MAX_BODY_BYTES, before anything reads them."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        if self._too_large(request):
-            return error_response(
-                PayloadTooLarge(f"The request body is over the limit of {settings.API_MAX_BODY_BYTES} bytes.")
-            )
+        refusal = _refusal(request)
+        if refusal is not None:
+            return error_response(refusal)
         return self.get_response(request)
 
-    @staticmethod
-    def _too_large(request) -> bool:
-        if getattr(request, "scope", {}).get(BODY_TOO_LARGE_SCOPE_KEY):
-            return True
-        try:
-            return int(request.META.get("CONTENT_LENGTH") or 0) > settings.API_MAX_BODY_BYTES
-        except ValueError:
-            return False
+
+def _refusal(request):
+    """Why the guard cut this request short (an APIException), or None."""
+    scope = getattr(request, "scope", {})
+    if scope.get(HEADERS_TOO_LARGE_SCOPE_KEY):
+        return HeadersTooLarge(f"The request headers are over the limit of {settings.API_MAX_HEADER_BYTES} bytes.")
+    if scope.get(BODY_TIMED_OUT_SCOPE_KEY):
+        return RequestTimeout(
+            f"The request body did not arrive within {settings.API_BODY_READ_TIMEOUT_SECONDS:g} seconds, "
+            f"or paused for more than {settings.API_BODY_IDLE_TIMEOUT_SECONDS:g}."
+        )
+    if scope.get(BODY_TOO_LARGE_SCOPE_KEY) or _declared_too_large(request):
+        return PayloadTooLarge(f"The request body is over the limit of {settings.API_MAX_BODY_BYTES} bytes.")
+    return None
+
+
+def _declared_too_large(request) -> bool:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0) > settings.API_MAX_BODY_BYTES
+    except ValueError:
+        return False
 
 
 REQUEST_ID_PREFIX = "/api/v2/"
