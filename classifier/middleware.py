@@ -13,6 +13,8 @@ from . import metrics
 from .exceptions import HeadersTooLarge, PayloadTooLarge, RequestTimeout, error_response
 
 logger = logging.getLogger(__name__)
+request_logger = logging.getLogger("aiserver.requests")  # one line per /api/ request
+REQUEST_LINE = "%(method)s %(route)s %(status)s %(latency_ms).1fms key=%(key_prefix)s id=%(request_id)s"
 
 API_PREFIX = "/api/"
 # Set in the ASGI scope by aiserver.guard when it cut a request short; BodyLimitMiddleware answers for them.
@@ -35,6 +37,7 @@ class RequestLogMiddleware:
         elapsed = time.perf_counter() - started
         elapsed_ms = elapsed * 1000.0
         _record_metrics(request, response.status_code, elapsed)
+        _log_request_line(request, response, elapsed_ms)
         api_key = getattr(request, "api_key", None)
         try:
             request_log_create(
@@ -52,6 +55,21 @@ class RequestLogMiddleware:
         except DatabaseError:
             logger.exception("could not write the request log for %s %s", request.method, request.path)
         return response
+
+
+def _log_request_line(request, response, elapsed_ms: float) -> None:
+    """Log the request line; its fields are the JSON log's (aiserver.log_format): never the key, only its
+    prefix, and the matched route, never the raw path."""
+    api_key = getattr(request, "api_key", None)
+    fields = {
+        "request_id": response.get(REQUEST_ID_HEADER) or None,
+        "key_prefix": api_key.prefix if api_key else None,
+        "route": _endpoint(request),
+        "method": request.method if request.method in _METHODS else "other",
+        "status": response.status_code,
+        "latency_ms": round(elapsed_ms, 1),
+    }
+    request_logger.info(REQUEST_LINE, fields, extra=fields)
 
 
 def _endpoint(request) -> str:
