@@ -69,29 +69,30 @@ class RequestGuard:
         deadline = self.clock() + self.body_timeout_s
         received, cut, ended = 0, False, False
 
+        def cut_short(reason_key: str) -> dict:
+            nonlocal cut
+            cut = True
+            scope[reason_key] = True  # BodyLimitMiddleware answers for it
+            return dict(_END_OF_BODY)
+
         async def guarded_receive():
-            nonlocal received, cut, ended
+            nonlocal received, ended
             while cut:  # the body was cut: drop its rest, pass on the disconnect
                 message = await receive()
                 if message["type"] != "http.request":
                     return message
             if ended:
                 return await receive()
-            message = None
-            if declared is None or declared <= self.max_body_bytes:  # else it is not read at all
-                message = await self._next_chunk(receive, deadline)
-                if message is None:
-                    cut = True
-                    scope[BODY_TIMED_OUT_SCOPE_KEY] = True
-                    return dict(_END_OF_BODY)
-                if message["type"] != "http.request":
-                    return message
+            if declared is not None and declared > self.max_body_bytes:  # not read at all
+                return cut_short(BODY_TOO_LARGE_SCOPE_KEY)
+            message = await self._next_chunk(receive, deadline)
+            if message is None:
+                return cut_short(BODY_TIMED_OUT_SCOPE_KEY)
+            if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    return cut_short(BODY_TOO_LARGE_SCOPE_KEY)
                 ended = not message.get("more_body", False)
-            if message is None or received > self.max_body_bytes:
-                cut = True
-                scope[BODY_TOO_LARGE_SCOPE_KEY] = True
-                return dict(_END_OF_BODY)
             return message
 
         return guarded_receive
