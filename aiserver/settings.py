@@ -161,6 +161,16 @@ API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=10 * 1024 * 1024)
 # Django's own parsing limits follow it, so JSON bodies up to the limit parse (base64 inflates by 4/3).
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+# Bytes of header names and values a request may carry; more gets 431 (aiserver.asgi). uvicorn's
+# --h11-max-incomplete-event-size (README, Deployment) closes far larger heads before they are read whole.
+API_MAX_HEADER_BYTES = env.int("API_MAX_HEADER_BYTES", default=32 * 1024)
+# Seconds a client has to finish a request's head once it has started it; then the connection is closed
+# (aiserver.protocols, uvicorn's --http). uvicorn alone waits for ever on a half-sent head.
+API_HEADER_READ_TIMEOUT_SECONDS = env.float("API_HEADER_READ_TIMEOUT_SECONDS", default=10.0)
+# Seconds a whole request body may take to arrive; a slower one is cut and answered 408 (aiserver.asgi).
+API_BODY_READ_TIMEOUT_SECONDS = env.float("API_BODY_READ_TIMEOUT_SECONDS", default=60.0)
+# Longest wait, in seconds, for the next chunk of a body being sent; longer: 408.
+API_BODY_IDLE_TIMEOUT_SECONDS = env.float("API_BODY_IDLE_TIMEOUT_SECONDS", default=10.0)
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 100
 DATA_UPLOAD_MAX_NUMBER_FILES = 32  # keep above CLASSIFIER_MAX_BATCH_IMAGES so v2 can say "too many" itself
 
@@ -268,11 +278,23 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_SETTINGS": {"persistAuthorization": True},
 }
 
+# "text" (one readable line per record) or "json" (one JSON object per line, for log shippers: aiserver.log_format).
+DJANGO_LOG_FORMAT = env.str("DJANGO_LOG_FORMAT", default="text")
+if DJANGO_LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"DJANGO_LOG_FORMAT must be text or json (got {DJANGO_LOG_FORMAT!r}).")
+_console = {"handlers": ["console"], "propagate": False}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "aiserver.log_format.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": DJANGO_LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env.str("DJANGO_LOG_LEVEL", default="INFO")},
-    "loggers": {"django.request": {"level": "ERROR"}},
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+        # uvicorn's own lines (errors, and access lines when its log level lets them through) in the same format
+        **({"uvicorn.error": _console, "uvicorn.access": _console} if DJANGO_LOG_FORMAT == "json" else {}),
+    },
 }

@@ -128,3 +128,17 @@ def database_windows(monkeypatch):
     from classifier.throttling import SlidingWindowThrottle
 
     monkeypatch.setattr(SlidingWindowThrottle, "store", DatabaseWindowStore())
+
+
+@pytest.fixture(scope="session")
+def static_manifest_root(tmp_path_factory):
+    """A STATIC_ROOT holding only collectstatic's manifest, naming every static file the apps have (what
+    classifier.checks reads; the hashed copies themselves are left out: collecting them takes seconds)."""
+    import json
+
+    from django.contrib.staticfiles import finders
+
+    root = tmp_path_factory.mktemp("static-manifest")
+    paths = {path: path for finder in finders.get_finders() for path, _ in finder.list(["CVS", ".*", "*~"])}
+    (root / "staticfiles.json").write_text(json.dumps({"version": "1.1", "paths": paths, "hash": ""}))
+    return root

@@ -6,6 +6,7 @@ raised into the server, and the other models still serve.
 """
 import logging
 import os
+import re
 import threading
 from dataclasses import dataclass, field
 
@@ -153,7 +154,9 @@ def load_slot(source: ModelSource) -> Slot:
     except Exception as exc:  # noqa: BLE001 - any failure must leave the server up and say why
         slot.reason = _explain(source, exc)
         slot.status = UNAVAILABLE
-        logger.error("model unavailable: %s", slot.reason)
+        # the reason is public and path-free; the log keeps where the model came from and the whole error
+        logger.error("model %s unavailable (from %s): %s", source.name, source.folder or source.weights, slot.reason,
+                     exc_info=exc)
         return slot
     slot.model = model
     slot.batcher = MicroBatcher(
@@ -179,6 +182,20 @@ def _record_batch(slot: Slot, size: int, seconds: float) -> None:
 
 
 def _explain(source: ModelSource, exc: Exception) -> str:
+    """Why ``source`` cannot serve, as API users and the pages are told: the files' names, never their directories."""
+    return _without_directories(_reason(source, exc))
+
+
+# An absolute path: a "/" that starts a word (not one inside a URL or a relative path), up to a space or quote.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])/[^\s'\"<>()]*")
+
+
+def _without_directories(text: str) -> str:
+    """``text`` with each absolute path cut to its last part (a library's message may name any file)."""
+    return _ABSOLUTE_PATH.sub(lambda match: match.group().rstrip("/").rpartition("/")[2] or "/", text)
+
+
+def _reason(source: ModelSource, exc: Exception) -> str:
     if isinstance(exc, ArtifactError):
         return f"Could not load model {source.name} ({source.described}): {exc}."
     if source.folder is None and source.weights == "default":

@@ -92,9 +92,10 @@ def test_prune_request_logs_deletes_only_old_rows():
     assert "Deleted 1 request log row(s) and 2 anonymous count row(s)" in out.getvalue()
 
 
-def test_check_deploy_passes_with_production_settings():
+def test_check_deploy_passes_with_production_settings(static_manifest_root):
     env = {
         "PATH": "/usr/bin:/bin",
+        "DJANGO_STATIC_ROOT": str(static_manifest_root),  # collectstatic done (classifier.checks)
         "DJANGO_SETTINGS_MODULE": "aiserver.settings",
         "DJANGO_DEBUG": "false",
         "DJANGO_SECRET_KEY": "Zq8" + "x7Kp2Lm9Qr4Tv6Wy1Bn3Cd5Ef8Gh0Jk2Mn4Pq6Rs8Tu0Vw2Xy4Za6",
