@@ -224,9 +224,11 @@ CLASSIFIER_RESULT_CACHE_SECONDS = env.int("CLASSIFIER_RESULT_CACHE_SECONDS", def
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # --- Metrics -----------------------------------------------------------------------------------
-# /metrics (Prometheus) answers staff sessions, and scrapers sending "Authorization: Bearer <token>" when
+# /metrics (Prometheus) answers staff sessions with METRICS_PERMISSION, and scrapers sending "Authorization: Bearer <token>" when
 # this is set; everyone else gets 404. Multi-worker totals need PROMETHEUS_MULTIPROC_DIR (see README).
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# The permission a staff session needs to read /metrics (request counts by endpoint and status, as the log admin).
+METRICS_PERMISSION = "accounts.view_requestlog"
 
 # --- REST framework and OpenAPI ----------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -253,7 +255,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "SWAGGER_UI_SETTINGS": {"persistAuthorization": True},
+    # Keys pasted into "Authorize" stay in the page, never in localStorage (which outlives the tab).
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": False},
 }
 
 LOGGING = {

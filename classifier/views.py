@@ -152,10 +152,12 @@ class TryView(TemplateView):
 
 
 class MetricsView(View):
-    """Prometheus metrics for staff sessions and for scrapers with METRICS_TOKEN; 404 for anyone else."""
+    """Prometheus metrics for scrapers sending ``Authorization: Bearer <METRICS_TOKEN>`` and for staff sessions
+    allowed to read the request logs (METRICS_PERMISSION); 404 for anyone else."""
 
     def get(self, request):
-        if not (self._has_token(request) or (request.user.is_authenticated and request.user.is_staff)):
+        user = request.user
+        if not (self._has_token(request) or (user.is_staff and user.has_perm(settings.METRICS_PERMISSION))):
             raise Http404()
         body, content_type = metrics.exposition()
         return HttpResponse(body, content_type=content_type)
@@ -163,5 +165,5 @@ class MetricsView(View):
     @staticmethod
     def _has_token(request) -> bool:
         token = settings.METRICS_TOKEN
-        sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        return bool(token) and hmac.compare_digest(sent.encode(), token.encode())
+        scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
+        return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(sent.encode(), token.encode())
