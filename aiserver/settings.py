@@ -154,6 +154,9 @@ CORS_URLS_REGEX = r"^/api/.*$"
 CORS_ALLOW_HEADERS = ["authorization", "content-type", "x-api-key", "x-request-id"]
 CORS_EXPOSE_HEADERS = ["retry-after", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "ratelimit", "ratelimit-policy", "x-request-id"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# Flash messages live in the session (the database), not in a signed but readable cookie: the admin shows a new
+# API key once in a message.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 
 # --- Request limits ------------------------------------------------------------------------
 # Largest request body accepted, in bytes; larger ones get 413 before they are read.
