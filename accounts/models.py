@@ -1,4 +1,4 @@
-"""Who may call the API (ApiKey) and what they used (RequestLog, RateLimitEvent)."""
+"""Who may call the API (ApiKey) and what they used (RequestLog, RateLimitEvent, UsageRateLimitEvent)."""
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -96,3 +96,15 @@ class RateLimitEvent(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["api_key", "at"], name="ratelimit_key_at")]
+
+
+class UsageRateLimitEvent(models.Model):
+    """One admitted usage request (GET /api/v1/usage or /api/v2/usage) inside its key's usage window: a table
+    apart from RateLimitEvent, so reading usage never counts against the key's classification quota."""
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
+    at = models.FloatField(help_text="Unix time the request was admitted.")
+    cost = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        indexes = [models.Index(fields=["api_key", "at"], name="usage_ratelimit_key_at")]

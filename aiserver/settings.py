@@ -170,6 +170,12 @@ DATA_UPLOAD_MAX_NUMBER_FILES = 32  # keep above CLASSIFIER_MAX_BATCH_IMAGES so v
 # --- accounts: API keys ----------------------------------------------------------------------
 ACCOUNTS_DEFAULT_RATE_LIMIT = env.int("ACCOUNTS_DEFAULT_RATE_LIMIT", default=60)  # requests per window
 ACCOUNTS_DEFAULT_RATE_WINDOW_SECONDS = env.int("ACCOUNTS_DEFAULT_RATE_WINDOW_SECONDS", default=60)
+# Longest range GET /api/v2/usage reports, in days (a longer one is 400 range_too_long): bounds its work and answer.
+ACCOUNTS_USAGE_MAX_RANGE_DAYS = env.int("ACCOUNTS_USAGE_MAX_RANGE_DAYS", default=366)
+# Usage requests (GET /api/v1/usage and /api/v2/usage together) each key may make per window; more: 429. Counted in
+# a window of their own, apart from the key's classification quota.
+ACCOUNTS_USAGE_RATE_LIMIT = env.int("ACCOUNTS_USAGE_RATE_LIMIT", default=30)
+ACCOUNTS_USAGE_RATE_WINDOW_SECONDS = env.int("ACCOUNTS_USAGE_RATE_WINDOW_SECONDS", default=60)  # that window's length
 
 # --- classifier: model and serving ----------------------------------------------------------
 # Every model to load, comma-separated: "name" (a torchvision model with CLASSIFIER_WEIGHTS), "name=weights"

@@ -22,7 +22,7 @@ from .exceptions import DatabaseUnavailable
 from .permissions import HasApiKey, ModelIsReady
 from .runtime.registry import LOADED, registry
 from .services import classify_image
-from .throttling import SlidingWindowThrottle, rate_limit_headers
+from .throttling import SlidingWindowThrottle, UsageThrottle, rate_limit_headers
 
 ERRORS = {code: OpenApiResponse(s.ErrorOutput, description=text) for code, text in {
     400: "Invalid input (bad base64, not an image, missing field, malformed JSON).",
@@ -87,8 +87,14 @@ class ClassifyView(KeyRequiredView):
         return Response(s.ClassifyOutput(result).data)
 
 
+USAGE_THROTTLED = OpenApiResponse(s.ErrorOutput, description="More usage requests (v1 and v2 together) than "
+                                  "ACCOUNTS_USAGE_RATE_LIMIT per ACCOUNTS_USAGE_RATE_WINDOW_SECONDS; see Retry-After.")
+
+
 class UsageView(KeyRequiredView):
-    @extend_schema(operation_id="v1_usage", summary="This key's classification usage", responses={200: s.UsageOutput, 401: ERRORS[401], 503: DATABASE_UNAVAILABLE})
+    throttle_classes = [UsageThrottle]
+
+    @extend_schema(operation_id="v1_usage", summary="This key's classification usage", responses={200: s.UsageOutput, 401: ERRORS[401], 429: USAGE_THROTTLED, 503: DATABASE_UNAVAILABLE})
     def get(self, request):
         summary = usage_summary(api_key=request.auth, endpoints=[reverse("v1-classify")])
         return Response(s.UsageOutput({"key": request.auth, **summary.__dict__}).data)
