@@ -43,6 +43,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "aiserver.csp.ContentSecurityPolicyMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "classifier.middleware.RequestLogMiddleware",
@@ -154,6 +155,21 @@ CORS_URLS_REGEX = r"^/api/.*$"
 CORS_ALLOW_HEADERS = ["authorization", "content-type", "x-api-key", "x-request-id"]
 CORS_EXPOSE_HEADERS = ["retry-after", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "ratelimit", "ratelimit-policy", "x-request-id"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# Sent on every response; {nonce} is replaced by the request's nonce. Scripts only from this server, never inline (the
+# try page keeps a key in sessionStorage); styles too, inline ones only with the nonce; images also as data: URLs
+# (Swagger UI's icons) and blob: URLs (the try page's previews); nothing may frame the pages. Empty: no header.
+CONTENT_SECURITY_POLICY = env.str("DJANGO_CONTENT_SECURITY_POLICY", default=(
+    "default-src 'self'; script-src 'self'; style-src 'self' 'nonce-{nonce}'; img-src 'self' data: blob:; "
+    "font-src 'self'; connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+))
+# The ReDoc page's policy: scripts as strict, but inline styles allowed, as ReDoc's bundle adds <style> elements
+# before it can be given a nonce. The page shows the public schema only: no key is typed or kept there.
+CONTENT_SECURITY_POLICY_REDOC = env.str("DJANGO_CONTENT_SECURITY_POLICY_REDOC", default=(
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+))
 # Flash messages live in the session (the database), not in a signed but readable cookie: the admin shows a new
 # API key once in a message.
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
