@@ -43,8 +43,9 @@ def test_the_new_key_is_kept_server_side_not_in_a_cookie_of_the_redirect(staff_c
         "/admin/accounts/apikey/add/", {"name": "from-admin", "rate_limit": 10, "rate_window_seconds": 60}
     )
     assert redirect.status_code == 302
-    shown = staff_client.get(redirect["Location"]).content.decode()
-    raw_key = re.search(r"(ais_[0-9a-f]{8}\.[A-Za-z0-9_-]+)", shown).group(1)
+    page = staff_client.get(redirect["Location"])
+    assert "no-store" in page["Cache-Control"]  # the page that shows the key is not kept by the browser
+    raw_key = re.search(r"(ais_[0-9a-f]{8}\.[A-Za-z0-9_-]+)", page.content.decode()).group(1)
     assert api_key_authenticate(raw_key=raw_key) == ApiKey.objects.get(name="from-admin")
 
     assert "messages" not in redirect.cookies
