@@ -34,7 +34,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         messages.warning(
             request,
             format_html(
-                "The new API key for “{}” is <code style='user-select:all'>{}</code> "
+                "The new API key for “{}” is <code>{}</code> "
                 "— copy it now: it is stored only as a hash and will not be shown again.",
                 obj.name,
                 raw_key,

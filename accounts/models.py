@@ -1,5 +1,5 @@
-"""Who may call the API (ApiKey), what they used (RequestLog, RateLimitEvent) and who called without a key
-(AnonymousRequestCount)."""
+"""Who may call the API (ApiKey), what they used (RequestLog, RateLimitEvent, UsageRateLimitEvent) and who
+called without a key (AnonymousRequestCount)."""
 import re
 
 from django.conf import settings
@@ -171,3 +171,15 @@ class RateLimitEvent(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["api_key", "at"], name="ratelimit_key_at")]
+
+
+class UsageRateLimitEvent(models.Model):
+    """One admitted usage request (GET /api/v1/usage or /api/v2/usage) inside its key's usage window: a table
+    apart from RateLimitEvent, so reading usage never counts against the key's classification quota."""
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
+    at = models.FloatField(help_text="Unix time the request was admitted.")
+    cost = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        indexes = [models.Index(fields=["api_key", "at"], name="usage_ratelimit_key_at")]

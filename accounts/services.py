@@ -7,7 +7,7 @@ import threading
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_ipv46_address
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from . import crypto
@@ -30,27 +30,38 @@ def api_key_create(
 
     ``allowed_models``: the model names it may call (None or empty: every model). Raises ValidationError.
     """
-    generated = crypto.generate_key()
-    api_key = ApiKey(
-        name=name, owner=owner, prefix=generated.prefix, hashed_key=generated.hashed_key, expires_at=expires_at,
-        allowed_models=list(allowed_models or []),
-    )
+    api_key = ApiKey(name=name, owner=owner, expires_at=expires_at, allowed_models=list(allowed_models or []))
     if rate_limit is not None:
         api_key.rate_limit = rate_limit
     if rate_window_seconds is not None:
         api_key.rate_window_seconds = rate_window_seconds
     api_key.full_clean(exclude=["prefix", "hashed_key"])
-    api_key.save()
-    return api_key, generated.raw_key
+    return api_key, api_key_assign_secret(api_key=api_key)
+
+
+class KeyGenerationFailed(Exception):
+    """Every generated key's prefix was taken (crypto.KEY_GENERATION_ATTEMPTS times): the random source is broken."""
 
 
 def api_key_assign_secret(*, api_key: ApiKey) -> str:
-    """Give an unsaved key (built by the admin form) a fresh secret, save it, return the plaintext."""
-    generated = crypto.generate_key()
-    api_key.prefix = generated.prefix
-    api_key.hashed_key = generated.hashed_key
-    api_key.save()
-    return generated.raw_key
+    """Give an unsaved key a fresh secret, save it and return the plaintext.
+
+    A generated prefix that another key already has is replaced by a fresh key, up to
+    crypto.KEY_GENERATION_ATTEMPTS times (then KeyGenerationFailed). Any other IntegrityError
+    (a taken name) is raised as it is.
+    """
+    for _ in range(crypto.KEY_GENERATION_ATTEMPTS):
+        generated = crypto.generate_key()
+        api_key.prefix, api_key.hashed_key = generated.prefix, generated.hashed_key
+        try:
+            with transaction.atomic():
+                api_key.save()
+        except IntegrityError:
+            if not ApiKey.objects.filter(prefix=generated.prefix).exists():
+                raise
+            continue
+        return generated.raw_key
+    raise KeyGenerationFailed(f"{crypto.KEY_GENERATION_ATTEMPTS} generated key prefixes were all taken.")
 
 
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:

@@ -43,6 +43,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "aiserver.csp.ContentSecurityPolicyMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "classifier.middleware.RequestLogMiddleware",
@@ -154,6 +155,24 @@ CORS_URLS_REGEX = r"^/api/.*$"
 CORS_ALLOW_HEADERS = ["authorization", "content-type", "x-api-key", "x-request-id"]
 CORS_EXPOSE_HEADERS = ["retry-after", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "ratelimit", "ratelimit-policy", "x-request-id"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# Sent on every response; {nonce} is replaced by the request's nonce. Scripts only from this server, never inline (the
+# try page keeps a key in sessionStorage); styles too, inline ones only with the nonce; images also as data: URLs
+# (Swagger UI's icons) and blob: URLs (the try page's previews); nothing may frame the pages. Empty: no header.
+CONTENT_SECURITY_POLICY = env.str("DJANGO_CONTENT_SECURITY_POLICY", default=(
+    "default-src 'self'; script-src 'self'; style-src 'self' 'nonce-{nonce}'; img-src 'self' data: blob:; "
+    "font-src 'self'; connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+))
+# The ReDoc page's policy: scripts as strict, but inline styles allowed, as ReDoc's bundle adds <style> elements
+# before it can be given a nonce. The page shows the public schema only: no key is typed or kept there.
+CONTENT_SECURITY_POLICY_REDOC = env.str("DJANGO_CONTENT_SECURITY_POLICY_REDOC", default=(
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+))
+# Flash messages live in the session (the database), not in a signed but readable cookie: the admin shows a new
+# API key once in a message.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 
 # --- Request limits ------------------------------------------------------------------------
 # Largest request body accepted, in bytes; larger ones get 413 before they are read.
@@ -189,6 +208,12 @@ if not 0 <= ACCOUNTS_ANONYMOUS_IPV6_PREFIX_BITS <= 128:
     raise ImproperlyConfigured("ACCOUNTS_ANONYMOUS_IPV6_PREFIX_BITS must be between 0 and 128.")
 if ACCOUNTS_ANONYMOUS_CLIENTS_PER_MINUTE < 1 or ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS < 1:
     raise ImproperlyConfigured("ACCOUNTS_ANONYMOUS_CLIENTS_PER_MINUTE and ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS must be at least 1.")
+# Longest range GET /api/v2/usage reports, in days (a longer one is 400 range_too_long): bounds its work and answer.
+ACCOUNTS_USAGE_MAX_RANGE_DAYS = env.int("ACCOUNTS_USAGE_MAX_RANGE_DAYS", default=366)
+# Usage requests (GET /api/v1/usage and /api/v2/usage together) each key may make per window; more: 429. Counted in
+# a window of their own, apart from the key's classification quota.
+ACCOUNTS_USAGE_RATE_LIMIT = env.int("ACCOUNTS_USAGE_RATE_LIMIT", default=30)
+ACCOUNTS_USAGE_RATE_WINDOW_SECONDS = env.int("ACCOUNTS_USAGE_RATE_WINDOW_SECONDS", default=60)  # that window's length
 
 # --- classifier: model and serving ----------------------------------------------------------
 # Every model to load, comma-separated: "name" (a torchvision model with CLASSIFIER_WEIGHTS), "name=weights"
@@ -246,9 +271,11 @@ CLASSIFIER_RESULT_CACHE_SECONDS = env.int("CLASSIFIER_RESULT_CACHE_SECONDS", def
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # --- Metrics -----------------------------------------------------------------------------------
-# /metrics (Prometheus) answers staff sessions, and scrapers sending "Authorization: Bearer <token>" when
+# /metrics (Prometheus) answers staff sessions with METRICS_PERMISSION, and scrapers sending "Authorization: Bearer <token>" when
 # this is set; everyone else gets 404. Multi-worker totals need PROMETHEUS_MULTIPROC_DIR (see README).
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# The permission a staff session needs to read /metrics (request counts by endpoint and status, as the log admin).
+METRICS_PERMISSION = "accounts.view_requestlog"
 
 # --- REST framework and OpenAPI ----------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -275,7 +302,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "SWAGGER_UI_SETTINGS": {"persistAuthorization": True},
+    # Keys pasted into "Authorize" stay in the page, never in localStorage (which outlives the tab).
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": False},
 }
 
 # "text" (one readable line per record) or "json" (one JSON object per line, for log shippers: aiserver.log_format).

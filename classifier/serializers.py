@@ -293,20 +293,43 @@ class ModelsOutput(serializers.Serializer):
 
 
 class UsageQueryInput(serializers.Serializer):
-    """``days`` (the last N days) or ``since``/``until`` (ISO-8601); none: everything until now."""
+    """``days`` (the last N days) or ``since``/``until`` (ISO-8601), never longer than ACCOUNTS_USAGE_MAX_RANGE_DAYS
+    (400 ``range_too_long``); no ``since``: from when the key (``context["api_key"]``) was made, at most that long."""
 
     since = serializers.DateTimeField(required=False)
     until = serializers.DateTimeField(required=False)
-    days = serializers.IntegerField(required=False, min_value=1, max_value=366)
+    days = serializers.IntegerField(required=False, min_value=1)
 
     def validate(self, attrs):
         if "days" in attrs and ("since" in attrs or "until" in attrs):
             raise serializers.ValidationError("Give either days or since/until, not both.", code="invalid_range")
+        longest = dt.timedelta(days=settings.ACCOUNTS_USAGE_MAX_RANGE_DAYS)
         until = attrs.get("until") or timezone.now()
-        since = until - dt.timedelta(days=attrs["days"]) if "days" in attrs else attrs.get("since")
-        if since is not None and since >= until:
+        if "days" in attrs and attrs["days"] > settings.ACCOUNTS_USAGE_MAX_RANGE_DAYS:
+            raise self._too_long()
+        try:
+            earliest = until - longest
+        except OverflowError:
+            raise serializers.ValidationError("until is before the first day a report can start.", code="invalid_range")
+        if "days" in attrs:
+            since = until - dt.timedelta(days=attrs["days"])
+        elif "since" in attrs:
+            since = attrs["since"]
+        else:  # from the key's creation; a range that ends before the key was made gets the longest
+            created = self.context["api_key"].created_at
+            since = max(earliest, created) if created < until else earliest
+        if since >= until:
             raise serializers.ValidationError("since must be before until.", code="invalid_range")
+        if since < earliest:
+            raise self._too_long()
         return {"since": since, "until": until}
+
+    @staticmethod
+    def _too_long() -> serializers.ValidationError:
+        return serializers.ValidationError(
+            f"The range is longer than {settings.ACCOUNTS_USAGE_MAX_RANGE_DAYS} days (ACCOUNTS_USAGE_MAX_RANGE_DAYS); "
+            "ask for it in parts.", code="range_too_long",
+        )
 
 
 class EndpointUsageOutput(serializers.Serializer):

@@ -22,7 +22,7 @@ from .exceptions import DatabaseUnavailable
 from .permissions import HasApiKey, ModelIsAllowed, ModelIsReady
 from .runtime.registry import LOADED, registry
 from .services import classify_image
-from .throttling import SlidingWindowThrottle, rate_limit_headers
+from .throttling import SlidingWindowThrottle, UsageThrottle, rate_limit_headers
 
 ERRORS = {code: OpenApiResponse(s.ErrorOutput, description=text) for code, text in {
     400: "Invalid input (bad base64, not an image, missing field, malformed JSON).",
@@ -102,8 +102,14 @@ class ClassifyView(KeyRequiredView):
         return Response(s.ClassifyOutput(result).data)
 
 
+USAGE_THROTTLED = OpenApiResponse(s.ErrorOutput, description="More usage requests (v1 and v2 together) than "
+                                  "ACCOUNTS_USAGE_RATE_LIMIT per ACCOUNTS_USAGE_RATE_WINDOW_SECONDS; see Retry-After.")
+
+
 class UsageView(KeyRequiredView):
-    @extend_schema(operation_id="v1_usage", summary="This key's classification usage", responses={200: s.UsageOutput, 401: ERRORS[401], 503: DATABASE_UNAVAILABLE})
+    throttle_classes = [UsageThrottle]
+
+    @extend_schema(operation_id="v1_usage", summary="This key's classification usage", responses={200: s.UsageOutput, 401: ERRORS[401], 429: USAGE_THROTTLED, 503: DATABASE_UNAVAILABLE})
     def get(self, request):
         summary = usage_summary(api_key=request.auth, endpoints=[reverse("v1-classify")])
         return Response(s.UsageOutput({"key": request.auth, **summary.__dict__}).data)
@@ -167,10 +173,12 @@ class TryView(TemplateView):
 
 
 class MetricsView(View):
-    """Prometheus metrics for staff sessions and for scrapers with METRICS_TOKEN; 404 for anyone else."""
+    """Prometheus metrics for scrapers sending ``Authorization: Bearer <METRICS_TOKEN>`` and for staff sessions
+    allowed to read the request logs (METRICS_PERMISSION); 404 for anyone else."""
 
     def get(self, request):
-        if not (self._has_token(request) or (request.user.is_authenticated and request.user.is_staff)):
+        user = request.user
+        if not (self._has_token(request) or (user.is_staff and user.has_perm(settings.METRICS_PERMISSION))):
             raise Http404()
         body, content_type = metrics.exposition()
         return HttpResponse(body, content_type=content_type)
@@ -178,5 +186,5 @@ class MetricsView(View):
     @staticmethod
     def _has_token(request) -> bool:
         token = settings.METRICS_TOKEN
-        sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        return bool(token) and hmac.compare_digest(sent.encode(), token.encode())
+        scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
+        return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(sent.encode(), token.encode())

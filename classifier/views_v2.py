@@ -17,8 +17,8 @@ from .authentication import ApiKeyAuthentication
 from .permissions import HasApiKey, ModelIsAllowed, ModelIsReady
 from .runtime.registry import registry
 from .services import classify_batch
-from .throttling import SlidingWindowThrottle
-from .views import ERRORS, EXAMPLE_PNG, ApiView, KeyRequiredView, note_model
+from .throttling import SlidingWindowThrottle, UsageThrottle
+from .views import ERRORS, EXAMPLE_PNG, USAGE_THROTTLED, ApiView, KeyRequiredView, note_model
 
 REQUEST_ID = OpenApiParameter(
     "X-Request-ID", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
@@ -38,6 +38,8 @@ V2_ERRORS = {
 # How a request body can be malformed: it does not parse (ParseError, UnsupportedMediaType, Django's own
 # parsing limits) or its envelope is invalid (ValidationError).
 MALFORMED = (APIException, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent)
+USAGE_BAD_RANGE = OpenApiResponse(s.ErrorOutput, description="A bad range (code invalid_range, or a bad date), or one "
+                                  "longer than ACCOUNTS_USAGE_MAX_RANGE_DAYS (366) days (code range_too_long).")
 USAGE_UNAVAILABLE = OpenApiResponse(
     s.ErrorOutput, description="The database or the rate limiter's store is unreachable; see Retry-After."
 )
@@ -175,16 +177,21 @@ def _may_use(api_key, name: str) -> bool:
 
 
 class UsageReportView(KeyRequiredView):
+    throttle_classes = [UsageThrottle]
+
     @extend_schema(
         operation_id="v2_usage",
         summary="This key's classification usage (v1 and v2) over a range, and its limit now",
         parameters=[
             REQUEST_ID,
-            OpenApiParameter("days", {"type": "integer", "minimum": 1, "maximum": 366}, description="The last N days."),
-            OpenApiParameter("since", OpenApiTypes.DATETIME, description="ISO-8601 start (inclusive)."),
+            OpenApiParameter("days", {"type": "integer", "minimum": 1, "maximum": settings.ACCOUNTS_USAGE_MAX_RANGE_DAYS},
+                             description="The last N days."),
+            OpenApiParameter("since", OpenApiTypes.DATETIME, description="ISO-8601 start (inclusive); default when "
+                             f"the key was made, at most {settings.ACCOUNTS_USAGE_MAX_RANGE_DAYS} days before until."),
             OpenApiParameter("until", OpenApiTypes.DATETIME, description="ISO-8601 end (exclusive); default now."),
         ],
-        responses={200: s.UsageReportOutput, 400: V2_ERRORS[400], 401: ERRORS[401], 503: USAGE_UNAVAILABLE},
+        responses={200: s.UsageReportOutput, 400: USAGE_BAD_RANGE, 401: ERRORS[401], 429: USAGE_THROTTLED,
+                   503: USAGE_UNAVAILABLE},
         examples=[OpenApiExample("A day of use", response_only=True, value={
             "key": {"name": "team-a", "prefix": "ais_3f2c9a7e", "rate_limit": 600, "rate_window_seconds": 60,
                     "created_at": "2026-11-01T09:00:00Z", "expires_at": None},
@@ -201,7 +208,7 @@ class UsageReportView(KeyRequiredView):
         })],
     )
     def get(self, request):
-        query = s.UsageQueryInput(data=request.query_params)
+        query = s.UsageQueryInput(data=request.query_params, context={"api_key": request.auth})
         query.is_valid(raise_exception=True)
         report = usage_report(
             api_key=request.auth,

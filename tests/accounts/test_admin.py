@@ -2,6 +2,8 @@ import re
 
 import pytest
 from django.contrib.auth.models import User
+from django.contrib.messages.storage.cookie import CookieStorage
+from django.http import HttpRequest
 from django.test import Client
 
 from accounts.models import AnonymousRequestCount, ApiKey, RequestLog
@@ -34,6 +36,23 @@ def test_issuing_a_key_in_the_admin_shows_it_once(staff_client):
     listing = staff_client.get("/admin/accounts/apikey/").content.decode()
     assert raw_key not in change_page and raw_key not in listing
     assert api_key.prefix in listing
+
+
+def test_the_new_key_is_kept_server_side_not_in_a_cookie_of_the_redirect(staff_client):
+    redirect = staff_client.post(
+        "/admin/accounts/apikey/add/", {"name": "from-admin", "rate_limit": 10, "rate_window_seconds": 60}
+    )
+    assert redirect.status_code == 302
+    page = staff_client.get(redirect["Location"])
+    assert "no-store" in page["Cache-Control"]  # the page that shows the key is not kept by the browser
+    raw_key = re.search(r"(ais_[0-9a-f]{8}\.[A-Za-z0-9_-]+)", page.content.decode()).group(1)
+    assert api_key_authenticate(raw_key=raw_key) == ApiKey.objects.get(name="from-admin")
+
+    assert "messages" not in redirect.cookies
+    for morsel in redirect.cookies.values():
+        decoded = CookieStorage(HttpRequest())._decode(morsel.value)  # the signed, compressed form, read back
+        assert raw_key not in morsel.value and raw_key not in str(decoded)
+    assert raw_key not in staff_client.get(redirect["Location"]).content.decode(), "shown once"
 
 
 def test_bulk_revoke_action(staff_client):

@@ -15,7 +15,7 @@ from accounts.windows import RedisWindowStore
 from classifier import services
 from classifier.runtime.budget import PixelBudget
 from classifier.runtime.registry import registry
-from classifier.throttling import SlidingWindowThrottle
+from classifier.throttling import SlidingWindowThrottle, UsageThrottle
 from tests.live.server import ROOT
 from tests.model_weights import picture
 from tests.services import require_redis
@@ -40,6 +40,15 @@ def test_usage_report_with_unreachable_redis_is_a_503_not_a_500(client, make_key
     _, raw = make_key()
     monkeypatch.setattr(SlidingWindowThrottle, "store", RedisWindowStore("redis://127.0.0.1:1/0"))
     response = client.get("/api/v2/usage", HTTP_X_API_KEY=raw)
+    assert response.status_code == 503 and response.json()["code"] == "rate_limiter_unavailable"
+    assert response["Retry-After"] == "1"
+
+
+@pytest.mark.parametrize("url", ["/api/v1/usage", "/api/v2/usage"])
+def test_usage_with_its_own_window_store_unreachable_is_a_503_not_a_500(client, make_key, monkeypatch, url):
+    _, raw = make_key()
+    monkeypatch.setattr(UsageThrottle, "store", RedisWindowStore("redis://127.0.0.1:1/0", prefix="aiserver:usage-window:"))
+    response = client.get(url, HTTP_X_API_KEY=raw)
     assert response.status_code == 503 and response.json()["code"] == "rate_limiter_unavailable"
     assert response["Retry-After"] == "1"
 
