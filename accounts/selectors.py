@@ -400,23 +400,28 @@ def latency_percentiles(
     ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS times are read: all of them when the range holds no more,
     else an even sample (evenly spaced ids). ``total``: how many requests the range holds, when known.
     """
-    return percentiles_of(request_logs_in_range(since=since, until=until, api_key=api_key), total=total)
+    logs = request_logs_in_range(since=since, until=until, api_key=api_key)
+    if connection.vendor == "postgresql" or api_key is not None:
+        return percentiles_of(logs, total=total)
+    total = logs.count() if total is None else total
+    limit = settings.ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS
+    if total <= limit:
+        return percentiles_of(logs, total=total)
+    times = _sampled_times_by_id(logs, since=since, until=until, limit=limit)
+    return {f"p{q}": percentile(times, q) for q in PERCENTILES}
 
 
 def percentiles_of(logs, *, total: int | None = None) -> dict[str, float | None]:
-    """p50, p95 and p99 of ``logs``' response times, as ``latency_percentiles`` computes them (exact on
-    PostgreSQL, at most ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS read elsewhere)."""
+    """p50, p95 and p99 (nearest rank) of ``logs``' response times: exact in SQL on PostgreSQL; elsewhere
+    all of them when there are at most ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS, else every n-th row's (one
+    key's rows are spread over the ids, read through requestlog_key_time). ``total``: len(logs), when known."""
     if connection.vendor == "postgresql":
         return _percentiles_in_sql(logs)
     total = logs.count() if total is None else total
     limit = settings.ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS
-    if total <= limit:
-        times = list(logs.order_by("response_time_ms").values_list("response_time_ms", flat=True))
-    elif api_key is None:
-        times = _sampled_times_by_id(logs, since=since, until=until, limit=limit)
-    else:  # one key's rows are spread over the ids: every n-th of them, read through requestlog_key_time
-        sampled = logs.annotate(sample=Mod("id", math.ceil(total / limit))).filter(sample=0)
-        times = sorted(sampled.values_list("response_time_ms", flat=True))
+    if total > limit:
+        logs = logs.annotate(sample=Mod("id", math.ceil(total / limit))).filter(sample=0)
+    times = sorted(logs.values_list("response_time_ms", flat=True))
     return {f"p{q}": percentile(times, q) for q in PERCENTILES}
 
 

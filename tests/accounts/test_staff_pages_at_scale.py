@@ -66,7 +66,9 @@ def timed_get(client: Client, url: str, *, tries: int = TRIES):
     return response, min(times), times, queries
 
 
-def test_staff_pages_answer_within_a_second_with_a_million_log_rows(capsys):
+def test_staff_pages_read_a_million_log_rows_in_a_fixed_number_of_bounded_queries(capsys):
+    """What keeps the staff pages fast at 1M rows is asserted; their times (target: STAFF_PAGE_SECONDS) are
+    printed, not asserted, as a wall-clock bound fails on a busy machine (house rule: no timed tests)."""
     key_ids = [api_key_create(name=f"load-{i}")[0].pk for i in range(KEYS)]
     assert key_ids == list(range(min(key_ids), min(key_ids) + KEYS))
     now = timezone.now()
@@ -82,7 +84,7 @@ def test_staff_pages_answer_within_a_second_with_a_million_log_rows(capsys):
     changelist, changelist_s, changelist_times, changelist_q = timed_get(client, "/admin/accounts/requestlog/")
 
     with capsys.disabled():
-        print(f"\n[{connection.vendor}] seeded {ROWS} rows in {seeded:.1f} s; /staff/usage/ {dashboard_s:.3f} s "
+        print(f"\n[{connection.vendor}] target {STAFF_PAGE_SECONDS} s; seeded {ROWS} rows in {seeded:.1f} s; /staff/usage/ {dashboard_s:.3f} s "
               f"(of {', '.join(f'{t:.3f}' for t in dashboard_times)}; {len(dashboard_q)} queries); admin log list "
               f"{changelist_s:.3f} s (of {', '.join(f'{t:.3f}' for t in changelist_times)}; {len(changelist_q)} "
               f"queries, {len(changelist.content)} bytes)")
@@ -94,4 +96,3 @@ def test_staff_pages_answer_within_a_second_with_a_million_log_rows(capsys):
     assert not [sql for sql in log_reads if "DISTINCT" in sql]  # no filter choices scanned out of the log
     assert not [sql for sql in log_reads if "created_at" not in sql and "LIMIT" not in sql and "COUNT(*)" not in sql]
     assert len(dashboard_q) <= 14 and len(changelist_q) <= 6  # a fixed number, whatever the rows
-    assert dashboard_s < STAFF_PAGE_SECONDS and changelist_s < STAFF_PAGE_SECONDS
