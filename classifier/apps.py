@@ -34,6 +34,9 @@ class ClassifierConfig(AppConfig):
     def ready(self) -> None:
         from . import authentication  # noqa: F401 - registers the OpenAPI auth extension
         from .runtime.registry import registry
+        from .watcher import VersionWatcher
 
         if is_serving_process(sys.argv):
-            registry.start()
+            watcher = VersionWatcher(registry)
+            registry.start(then=watcher.sync_safely)
+            watcher.start()

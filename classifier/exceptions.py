@@ -53,6 +53,12 @@ class ModelUnavailable(APIException):
     default_code = "model_unavailable"
 
 
+class BatcherClosed(ModelUnavailable):
+    """The model's version was replaced while this request held it; classify_images retries on the new one."""
+
+    default_detail = "The model is switching versions; retry shortly."
+
+
 class ModelNotFound(APIException):
     status_code = status.HTTP_404_NOT_FOUND
     default_detail = "This server has no such model."

@@ -10,7 +10,7 @@ from rest_framework.exceptions import APIException
 
 from . import cache
 from .runtime import preprocessing as pipeline
-from .exceptions import ImageTooLarge, InferenceFailed, InferenceTimeout, InvalidImage
+from .exceptions import BatcherClosed, ImageTooLarge, InferenceFailed, InferenceTimeout, InvalidImage, ModelNotFound
 from .runtime.budget import PixelBudget
 from .runtime.registry import registry
 
@@ -21,20 +21,41 @@ decode_budget = PixelBudget(settings.CLASSIFIER_DECODE_BUDGET_MEGAPIXELS * 1_000
 @dataclass(frozen=True)
 class Classification:
     model: str
+    model_version: str
     predictions: list[pipeline.Prediction]
 
 
 def classify_images(
-    images: list[bytes], *, top_k: int, model_name: str | None = None
-) -> tuple[str, list[list[pipeline.Prediction] | APIException]]:
-    """Classify each image with ``model_name`` (default: the first model); return the model's name and,
-    per image in order, its predictions or its error.
+    images: list[bytes], *, top_k: int, model_name: str | None = None, model_version: str | None = None
+) -> tuple[str, str, list[list[pipeline.Prediction] | APIException]]:
+    """Classify each image with ``model_name`` (default: the first model); return the model's name, the
+    version that answered and, per image in order, its predictions or its error.
 
     Raises ModelUnavailable, Overloaded (queue full, or no decode budget in time) or InferenceTimeout for the
-    request as a whole.
+    request as a whole; ModelNotFound when ``model_version`` is given and is not the version this server
+    serves. A request that took the model just before a version switch runs again, once, on the new version
+    (the old one's batcher closes behind it).
     """
+    try:
+        return _classify_on(_serving(model_name, model_version), images, top_k=top_k)
+    except BatcherClosed:
+        return _classify_on(_serving(model_name, model_version), images, top_k=top_k)
+
+
+def _serving(model_name: str | None, model_version: str | None):
+    """The loaded slot of ``model_name``, checked to serve ``model_version`` when one is asked for."""
     slot = registry.get(model_name)
+    if model_version is not None and slot.model.version != model_version:
+        raise ModelNotFound(
+            f"Model {slot.name} has no version {model_version!r} being served; it serves {slot.model.version!r}."
+        )
+    return slot
+
+
+def _classify_on(slot, images: list[bytes], *, top_k: int) -> tuple[str, str, list]:
     model, batcher = slot.model, slot.batcher
+    if model is None:  # a replaced version, freed after its drain time
+        raise BatcherClosed()
     spec = model.preprocessing
     cached = cache.cached_results(model.fingerprint, images, top_k)
     outcomes: list = []
@@ -74,18 +95,20 @@ def classify_images(
         fresh.append((data, predictions))
         results.append(predictions)
     cache.store_results(model.fingerprint, fresh, top_k)
-    return model.name, results
+    return model.name, model.version, results
 
 
 @dataclass(frozen=True)
 class BatchClassification:
     model: str
+    model_version: str
     processing_time_ms: float
     results: list[list[pipeline.Prediction] | APIException]  # per input image, in order
 
 
 def classify_batch(
-    images: list[bytes | APIException], *, top_k: int, model_name: str | None = None
+    images: list[bytes | APIException], *, top_k: int, model_name: str | None = None,
+    model_version: str | None = None,
 ) -> BatchClassification:
     """Classify a v2 batch whose images may already have failed to decode (an APIException in their place).
 
@@ -93,19 +116,21 @@ def classify_batch(
     """
     started = time.perf_counter()
     readable = [data for data in images if not isinstance(data, APIException)]
-    model, outcomes = classify_images(readable, top_k=top_k, model_name=model_name)
+    model, version, outcomes = classify_images(
+        readable, top_k=top_k, model_name=model_name, model_version=model_version
+    )
     answers = iter(outcomes)
     results = [data if isinstance(data, APIException) else next(answers) for data in images]
     elapsed_ms = round((time.perf_counter() - started) * 1000.0, 2)
-    return BatchClassification(model=model, processing_time_ms=elapsed_ms, results=results)
+    return BatchClassification(model=model, model_version=version, processing_time_ms=elapsed_ms, results=results)
 
 
 def classify_image(data: bytes, *, top_k: int) -> Classification:
     """Classify one image; its error (bad image, model failure) is raised."""
-    model_name, (outcome,) = classify_images([data], top_k=top_k)
+    model_name, version, (outcome,) = classify_images([data], top_k=top_k)
     if isinstance(outcome, APIException):
         raise outcome
-    return Classification(model=model_name, predictions=outcome)
+    return Classification(model=model_name, model_version=version, predictions=outcome)
 
 
 def _submit(batcher, outcomes: list, pending: list[int]) -> None:

@@ -15,6 +15,7 @@ from . import serializers as s
 from .parsers import SafeJSONParser
 from .permissions import HasApiKey, ModelIsReady
 from .runtime.registry import registry
+from .selectors import model_versions_list
 from .services import classify_batch
 from .throttling import SlidingWindowThrottle
 from .views import ERRORS, EXAMPLE_PNG, ApiView, KeyRequiredView
@@ -67,7 +68,7 @@ class ClassifyBatchView(KeyRequiredView):
         """The model this request asks for (ModelIsReady answers 503 before any quota when it is not loaded);
         for a malformed request the default model, as its error is answered after the throttle."""
         try:
-            return self.validated_input(request).validated_data.get("model")
+            return self.validated_input(request).model_choice()[0]
         except MALFORMED:
             return None
 
@@ -104,6 +105,7 @@ class ClassifyBatchView(KeyRequiredView):
                 value={
                     "id": "3f2c9a7e5b8d4e0f9a1b2c3d4e5f6a7b",
                     "model": "resnet18",
+                    "model_version": "settings",
                     "created": "2026-11-22T21:45:04.123456Z",
                     "processing_time_ms": 41.7,
                     "results": [
@@ -119,10 +121,12 @@ class ClassifyBatchView(KeyRequiredView):
     def post(self, request):
         payload = self.validated_input(request)
         data = payload.validated_data
-        result = classify_batch(payload.image_data(), top_k=data["top_k"], model_name=data.get("model"))
+        name, version = payload.model_choice()
+        result = classify_batch(payload.image_data(), top_k=data["top_k"], model_name=name, model_version=version)
         return Response(s.ClassifyBatchOutput({
             "id": request.request_id,
             "model": result.model,
+            "model_version": result.model_version,
             "created": timezone.now(),
             "processing_time_ms": result.processing_time_ms,
             "results": s.image_results(payload.filenames(), result.results),
@@ -132,28 +136,43 @@ class ClassifyBatchView(KeyRequiredView):
 class ModelsView(ApiView):
     @extend_schema(
         operation_id="v2_models",
-        summary="The models this server has loaded",
-        responses={200: s.ModelsOutput},
+        summary="The models this server has loaded, at their active versions (?all=true: every version)",
+        parameters=[OpenApiParameter("all", OpenApiTypes.BOOL, description="Also list every registered version.")],
+        responses={200: s.ModelsOutput, 400: V2_ERRORS[400]},
         examples=[OpenApiExample("Two models", response_only=True, value={
             "max_batch_images": 16,
             "max_top_k": 20,
             "models": [{
-                "name": "resnet18", "default": True, "status": "loaded", "reason": "", "weights": "default",
+                "name": "resnet18", "version": "settings", "default": True, "status": "loaded", "reason": "",
+                "weights": "default",
                 "pretrained": True, "num_labels": 1000, "input_size": 224, "device": "cpu",
                 "artifact": "torchvision", "engine": "onnxruntime", "precision": "fp32", "exact": True,
             }, {
-                "name": "flowers", "default": False, "status": "loaded", "reason": "", "weights": "folder:flowers",
+                "name": "flowers", "version": "2", "default": False, "status": "loaded", "reason": "",
+                "weights": "version:2",
                 "pretrained": True, "num_labels": 5, "input_size": 224, "device": "cpu",
                 "artifact": "state_dict", "engine": "onnxruntime", "precision": "fp32", "exact": True,
             }],
         })],
     )
     def get(self, request):
-        return Response(s.ModelsOutput({
+        query = s.ModelsQueryInput(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        answer = {
             "max_batch_images": settings.CLASSIFIER_MAX_BATCH_IMAGES,
             "max_top_k": settings.CLASSIFIER_MAX_TOP_K,
             "models": registry.describe(),
-        }).data)
+        }
+        if query.validated_data["all"]:
+            answer["versions"] = [version_row(v) for v in model_versions_list()]
+        return Response(s.ModelsOutput(answer).data)
+
+
+def version_row(model_version) -> dict:
+    """A registered version as VersionOutput shows it."""
+    return {"name": model_version.name, "version": model_version.version, "status": model_version.status,
+            "validated": model_version.passed, "sha256": model_version.sha256, "created_at": model_version.created_at,
+            "activated_at": model_version.activated_at}
 
 
 class UsageReportView(KeyRequiredView):
