@@ -38,6 +38,7 @@ class VersionWatcher:
         self.tried: dict[str, int] = {}  # name -> id of the version last tried (loaded or failed)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.retiring: list[threading.Thread] = []  # the timers freeing replaced versions (tests join them)
 
     def start(self) -> None:
         """Poll in a daemon thread (once per process; idempotent) once the registry's first load is done."""
@@ -102,7 +103,7 @@ class VersionWatcher:
         del self.serving[name]
         source = next((source for source in configured_sources() if source.name == name), None)
         if source is None and name != self.registry.default_name:
-            _retire(self.registry.remove(name))
+            self._retire(self.registry.remove(name))
             self._record(name, "", ModelLoadStatus.Outcome.LOADED, reason="no active version; not served")
             return
         slot = load_slot(source) if source is not None else None
@@ -115,7 +116,13 @@ class VersionWatcher:
         self._record(name, slot.model.version, ModelLoadStatus.Outcome.LOADED)
 
     def _install(self, slot: Slot) -> None:
-        _retire(self.registry.replace(slot))
+        self._retire(self.registry.replace(slot))
+
+    def _retire(self, previous: Slot | None) -> None:
+        self.retiring = [timer for timer in self.retiring if timer.is_alive()]
+        timer = _retire(previous)
+        if timer is not None:
+            self.retiring.append(timer)
 
     def _failed(self, model_version: ModelVersion, reason: str) -> None:
         logger.error("could not switch to %s, still serving the version before it: %s", model_version, reason)
@@ -131,11 +138,11 @@ class VersionWatcher:
             logger.exception("could not record the load status of %s", name)
 
 
-def _retire(previous: Slot | None) -> None:
+def _retire(previous: Slot | None) -> threading.Timer | None:
     """Free a replaced slot once requests that took it just before the switch have queued on it: after
     CLASSIFIER_MODEL_DRAIN_SECONDS its batcher answers what is queued, stops, and the model is dropped."""
     if previous is None or previous.batcher is None:
-        return
+        return None
 
     def free() -> None:
         previous.batcher.close()
@@ -145,3 +152,4 @@ def _retire(previous: Slot | None) -> None:
     timer = threading.Timer(settings.CLASSIFIER_MODEL_DRAIN_SECONDS, free)
     timer.name, timer.daemon = f"retire-{previous.name}", True
     timer.start()
+    return timer

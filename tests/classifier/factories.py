@@ -12,3 +12,19 @@ def version_row(name: str = "flowers", version: str = "1", *, passed: bool = Tru
         model_file=f"model_versions/{name}/{version}/model.ts", labels_file=f"model_versions/{name}/{version}/labels.json",
         sha256="0" * 64, **fields,
     )
+
+
+def stored_version(folder, name: str = "flowers", version: str = "1", *, status: str = "staged") -> ModelVersion:
+    """A version row whose files are ``folder``'s, stored as register_model stores them (no gate: passed)."""
+    from django.core.files import File
+
+    from classifier.versions import files_sha256
+
+    model_path = next(path for path in sorted(folder.iterdir()) if path.name.startswith("model."))
+    row = ModelVersion(name=name, version=version, report=PASSED_REPORT, status=status,
+                       sha256=files_sha256([model_path, folder / "labels.json"]))
+    for field, path in (("model_file", model_path), ("labels_file", folder / "labels.json")):
+        with path.open("rb") as handle:
+            getattr(row, field).save(path.name, File(handle), save=False)
+    row.save()
+    return row
