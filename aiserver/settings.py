@@ -270,6 +270,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_SETTINGS": {"persistAuthorization": True},
+    # Two "status" choice sets: a loaded model's, and a registered version's.
+    "ENUM_NAME_OVERRIDES": {
+        "ModelStatusEnum": ["loaded", "loading", "unavailable"],
+        "VersionStatusEnum": ["staged", "active", "retired"],
+    },
 }
 
 LOGGING = {
