@@ -18,7 +18,7 @@ from .runtime.registry import SETTINGS_VERSION, registry
 
 class ModelVersionUploadForm(forms.ModelForm):
     """A new version: its model folder's files one by one, or the whole folder as one .zip/.tar.gz.
-    Clean runs the registration (and so the validation gate) so that a refusal shows on the form."""
+    Validating the form runs the registration (and so the validation gate), so that a refusal shows on it."""
 
     archive = forms.FileField(required=False, help_text="The model folder as one .zip or .tar.gz (instead of the files).")
     model_upload = forms.FileField(required=False, label="Model file", help_text=", ".join(MODEL_FILES))
@@ -34,26 +34,28 @@ class ModelVersionUploadForm(forms.ModelForm):
         self.user = user
         self.registered: ModelVersion | None = None
 
-    def validate_unique(self) -> None:
-        """The service says when name@version is taken (in ``clean``)."""
-
     def clean(self):
         data = super().clean()
-        if self.errors:
-            return data
-        archive, model_file = data.get("archive"), data.get("model_upload")
-        if bool(archive) == bool(model_file):
+        if not self.errors and bool(data.get("archive")) == bool(data.get("model_upload")):
             raise forms.ValidationError("Upload the model folder as one archive, or its files (model and labels.json).")
+        return data
+
+    def _post_clean(self) -> None:
+        """After the form's and the model's own checks (name@version not taken), register the version."""
+        super()._post_clean()
+        if self.errors:
+            return
+        data = self.cleaned_data
         with tempfile.TemporaryDirectory(prefix="model-upload-") as scratch:
             try:
-                upload = self._write_archive(archive, Path(scratch)) if archive else self._write_files(data, Path(scratch))
+                upload = (self._write_archive(data["archive"], Path(scratch)) if data.get("archive")
+                          else self._write_files(data, Path(scratch)))
                 self.registered = versions.model_version_register(
                     name=data["name"], version=data["version"], path=upload, engine=data.get("engine", ""),
                     precision=data.get("precision", ""), notes=data.get("notes", ""), created_by=self.user,
                 )
             except versions.ModelVersionError as exc:
-                raise forms.ValidationError(str(exc)) from None
-        return data
+                self.add_error(None, str(exc))
 
     @staticmethod
     def _write_archive(archive, scratch: Path) -> Path:
