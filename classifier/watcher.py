@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+import time
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -82,6 +83,7 @@ class VersionWatcher:
         model_version = selectors.model_version_by_id(version_id=version_id)
         if model_version is None or model_version.status != ModelVersion.Status.ACTIVE:
             return False
+        started = time.monotonic()
         try:
             folder = versions.model_version_local_folder(model_version=model_version)
         except versions.ModelVersionError as exc:
@@ -95,7 +97,7 @@ class VersionWatcher:
         self._install(slot)
         self.serving[name] = version_id
         self._record(name, model_version.version, ModelLoadStatus.Outcome.LOADED)
-        logger.info("now serving %s", model_version)
+        logger.info("now serving %s (fetched and loaded in %.1f s)", model_version, time.monotonic() - started)
         return True
 
     def _fall_back(self, name: str) -> None:
