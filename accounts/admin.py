@@ -3,21 +3,27 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 
 from . import services
+from .forms import ApiKeyAdminForm
 from .models import ApiKey, RequestLog
 
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["name", "prefix", "owner", "active", "rate_limit", "rate_window_seconds", "expires_at", "last_used_at", "created_at"]
+    form = ApiKeyAdminForm
+    list_display = ["name", "prefix", "owner", "active", "rate_limit", "rate_window_seconds", "model_access", "expires_at", "last_used_at", "created_at"]
     list_filter = [("revoked_at", admin.EmptyFieldListFilter), "expires_at", "created_at"]
     search_fields = ["name", "prefix", "owner__username", "owner__email"]
     readonly_fields = ["prefix", "created_at", "revoked_at", "last_used_at"]
-    fields = ["name", "owner", "rate_limit", "rate_window_seconds", "expires_at", *readonly_fields]
+    fields = ["name", "owner", "rate_limit", "rate_window_seconds", "allowed_models", "expires_at", *readonly_fields]
     actions = ["revoke_keys"]
 
     @admin.display(boolean=True, description="active")
     def active(self, obj: ApiKey) -> bool:
         return obj.is_active()
+
+    @admin.display(description="models")
+    def model_access(self, obj: ApiKey) -> str:
+        return ", ".join(obj.allowed_models) or "all"
 
     def save_model(self, request, obj: ApiKey, form, change: bool) -> None:
         if change:
@@ -45,8 +51,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 @admin.register(RequestLog)
 class RequestLogAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "api_key", "method", "endpoint", "status_code", "response_time_ms", "images", "client_ip"]
-    list_filter = ["status_code", "endpoint", "method", ("api_key", admin.RelatedOnlyFieldListFilter), "created_at"]
+    list_display = ["created_at", "api_key", "method", "endpoint", "status_code", "response_time_ms", "images", "model_name", "model_version", "client_ip"]
+    list_filter = ["status_code", "endpoint", "method", "model_name", ("api_key", admin.RelatedOnlyFieldListFilter), "created_at"]
     search_fields = ["endpoint", "request_id", "api_key__name", "api_key__prefix"]
     date_hierarchy = "created_at"
     list_select_related = ["api_key"]

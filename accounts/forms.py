@@ -1,10 +1,10 @@
-"""Forms of the staff pages: the usage dashboard's filter."""
+"""Forms of the staff pages: the usage dashboard's filter, and the admin's key form."""
 import datetime as dt
 from dataclasses import dataclass
 
 from django import forms
 
-from .models import ApiKey
+from .models import ApiKey, parse_model_names
 from .selectors import api_keys_for_filter
 
 # Period choice -> (label, how far back from now, chart bucket).
@@ -42,3 +42,33 @@ class UsageFilterForm(forms.Form):
         data = self.cleaned_data if self.is_valid() else {}
         _, length, bucket = PERIODS[data.get("period") or DEFAULT_PERIOD]
         return UsageSelection(api_key=data.get("key"), since=now - length, until=now, bucket=bucket)
+
+
+class ModelNamesField(forms.CharField):
+    """A list of model names typed as one comma-separated line ("flowers, resnet18"); empty: []."""
+
+    def prepare_value(self, value):
+        return ", ".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value) -> list[str]:
+        return parse_model_names(super().to_python(value))
+
+    def has_changed(self, initial, data) -> bool:
+        return parse_model_names(self.prepare_value(initial) or "") != self.to_python(data)
+
+
+class ApiKeyAdminForm(forms.ModelForm):
+    """The admin's key form: allowed_models is one line of names (the model validates each name)."""
+
+    allowed_models = ModelNamesField(
+        required=False,
+        label="Allowed models",
+        widget=forms.TextInput(attrs={"size": 60, "placeholder": "every model"}),
+        help_text="Comma-separated model names, as /api/v2/models lists them (e.g. <code>flowers, resnet18</code>). "
+        "Empty: the key may use every model. A request for another model is refused with 403 model_not_allowed "
+        "and spends no quota; v1 uses the default model, so list it too for v1.",
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = "__all__"

@@ -1,5 +1,8 @@
 """Who may call the API (ApiKey) and what they used (RequestLog, RateLimitEvent)."""
+import re
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -11,6 +14,31 @@ def _default_rate_limit() -> int:
 
 def _default_rate_window() -> int:
     return settings.ACCOUNTS_DEFAULT_RATE_WINDOW_SECONDS
+
+
+# A model's name as a key's allowed_models holds it: what CLASSIFIER_MODELS names (torchvision names, a
+# folder's name), without the "@version" a v2 request may add (access is judged by the name alone).
+MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def parse_model_names(text: str) -> list[str]:
+    """The names in a comma-separated list ("flowers, resnet18"), in order, blanks and repeats dropped."""
+    names = [name.strip() for name in (text or "").split(",")]
+    return list(dict.fromkeys(name for name in names if name))
+
+
+def validate_model_names(value) -> None:
+    """``value`` is a list of distinct model names (MODEL_NAME_PATTERN); raises ValidationError."""
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise ValidationError("A list of model names is expected.", code="invalid_model_names")
+    bad = [name for name in value if not MODEL_NAME_PATTERN.match(name)]
+    if bad:
+        raise ValidationError(
+            "Not a model name: %(names)s (letters, digits, '_', '.', '-', up to 64, no '@version').",
+            code="invalid_model_name", params={"names": ", ".join(repr(name) for name in bad)},
+        )
+    if len(set(value)) != len(value):
+        raise ValidationError("A model is named twice.", code="duplicate_model_name")
 
 
 class ApiKey(models.Model):
@@ -29,6 +57,10 @@ class ApiKey(models.Model):
     )
     rate_window_seconds = models.PositiveIntegerField(
         default=_default_rate_window, help_text="Length of the sliding window in seconds."
+    )
+    allowed_models = models.JSONField(
+        default=list, blank=True, validators=[validate_model_names],
+        help_text="The models this key may call, by name (as /api/v2/models lists them). Empty: every model.",
     )
 
     class Meta:
@@ -54,6 +86,10 @@ class ApiKey(models.Model):
 
     is_active.boolean = True
 
+    def may_use_model(self, name: str) -> bool:
+        """Whether this key may call model ``name`` (a bare name: no "@version"); empty allowed_models: every one."""
+        return not self.allowed_models or name in self.allowed_models
+
     def save(self, *args, **kwargs):
         # A revoked key stays revoked: no edit may clear the stored revocation.
         if self.pk is not None and self.revoked_at is None:
@@ -73,6 +109,8 @@ class RequestLog(models.Model):
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     request_id = models.CharField(max_length=64, blank=True, default="")
     images = models.PositiveIntegerField(default=0, help_text="Images this request asked to classify.")
+    model_name = models.CharField(max_length=64, blank=True, default="", help_text="The model that answered; blank: none did.")
+    model_version = models.CharField(max_length=64, blank=True, default="", help_text="Its version; blank: none or unversioned.")
 
     class Meta:
         ordering = ["-created_at"]

@@ -60,6 +60,14 @@ class EndpointUsage:
 
 
 @dataclass(frozen=True)
+class ModelUsage:
+    name: str
+    version: str  # "": unversioned
+    requests: int
+    images: int
+
+
+@dataclass(frozen=True)
 class DayUsage:
     date: dt.date
     requests: int
@@ -74,6 +82,7 @@ class UsageReport:
     images: int  # images admitted for classification (v1: 1 per admitted request)
     throttled: int  # requests refused with 429
     by_endpoint: list[EndpointUsage]
+    by_model: list[ModelUsage]  # the requests a model answered, by model and version (refused ones have none)
     by_status: dict[str, int]
     latency_ms: dict[str, float | None]  # p50, p95, p99 of the response times
     daily: list[DayUsage]  # every UTC day of the range, oldest first, zeros included
@@ -90,6 +99,13 @@ def usage_report(
         EndpointUsage(endpoint=row["endpoint"], requests=row["requests"], images=row["images"] or 0)
         for row in logs.values("endpoint").annotate(requests=Count("id"), images=Sum("images")).order_by("endpoint")
     ]
+    by_model = [
+        ModelUsage(name=row["model_name"], version=row["model_version"], requests=row["requests"], images=row["images"] or 0)
+        for row in logs.exclude(model_name="")
+        .values("model_name", "model_version")
+        .annotate(requests=Count("id"), images=Sum("images"))
+        .order_by("model_name", "model_version")
+    ]
     statuses = Counter(dict(logs.values_list("status_code").annotate(n=Count("id")).order_by()))
     times = sorted(logs.values_list("response_time_ms", flat=True))
     return UsageReport(
@@ -99,6 +115,7 @@ def usage_report(
         images=sum(e.images for e in by_endpoint),
         throttled=statuses.get(THROTTLED_STATUS, 0),
         by_endpoint=by_endpoint,
+        by_model=by_model,
         by_status={str(code): count for code, count in sorted(statuses.items())},
         latency_ms={f"p{q}": percentile(times, q) for q in (50, 95, 99)},
         daily=_daily(logs, since=since, until=until),

@@ -20,11 +20,16 @@ def api_key_create(
     rate_limit: int | None = None,
     rate_window_seconds: int | None = None,
     expires_at: dt.datetime | None = None,
+    allowed_models: list[str] | None = None,
 ) -> tuple[ApiKey, str]:
-    """Create a key and return it with its plaintext, which is never available again."""
+    """Create a key and return it with its plaintext, which is never available again.
+
+    ``allowed_models``: the model names it may call (None or empty: every model). Raises ValidationError.
+    """
     generated = crypto.generate_key()
     api_key = ApiKey(
-        name=name, owner=owner, prefix=generated.prefix, hashed_key=generated.hashed_key, expires_at=expires_at
+        name=name, owner=owner, prefix=generated.prefix, hashed_key=generated.hashed_key, expires_at=expires_at,
+        allowed_models=list(allowed_models or []),
     )
     if rate_limit is not None:
         api_key.rate_limit = rate_limit
@@ -69,6 +74,7 @@ def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
 
 _LOG_FIELDS = [RequestLog._meta.get_field(name) for name in (
     "api_key", "endpoint", "method", "status_code", "response_time_ms", "created_at", "client_ip", "request_id", "images",
+    "model_name", "model_version",
 )]
 # One plain INSERT: the ORM's create() (instance, signals, compiling) costs several times the statement's own
 # CPU, and every API request writes a row. Values still go through each field's get_db_prep_save.
@@ -88,11 +94,16 @@ def request_log_create(
     client_ip: str | None,
     request_id: str = "",
     images: int = 0,
+    model_name: str = "",
+    model_version: str = "",
 ) -> None:
-    """Write one request's log row (autocommit: it stands even if the request failed)."""
+    """Write one request's log row (autocommit: it stands even if the request failed).
+
+    ``model_name`` and ``model_version``: the model that answered a classification; blank otherwise.
+    """
     values = (
         api_key_id, endpoint[:200], method[:10], status_code, round(response_time_ms, 3), timezone.now(),
-        _ip_address_or_none(client_ip), request_id[:64], images,
+        _ip_address_or_none(client_ip), request_id[:64], images, model_name[:64], model_version[:64],
     )
     params = [field.get_db_prep_save(value, connection) for field, value in zip(_LOG_FIELDS, values)]
     with connection.cursor() as cursor:

@@ -97,6 +97,9 @@ def format_usage(body: dict) -> str:
         "",
         _columns([("ENDPOINT", "REQUESTS", "IMAGES")] + [(e["endpoint"], e["requests"], e["images"]) for e in body["by_endpoint"]]),
         "",
+        _columns([("MODEL", "VERSION", "REQUESTS", "IMAGES")]
+                 + [(m["name"], m["version"] or "-", m["requests"], m["images"]) for m in body.get("by_model", [])]),
+        "",
         _columns([("STATUS", "REQUESTS")] + list(body["by_status"].items())),
         "",
         _columns([("DATE", "REQUESTS", "IMAGES")] + [(d["date"], d["requests"], d["images"]) for d in body["daily"]]),

@@ -59,6 +59,12 @@ class BatcherClosed(ModelUnavailable):
     default_detail = "The model is switching versions; retry shortly."
 
 
+class ModelNotAllowed(APIException):
+    status_code = status.HTTP_403_FORBIDDEN
+    default_detail = "This API key may not use this model."
+    default_code = "model_not_allowed"
+
+
 class ModelNotFound(APIException):
     status_code = status.HTTP_404_NOT_FOUND
     default_detail = "This server has no such model."

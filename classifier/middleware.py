@@ -43,6 +43,8 @@ class RequestLogMiddleware:
                 client_ip=request.META.get("REMOTE_ADDR") or None,
                 request_id=response.get("X-Request-ID", ""),
                 images=getattr(request, "api_units", 0),
+                model_name=getattr(request, "api_model_name", ""),
+                model_version=getattr(request, "api_model_version", ""),
             )
         except DatabaseError:
             logger.exception("could not write the request log for %s %s", request.method, request.path)

@@ -354,6 +354,13 @@ class EndpointUsageOutput(serializers.Serializer):
     images = serializers.IntegerField()
 
 
+class ModelUsageOutput(serializers.Serializer):
+    name = serializers.CharField(help_text="The model that answered.")
+    version = serializers.CharField(allow_blank=True, help_text="Its version; empty for an unversioned model.")
+    requests = serializers.IntegerField()
+    images = serializers.IntegerField()
+
+
 class DayUsageOutput(serializers.Serializer):
     date = serializers.DateField()
     requests = serializers.IntegerField()
@@ -381,6 +388,10 @@ class UsageReportOutput(serializers.Serializer):
     images = serializers.IntegerField(help_text="Images admitted for classification (a v1 call counts 1).")
     throttled = serializers.IntegerField(help_text="Requests refused with 429.")
     by_endpoint = EndpointUsageOutput(many=True)
+    by_model = ModelUsageOutput(
+        many=True, help_text="The requests a model answered, per model name and version; requests refused before "
+        "any model ran (429, 400, 403) are in no row.",
+    )
     by_status = serializers.DictField(child=serializers.IntegerField(), help_text="Requests per HTTP status.")
     latency_ms = LatencyOutput()
     daily = DayUsageOutput(many=True, help_text="Every UTC day of the range, zeros included.")

@@ -12,7 +12,7 @@ from . import cache
 from .runtime import preprocessing as pipeline
 from .exceptions import BatcherClosed, ImageTooLarge, InferenceFailed, InferenceTimeout, InvalidImage, ModelNotFound
 from .runtime.budget import PixelBudget
-from .runtime.registry import registry
+from .runtime.registry import LoadedModel, registry
 
 # The pixels this process decodes at once, shared by every request thread (swappable in tests).
 decode_budget = PixelBudget(settings.CLASSIFIER_DECODE_BUDGET_MEGAPIXELS * 1_000_000)
@@ -21,15 +21,15 @@ decode_budget = PixelBudget(settings.CLASSIFIER_DECODE_BUDGET_MEGAPIXELS * 1_000
 @dataclass(frozen=True)
 class Classification:
     model: str
-    model_version: str
     predictions: list[pipeline.Prediction]
+    model_version: str = ""  # the version that answered (LoadedModel.version)
 
 
 def classify_images(
     images: list[bytes], *, top_k: int, model_name: str | None = None, model_version: str | None = None
-) -> tuple[str, str, list[list[pipeline.Prediction] | APIException]]:
-    """Classify each image with ``model_name`` (default: the first model); return the model's name, the
-    version that answered and, per image in order, its predictions or its error.
+) -> tuple[LoadedModel, list[list[pipeline.Prediction] | APIException]]:
+    """Classify each image with ``model_name`` (default: the first model); return the model that answered
+    (its name and version) and, per image in order, its predictions or its error.
 
     Raises ModelUnavailable, Overloaded (queue full, or no decode budget in time) or InferenceTimeout for the
     request as a whole; ModelNotFound when ``model_version`` is given and is not the version this server
@@ -52,7 +52,7 @@ def _serving(model_name: str | None, model_version: str | None):
     return slot
 
 
-def _classify_on(slot, images: list[bytes], *, top_k: int) -> tuple[str, str, list]:
+def _classify_on(slot, images: list[bytes], *, top_k: int) -> tuple[LoadedModel, list]:
     model, batcher = slot.model, slot.batcher
     if model is None:  # a replaced version, freed after its drain time
         raise BatcherClosed()
@@ -95,15 +95,15 @@ def _classify_on(slot, images: list[bytes], *, top_k: int) -> tuple[str, str, li
         fresh.append((data, predictions))
         results.append(predictions)
     cache.store_results(model.fingerprint, fresh, top_k)
-    return model.name, model.version, results
+    return model, results
 
 
 @dataclass(frozen=True)
 class BatchClassification:
     model: str
-    model_version: str
     processing_time_ms: float
     results: list[list[pipeline.Prediction] | APIException]  # per input image, in order
+    model_version: str = ""  # the version that answered (LoadedModel.version)
 
 
 def classify_batch(
@@ -116,21 +116,23 @@ def classify_batch(
     """
     started = time.perf_counter()
     readable = [data for data in images if not isinstance(data, APIException)]
-    model, version, outcomes = classify_images(
+    model, outcomes = classify_images(
         readable, top_k=top_k, model_name=model_name, model_version=model_version
     )
     answers = iter(outcomes)
     results = [data if isinstance(data, APIException) else next(answers) for data in images]
     elapsed_ms = round((time.perf_counter() - started) * 1000.0, 2)
-    return BatchClassification(model=model, model_version=version, processing_time_ms=elapsed_ms, results=results)
+    return BatchClassification(
+        model=model.name, model_version=model.version, processing_time_ms=elapsed_ms, results=results
+    )
 
 
 def classify_image(data: bytes, *, top_k: int) -> Classification:
     """Classify one image; its error (bad image, model failure) is raised."""
-    model_name, version, (outcome,) = classify_images([data], top_k=top_k)
+    model, (outcome,) = classify_images([data], top_k=top_k)
     if isinstance(outcome, APIException):
         raise outcome
-    return Classification(model=model_name, model_version=version, predictions=outcome)
+    return Classification(model=model.name, model_version=model.version, predictions=outcome)
 
 
 def _submit(batcher, outcomes: list, pending: list[int]) -> None:

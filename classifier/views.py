@@ -19,7 +19,7 @@ from . import serializers as s
 from .authentication import ApiKeyAuthentication
 from .parsers import SafeJSONParser
 from .exceptions import DatabaseUnavailable
-from .permissions import HasApiKey, ModelIsReady
+from .permissions import HasApiKey, ModelIsAllowed, ModelIsReady
 from .runtime.registry import LOADED, registry
 from .services import classify_image
 from .throttling import SlidingWindowThrottle, rate_limit_headers
@@ -32,6 +32,14 @@ ERRORS = {code: OpenApiResponse(s.ErrorOutput, description=text) for code, text 
     429: "Rate limit exceeded; see Retry-After.",
     503: "Model not loaded, or server at capacity; see Retry-After.",
 }.items()}
+ERRORS[403] = OpenApiResponse(
+    s.ErrorOutput,
+    description="The API key may not use the model asked for (code model_not_allowed): keys can be limited to some "
+    "models. No quota is spent.",
+    examples=[OpenApiExample("model_not_allowed", status_codes=[403], value={
+        "detail": "This API key may not use model 'resnet18'; it may use flowers.", "code": "model_not_allowed",
+    })],
+)
 
 # A real 1x1 PNG, so the documented examples can be sent as they are ("Try it out", the fuzz tests).
 EXAMPLE_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR42mM4oaEBAALUARk7rVwIAAAAAElFTkSuQmCC"
@@ -61,8 +69,14 @@ class KeyRequiredView(ApiView):
     permission_classes = [HasApiKey]
 
 
+def note_model(request, *, name: str, version: str) -> None:
+    """Tell the request log which model (and version) answered this classification."""
+    request._request.api_model_name = name
+    request._request.api_model_version = version
+
+
 class ClassifyView(KeyRequiredView):
-    permission_classes = [HasApiKey, ModelIsReady]
+    permission_classes = [HasApiKey, ModelIsAllowed, ModelIsReady]
     throttle_classes = [SlidingWindowThrottle]
     parser_classes = [SafeJSONParser, MultiPartParser]
 
@@ -85,6 +99,7 @@ class ClassifyView(KeyRequiredView):
         payload = s.ClassifyInput(data=request.data)
         payload.is_valid(raise_exception=True)
         result = classify_image(payload.image_bytes(), top_k=settings.CLASSIFIER_TOP_K)
+        note_model(request, name=result.model, version=result.model_version)
         return Response(s.ClassifyOutput(result).data)
 
 

@@ -13,12 +13,13 @@ from accounts.selectors import rate_limit_state, usage_report
 
 from . import serializers as s
 from .parsers import SafeJSONParser
-from .permissions import HasApiKey, ModelIsReady
+from .authentication import ApiKeyAuthentication
+from .permissions import HasApiKey, ModelIsAllowed, ModelIsReady
 from .runtime.registry import registry
 from .selectors import model_versions_list
 from .services import classify_batch
 from .throttling import SlidingWindowThrottle
-from .views import ERRORS, EXAMPLE_PNG, ApiView, KeyRequiredView
+from .views import ERRORS, EXAMPLE_PNG, ApiView, KeyRequiredView, note_model
 
 REQUEST_ID = OpenApiParameter(
     "X-Request-ID", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
@@ -44,7 +45,7 @@ USAGE_UNAVAILABLE = OpenApiResponse(
 
 
 class ClassifyBatchView(KeyRequiredView):
-    permission_classes = [HasApiKey, ModelIsReady]
+    permission_classes = [HasApiKey, ModelIsAllowed, ModelIsReady]
     throttle_classes = [SlidingWindowThrottle]
     parser_classes = [SafeJSONParser, MultiPartParser]
 
@@ -71,6 +72,14 @@ class ClassifyBatchView(KeyRequiredView):
             return self.validated_input(request).model_choice()[0]
         except MALFORMED:
             return None
+
+    def request_is_malformed(self, request) -> bool:
+        """Whether the envelope is malformed: it names no model yet (ModelIsAllowed lets it on to be charged)."""
+        try:
+            self.validated_input(request)
+        except MALFORMED:
+            return True
+        return False
 
     def throttle_cost(self, request) -> int:
         """A batch costs one unit per image; a malformed request one unit, charged before its error is
@@ -123,6 +132,7 @@ class ClassifyBatchView(KeyRequiredView):
         data = payload.validated_data
         name, version = payload.model_choice()
         result = classify_batch(payload.image_data(), top_k=data["top_k"], model_name=name, model_version=version)
+        note_model(request, name=result.model, version=result.model_version)
         return Response(s.ClassifyBatchOutput({
             "id": request.request_id,
             "model": result.model,
@@ -134,11 +144,14 @@ class ClassifyBatchView(KeyRequiredView):
 
 
 class ModelsView(ApiView):
+    authentication_classes = [ApiKeyAuthentication]  # optional: a key sees only the models it may use
+
     @extend_schema(
         operation_id="v2_models",
         summary="The models this server has loaded, at their active versions (?all=true: every version)",
+        description="Public. With an API key, only the models that key may use (its allowed models) are listed.",
         parameters=[OpenApiParameter("all", OpenApiTypes.BOOL, description="Also list every registered version.")],
-        responses={200: s.ModelsOutput, 400: V2_ERRORS[400]},
+        responses={200: s.ModelsOutput, 400: V2_ERRORS[400], 401: ERRORS[401]},
         examples=[OpenApiExample("Two models", response_only=True, value={
             "max_batch_images": 16,
             "max_top_k": 20,
@@ -161,10 +174,10 @@ class ModelsView(ApiView):
         answer = {
             "max_batch_images": settings.CLASSIFIER_MAX_BATCH_IMAGES,
             "max_top_k": settings.CLASSIFIER_MAX_TOP_K,
-            "models": registry.describe(),
+            "models": [model for model in registry.describe() if _may_use(request.auth, model["name"])],
         }
         if query.validated_data["all"]:
-            answer["versions"] = [version_row(v) for v in model_versions_list()]
+            answer["versions"] = [version_row(v) for v in model_versions_list() if _may_use(request.auth, v.name)]
         return Response(s.ModelsOutput(answer).data)
 
 
@@ -173,6 +186,11 @@ def version_row(model_version) -> dict:
     return {"name": model_version.name, "version": model_version.version, "status": model_version.status,
             "validated": model_version.passed, "sha256": model_version.sha256, "created_at": model_version.created_at,
             "activated_at": model_version.activated_at}
+
+
+def _may_use(api_key, name: str) -> bool:
+    """Whether the caller may use model ``name``: anyone without a key sees every model."""
+    return api_key is None or api_key.may_use_model(name)
 
 
 class UsageReportView(KeyRequiredView):
@@ -192,6 +210,8 @@ class UsageReportView(KeyRequiredView):
             "since": "2026-11-21T21:45:04Z", "until": "2026-11-22T21:45:04Z",
             "requests": 9, "images": 100, "throttled": 1,
             "by_endpoint": [{"endpoint": "/api/v2/classify", "requests": 9, "images": 100}],
+            "by_model": [{"name": "flowers", "version": "", "requests": 2, "images": 20},
+                         {"name": "resnet18", "version": "", "requests": 6, "images": 80}],
             "by_status": {"200": 8, "429": 1},
             "latency_ms": {"p50": 310.5, "p95": 402.1, "p99": 402.1},
             "daily": [{"date": "2026-11-21", "requests": 0, "images": 0},

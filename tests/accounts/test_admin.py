@@ -57,6 +57,44 @@ def test_editing_limits_in_the_admin_keeps_the_secret(staff_client):
     assert (refreshed.rate_limit, refreshed.rate_window_seconds) == (3, 5)
 
 
+def test_allowed_models_are_typed_as_one_line_of_names_in_the_admin(staff_client):
+    staff_client.post(
+        "/admin/accounts/apikey/add/",
+        {"name": "limited", "rate_limit": 10, "rate_window_seconds": 60, "allowed_models": "flowers, resnet18"},
+    )
+    api_key = ApiKey.objects.get(name="limited")
+    assert api_key.allowed_models == ["flowers", "resnet18"]
+    change_page = staff_client.get(f"/admin/accounts/apikey/{api_key.pk}/change/").content.decode()
+    assert 'name="allowed_models"' in change_page and 'value="flowers, resnet18"' in change_page
+    assert "Empty: the key may use every model" in change_page
+    assert "flowers, resnet18" in staff_client.get("/admin/accounts/apikey/").content.decode()
+    staff_client.post(
+        f"/admin/accounts/apikey/{api_key.pk}/change/",
+        {"name": "limited", "rate_limit": 10, "rate_window_seconds": 60, "allowed_models": ""},
+    )
+    api_key.refresh_from_db()
+    assert api_key.allowed_models == []
+
+
+def test_a_bad_model_name_in_the_admin_is_a_form_error(staff_client):
+    response = staff_client.post(
+        "/admin/accounts/apikey/add/",
+        {"name": "bad", "rate_limit": 10, "rate_window_seconds": 60, "allowed_models": "flowers, not a name"},
+    )
+    assert response.status_code == 200
+    assert "Not a model name: &#x27;not a name&#x27;" in response.content.decode()
+    assert not ApiKey.objects.filter(name="bad").exists()
+
+
+def test_request_log_admin_shows_the_model_and_version(staff_client):
+    RequestLog.objects.create(
+        endpoint="/api/v2/classify", method="POST", status_code=200, response_time_ms=1.0,
+        model_name="flowers", model_version="7",
+    )
+    listing = staff_client.get("/admin/accounts/requestlog/?model_name=flowers").content.decode()
+    assert "flowers" in listing and ">7<" in listing
+
+
 def test_request_log_admin_is_read_only(staff_client):
     log = RequestLog.objects.create(endpoint="/api/v1/classify", method="POST", status_code=200, response_time_ms=1.0)
     assert staff_client.get("/admin/accounts/requestlog/add/").status_code == 403

@@ -19,6 +19,27 @@ def test_create_api_key_prints_the_key_alone_on_the_last_line():
     assert api_key.expires_at is not None
 
 
+def test_create_api_key_limits_the_key_to_the_models_named():
+    out = StringIO()
+    call_command("create_api_key", "--name", "limited", "--models", "flowers, resnet18,flowers", stdout=out)
+    api_key = api_key_authenticate(raw_key=out.getvalue().strip().splitlines()[-1])
+    assert api_key.allowed_models == ["flowers", "resnet18"]
+    assert "models: flowers, resnet18" in out.getvalue()
+
+
+def test_create_api_key_without_models_allows_every_model():
+    out = StringIO()
+    call_command("create_api_key", "--name", "unlimited", stdout=out)
+    assert ApiKey.objects.get(name="unlimited").allowed_models == []
+    assert "models: all" in out.getvalue()
+
+
+def test_create_api_key_refuses_a_bad_model_name():
+    with pytest.raises(CommandError, match="allowed_models"):
+        call_command("create_api_key", "--name", "bad", "--models", "flowers@2", stdout=StringIO())
+    assert not ApiKey.objects.filter(name="bad").exists()
+
+
 def test_create_api_key_refuses_a_taken_name():
     call_command("create_api_key", "--name", "taken", stdout=StringIO())
     with pytest.raises(CommandError):

@@ -78,3 +78,32 @@ def test_request_log_stores_the_client_address_only_when_it_is_one(client_ip, st
         client_ip=client_ip,
     )
     assert RequestLog.objects.get().client_ip == stored
+
+
+def test_request_log_stores_the_model_name_and_version_blank_by_default():
+    request_log_create(
+        api_key_id=None, endpoint="/api/v2/classify", method="POST", status_code=200, response_time_ms=1.0,
+        client_ip=None, model_name="flowers", model_version="3",
+    )
+    request_log_create(
+        api_key_id=None, endpoint="/api/v2/models", method="GET", status_code=200, response_time_ms=1.0, client_ip=None,
+    )
+    rows = list(RequestLog.objects.order_by("id").values_list("model_name", "model_version"))
+    assert rows == [("flowers", "3"), ("", "")]
+
+
+def test_a_new_key_may_use_every_model_unless_it_names_some():
+    everything, _ = api_key_create(name="all")
+    some, _ = api_key_create(name="some", allowed_models=["flowers", "resnet18"])
+    assert ApiKey.objects.get(pk=everything.pk).allowed_models == []
+    assert ApiKey.objects.get(pk=some.pk).allowed_models == ["flowers", "resnet18"]
+    assert everything.may_use_model("anything") and some.may_use_model("flowers")
+    assert not some.may_use_model("vit_b_16")
+
+
+@pytest.mark.parametrize("names", [["has space"], ["flowers@2"], [""], ["flowers", "flowers"], ["x" * 65]])
+def test_create_refuses_allowed_models_that_are_not_model_names(names):
+    with pytest.raises(ValidationError) as caught:
+        api_key_create(name="bad-models", allowed_models=names)
+    assert "allowed_models" in caught.value.message_dict
+    assert not ApiKey.objects.filter(name="bad-models").exists()

@@ -19,10 +19,10 @@ def keyed(client, make_key):
     return client, api_key
 
 
-def log(api_key, *, endpoint="/api/v2/classify", status=200, ms=10.0, images=1, at=NOW):
+def log(api_key, *, endpoint="/api/v2/classify", status=200, ms=10.0, images=1, at=NOW, model="", version=""):
     return RequestLog.objects.create(
         api_key=api_key, endpoint=endpoint, method="POST", status_code=status, response_time_ms=ms, images=images,
-        created_at=at,
+        created_at=at, model_name=model, model_version=version,
     )
 
 
@@ -46,6 +46,7 @@ def test_usage_adds_up_exactly_to_what_was_sent_over_v1_and_v2(keyed):
         {"endpoint": "/api/v2/classify", "requests": 4, "images": 7},
     ]
     assert body["by_status"] == {"200": 3, "400": 1, "429": 1}
+    assert body["by_model"] == [{"name": "resnet18", "version": "settings", "requests": 3, "images": 7}]  # the answered ones
     assert body["limit"]["limit"] == 10 and body["limit"]["window_seconds"] == 60
     assert body["limit"]["remaining"] == 2 and 0 < body["limit"]["reset_seconds"] <= 60
     assert sum(day["images"] for day in body["daily"]) == 8
@@ -59,6 +60,31 @@ def test_other_keys_and_other_endpoints_are_not_counted(keyed, make_key):
     log(api_key, endpoint="/api/v1/usage", images=0)
     body = client.get(URL, {"since": "2026-01-01T00:00:00Z"}).json()
     assert body["requests"] == 1 and body["images"] == 3
+
+
+def test_usage_breaks_the_answered_requests_down_by_model_and_version(keyed, make_key):
+    client, api_key = keyed
+    log(api_key, model="resnet18", images=4)
+    log(api_key, model="resnet18", images=2, endpoint="/api/v1/classify")
+    log(api_key, model="flowers", version="1", images=3)
+    log(api_key, model="flowers", version="2", images=5)
+    log(api_key, model="flowers", version="2", images=1)
+    log(api_key, status=429, images=0)  # refused: no model answered
+    log(make_key(name="other")[0], model="flowers", version="2", images=16)  # another key's
+    log(api_key, model="flowers", version="2", images=7, at=NOW - dt.timedelta(days=3))  # before the range
+    body = client.get(URL, {"since": (NOW - dt.timedelta(days=1)).isoformat(), "until": (NOW + dt.timedelta(hours=1)).isoformat()}).json()
+    assert body["by_model"] == [
+        {"name": "flowers", "version": "1", "requests": 1, "images": 3},
+        {"name": "flowers", "version": "2", "requests": 2, "images": 6},
+        {"name": "resnet18", "version": "", "requests": 2, "images": 6},
+    ]
+    assert body["requests"] == 6 and body["images"] == 15
+
+
+def test_usage_by_model_is_empty_without_answered_requests(keyed):
+    client, api_key = keyed
+    log(api_key, status=429, images=0)
+    assert client.get(URL, {"since": "2026-01-01T00:00:00Z"}).json()["by_model"] == []
 
 
 def test_latency_percentiles_use_the_nearest_rank(keyed):

@@ -118,8 +118,8 @@ def test_a_request_that_took_a_replaced_version_runs_again_on_the_new_one(monkey
     closed.batcher.close()
     answers = iter([closed, current])
     monkeypatch.setattr(services.registry, "get", lambda name=None: next(answers))
-    model, version, (predictions,) = services.classify_images([picture("goldfish")], top_k=1)
-    assert version == "settings" and predictions[0].label == "goldfish"
+    model, (predictions,) = services.classify_images([picture("goldfish")], top_k=1)
+    assert model.version == "settings" and predictions[0].label == "goldfish"
 
     monkeypatch.setattr(services.registry, "get", lambda name=None: closed)
     with pytest.raises(ModelUnavailable, match="switching versions"):  # a new image: not in the result cache

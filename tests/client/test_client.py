@@ -86,3 +86,19 @@ def test_a_bad_key_stops_the_run(tmp_path):
     with pytest.raises(ApiError) as raised:
         list(client.classify_files([tmp_path / "a.jpg"]))
     assert raised.value.status == 401
+
+
+def test_the_usage_table_breaks_requests_down_by_model():
+    from aiserver_client.cli import format_usage  # noqa: PLC0415
+
+    body = {
+        "key": {"name": "team-a", "prefix": "ais_3f2c9a7e"}, "since": None, "until": "2026-11-22T21:45:04Z",
+        "requests": 3, "images": 9, "throttled": 0, "latency_ms": {"p50": 1.0, "p95": 2.0, "p99": 2.0},
+        "limit": {"limit": 60, "window_seconds": 60, "remaining": 51, "reset_seconds": 3},
+        "by_endpoint": [{"endpoint": "/api/v2/classify", "requests": 3, "images": 9}], "by_status": {"200": 3},
+        "daily": [], "by_model": [{"name": "flowers", "version": "2", "requests": 2, "images": 8},
+                                  {"name": "resnet18", "version": "", "requests": 1, "images": 1}],
+    }
+    rows = [line.split() for line in format_usage(body).splitlines()]
+    assert ["MODEL", "VERSION", "REQUESTS", "IMAGES"] in rows
+    assert ["flowers", "2", "2", "8"] in rows and ["resnet18", "-", "1", "1"] in rows
