@@ -88,20 +88,17 @@ def _activate(server: LiveServer, version: str) -> float:
 
 
 def _switch_and_measure(server: LiveServer, load: ContinuousLoad, version: str) -> float:
-    """Activate flowers@version; wait until answers sent after it are all that version's; return the seconds
-    from the activation's commit to the last answer that still came from another version."""
+    """Activate flowers@version; wait until the answers are all that version's; return the seconds from the
+    activation's commit to the last answer that still came from another version."""
     committed = _activate(server, version)
-    deadline = committed + SWITCH_DEADLINE_SECONDS + 20
-    while time.time() < deadline:
-        late = load.since(committed + SWITCH_DEADLINE_SECONDS)
-        if len(late) >= 4 * CLIENTS:
+    settled = 4 * CLIENTS
+    while time.time() < committed + 60:
+        recent = load.since(committed)[-settled:]
+        if len(recent) == settled and all(answer.version == version for answer in recent):
             break
         time.sleep(0.2)
-    after = load.since(committed)
-    old = [answer.done for answer in after if answer.version != version]
+    old = [answer.done for answer in load.since(committed) if answer.version != version]
     print(f"activated flowers@{version} at {committed:.2f}; last other answer at {max(old, default=committed):.2f}")
-    late = load.since(committed + SWITCH_DEADLINE_SECONDS)
-    assert late and all((a.status, a.version, a.label) == (200, version, LABEL_OF[version]) for a in late), late[:5]
     return max(old, default=committed) - committed
 
 
@@ -133,8 +130,11 @@ def _register_switch_roll_back(servers: list[LiveServer], folders: dict) -> dict
     failures = [answer for answer in load.answers if answer.status != 200]
     assert not failures, failures[:5]
     assert all(answer.label == LABEL_OF[answer.version] for answer in load.answers)
-    assert to_v2 < SWITCH_DEADLINE_SECONDS and back_to_v1 < SWITCH_DEADLINE_SECONDS
     return {"to_v2": round(to_v2, 2), "back_to_v1": round(back_to_v1, 2), "requests": len(load.answers)}
+
+
+def _check_deadlines(measured: dict) -> None:
+    assert measured["to_v2"] < SWITCH_DEADLINE_SECONDS and measured["back_to_v1"] < SWITCH_DEADLINE_SECONDS, measured
 
 
 def _environment(tmp_path_factory, media_root) -> dict:
@@ -162,6 +162,7 @@ def test_two_sqlite_workers_switch_and_roll_back_under_load_with_no_failed_reque
         print(f"worker RSS after switch 2 and 10 (MB): {rss}")
         for after_two, after_ten in rss:
             assert after_ten <= after_two + RSS_MARGIN_BYTES / 2**20
+        _check_deadlines(measured)
     finally:
         server.stop()
 
@@ -175,6 +176,7 @@ def test_two_servers_on_postgresql_switch_and_roll_back_under_load(tmp_path_fact
         try:
             measured = _register_switch_roll_back(servers, relabelled_flowers)
             print(f"\nPostgreSQL, 2 servers: switch seconds {measured}")
+            _check_deadlines(measured)
         finally:
             for server in servers:
                 server.stop()
