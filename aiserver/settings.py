@@ -265,6 +265,22 @@ CLASSIFIER_TORCH_THREADS = env.int("CLASSIFIER_TORCH_THREADS", default=0)
 # the image bytes' hash, the model and top_k; 0 turns the result cache off.
 CLASSIFIER_RESULT_CACHE_SECONDS = env.int("CLASSIFIER_RESULT_CACHE_SECONDS", default=3600)
 
+# --- Model versions (README, "Model versions") -------------------------------------------------------
+# Where uploaded model versions' files are kept: Django's default storage, this folder unless STORAGES
+# says otherwise (S3 and the like: django-storages). Never served over HTTP.
+MEDIA_ROOT = env.path("DJANGO_MEDIA_ROOT", default=BASE_DIR / "var" / "media")
+# Seconds between each serving process's checks of the database for a newly activated version.
+CLASSIFIER_MODEL_POLL_SECONDS = env.float("CLASSIFIER_MODEL_POLL_SECONDS", default=1.0)
+# Where each serving machine keeps its local copies of registered versions (checked against their sha256).
+CLASSIFIER_MODEL_CACHE_DIR = env.path("CLASSIFIER_MODEL_CACHE_DIR", default=BASE_DIR / "var" / "model-versions")
+# Seconds a replaced version's batcher stays open for requests that took it just before the switch;
+# then it answers what is queued and is freed (a later straggler runs again on the new version).
+CLASSIFIER_MODEL_DRAIN_SECONDS = env.float("CLASSIFIER_MODEL_DRAIN_SECONDS", default=2.0)
+# Seconds the validation gate's separate process may take to load, check and time a version.
+CLASSIFIER_VALIDATION_TIMEOUT_SECONDS = env.float("CLASSIFIER_VALIDATION_TIMEOUT_SECONDS", default=300.0)
+# Largest model archive (.zip, .tar.gz) register_model and the admin unpack: its files' total size.
+CLASSIFIER_MODEL_ARCHIVE_MAX_BYTES = env.int("CLASSIFIER_MODEL_ARCHIVE_MAX_BYTES", default=1024 * 1024 * 1024)
+
 # torch's OpenMP threads sleep between forward passes instead of spinning: spinning threads burn the
 # cores that request threads need for decoding (measured: 24 -> 6 ms CPU per request with the trivial
 # model; see docs/benchmarks.md). Read by libgomp when torch is imported, which happens after settings.
@@ -304,6 +320,11 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # Keys pasted into "Authorize" stay in the page, never in localStorage (which outlives the tab).
     "SWAGGER_UI_SETTINGS": {"persistAuthorization": False},
+    # Two "status" choice sets: a loaded model's, and a registered version's.
+    "ENUM_NAME_OVERRIDES": {
+        "ModelStatusEnum": ["loaded", "loading", "unavailable"],
+        "VersionStatusEnum": ["staged", "active", "retired"],
+    },
 }
 
 # "text" (one readable line per record) or "json" (one JSON object per line, for log shippers: aiserver.log_format).

@@ -34,6 +34,9 @@ class ClassifierConfig(AppConfig):
     def ready(self) -> None:
         from . import authentication, checks  # noqa: F401 - register the OpenAPI auth extension and the checks
         from .runtime.registry import registry
+        from .watcher import VersionWatcher
 
         if is_serving_process(sys.argv):
-            registry.start()
+            watcher = VersionWatcher(registry)
+            registry.start(then=watcher.sync_safely)
+            watcher.start()

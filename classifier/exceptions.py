@@ -65,6 +65,12 @@ class ModelUnavailable(APIException):
     default_code = "model_unavailable"
 
 
+class BatcherClosed(ModelUnavailable):
+    """The model's version was replaced while this request held it; classify_images retries on the new one."""
+
+    default_detail = "The model is switching versions; retry shortly."
+
+
 class ModelNotAllowed(APIException):
     status_code = status.HTTP_403_FORBIDDEN
     default_detail = "This API key may not use this model."

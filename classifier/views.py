@@ -90,7 +90,8 @@ class ClassifyView(KeyRequiredView):
             OpenApiExample(
                 "Result",
                 response_only=True,
-                value={"model": "resnet18", "predictions": [{"label": "tabby", "confidence": 0.8123}]},
+                value={"model": "resnet18", "model_version": "settings",
+                       "predictions": [{"label": "tabby", "confidence": 0.8123}]},
             ),
         ],
     )

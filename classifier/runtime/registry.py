@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 LOADING, LOADED, UNAVAILABLE = "loading", "loaded", "unavailable"
 AGREEMENT_TOLERANCE = 1e-4  # an exact engine's largest probability difference from eager fp32
+SETTINGS_VERSION = "settings"  # the version of a model configured in CLASSIFIER_MODELS
 
 
 @dataclass
@@ -39,7 +41,8 @@ class LoadedModel:
     preprocessing: Preprocessing
     engine: Engine = field(repr=False)
     fingerprint: str | None = None  # names these exact weights (for the result cache); None: random
-    version: str = ""  # the model version serving under this name; "": unversioned (models from settings)
+    # Which version answers: a registered version's name, else "settings" (a CLASSIFIER_MODELS model).
+    version: str = SETTINGS_VERSION
 
     def run_batch(self, images: list[np.ndarray]) -> np.ndarray:
         """Forward a list of preprocessed HxWx3 uint8 arrays; return their probability rows."""
@@ -108,14 +111,16 @@ def build_model(source: ModelSource, device: torch.device) -> LoadedModel:
     cannot serve, and the network errors of a "default" download as they are."""
     artifact = load_artifact(source)
     engine = build_engine(
-        artifact, device=device, engine=settings.CLASSIFIER_ENGINE, precision=settings.CLASSIFIER_PRECISION,
+        artifact, device=device, engine=source.engine or settings.CLASSIFIER_ENGINE,
+        precision=source.precision or settings.CLASSIFIER_PRECISION,
         threads=torch_threads(), cache_dir=settings.CLASSIFIER_ENGINE_CACHE_DIR,
     )
     model = LoadedModel(
         name=source.name, kind=artifact.kind, pretrained=artifact.pretrained, labels=artifact.labels,
         preprocessing=artifact.preprocessing, engine=engine, fingerprint=_fingerprint(artifact, engine),
+        version=source.version or SETTINGS_VERSION,
     )
-    _check(model, artifact, device)
+    check_model(model, artifact, device)
     return model
 
 
@@ -126,7 +131,7 @@ def _fingerprint(artifact: Artifact, engine: Engine) -> str | None:
     return artifact.fingerprint if engine.exact else f"{artifact.fingerprint}:{engine.name}-{engine.precision}"
 
 
-def _check(model: LoadedModel, artifact: Artifact, device: torch.device) -> None:
+def check_model(model: LoadedModel, artifact: Artifact, device: torch.device) -> None:
     """Run every batch size the batcher will use once (so no request pays for first-call setup: allocator
     growth, oneDNN primitives, cuDNN's algorithm choice), check the output size against the labels and,
     for an exact engine other than eager torch, its agreement with eager fp32 on this machine."""
@@ -214,13 +219,16 @@ class ModelRegistry:
         self._started = False
         self._lock = threading.Lock()
         self._loaded = threading.Event()
+        self._then: Callable[[], None] | None = None
 
-    def start(self, *, background: bool = True) -> None:
-        """Load the configured models once (idempotent)."""
+    def start(self, *, background: bool = True, then: Callable[[], None] | None = None) -> None:
+        """Load the configured models once (idempotent), then call ``then`` (the version watcher's first
+        sync, so that the process is ready only once it serves the active versions)."""
         with self._lock:
             if self._started:
                 return
             self._started = True
+            self._then = then
             self._slots = {source.name: Slot(source=source) for source in configured_sources()}
         if background:
             threading.Thread(target=self.load, name="model-loader", daemon=True).start()
@@ -232,6 +240,8 @@ class ModelRegistry:
         try:
             for name, slot in list(self._slots.items()):
                 self._slots[name] = load_slot(slot.source)
+            if self._then is not None:
+                self._then()
         finally:
             self._loaded.set()
 
@@ -252,6 +262,10 @@ class ModelRegistry:
         if slot is None:
             raise ModelNotFound(f"Unknown model {name!r}; this server has {', '.join(self.names())}.")
         return slot
+
+    def peek(self, name: str) -> Slot | None:
+        """The slot of model ``name`` as it is now, or None."""
+        return self._slots.get(name)
 
     def get(self, name: str | None = None) -> Slot:
         """The loaded slot of model ``name``; raises ModelNotFound or ModelUnavailable (with the reason)."""
@@ -292,6 +306,7 @@ def describe_slot(slot: Slot, *, default: bool) -> dict:
         "status": slot.status,
         "reason": slot.reason,
         "weights": slot.source.described,
+        "version": model.version if model else (slot.source.version or SETTINGS_VERSION),
         "pretrained": model.pretrained if model else None,
         "num_labels": len(model.labels) if model else None,
         "input_size": model.preprocessing.crop_size if model else None,

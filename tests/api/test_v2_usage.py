@@ -46,7 +46,7 @@ def test_usage_adds_up_exactly_to_what_was_sent_over_v1_and_v2(keyed):
         {"endpoint": "/api/v2/classify", "requests": 4, "images": 7},
     ]
     assert body["by_status"] == {"200": 3, "400": 1, "429": 1}
-    assert body["by_model"] == [{"name": "resnet18", "version": "", "requests": 3, "images": 7}]  # the answered ones
+    assert body["by_model"] == [{"name": "resnet18", "version": "settings", "requests": 3, "images": 7}]  # the answered ones
     assert body["limit"]["limit"] == 10 and body["limit"]["window_seconds"] == 60
     assert body["limit"]["remaining"] == 2 and 0 < body["limit"]["reset_seconds"] <= 60
     assert sum(day["images"] for day in body["daily"]) == 8
