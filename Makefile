@@ -8,7 +8,7 @@ PORT ?= 8000
 # Production runs uvicorn directly with DJANGO_DEBUG off (see README, Deployment).
 RUN_ENV ?= DJANGO_DEBUG=$${DJANGO_DEBUG:-true}
 
-.PHONY: install browser run test bench wrk clean
+.PHONY: install browser run test bench wrk schema clean
 
 $(BIN)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,17 @@ bench: install wrk
 # wrk, the HTTP load generator of the benchmark, from the system's packages when it is missing.
 wrk:
 	@command -v wrk >/dev/null || apt-get install -y -q wrk || (apt-get update -q && apt-get install -y -q wrk)
+
+# The committed OpenAPI schema, docs/openapi.json: what /api/schema/ serves under the test settings and the
+# default configuration (the tests compare the two). Refused when it breaks v1 (tests/contract/compat.py),
+# unless ALLOW_V1_BREAK=1.
+SCHEMA_ENV := env -u CLASSIFIER_MODELS -u CLASSIFIER_MODEL -u CLASSIFIER_TOP_K -u CLASSIFIER_MAX_TOP_K \
+	-u CLASSIFIER_MAX_BATCH_IMAGES DJANGO_SETTINGS_MODULE=tests.settings
+schema: install
+	$(SCHEMA_ENV) $(BIN)/python manage.py spectacular --format openapi-json --file docs/openapi.json.new
+	test -n "$(ALLOW_V1_BREAK)" || test ! -f docs/openapi.json \
+		|| $(BIN)/python -m tests.contract.compat docs/openapi.json docs/openapi.json.new || (rm docs/openapi.json.new; exit 1)
+	mv docs/openapi.json.new docs/openapi.json
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache

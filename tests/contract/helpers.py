@@ -1,4 +1,5 @@
 """Reading an OpenAPI document: operations, request components, resolved references."""
+from tests.contract.compat import resolve
 
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 
@@ -11,16 +12,6 @@ def operations(schema: dict) -> dict[tuple[str, str], dict]:
         for method, operation in item.items()
         if method in METHODS
     }
-
-
-def resolve(schema: dict, node: dict) -> dict:
-    """``node`` with its ``$ref`` (or a lone ``allOf`` around one) followed."""
-    if "allOf" in node and len(node["allOf"]) == 1:
-        node = {**node["allOf"][0], **{k: v for k, v in node.items() if k != "allOf"}}
-    while "$ref" in node:
-        name = node["$ref"].rpartition("/")[2]
-        node = {**schema["components"]["schemas"][name], **{k: v for k, v in node.items() if k != "$ref"}}
-    return node
 
 
 def request_body(schema: dict, path: str, content_type: str) -> tuple[str, dict]:

@@ -9,7 +9,8 @@ from django.conf import settings
 from django.test import override_settings
 
 from classifier.runtime.registry import registry
-from tests.contract.helpers import request_body, resolve
+from tests.contract.compat import resolve
+from tests.contract.helpers import request_body
 
 V1 = "/api/v1/classify"
 V2 = "/api/v2/classify"
