@@ -8,7 +8,7 @@ PORT ?= 8000
 # Production runs uvicorn directly with DJANGO_DEBUG off (see README, Deployment).
 RUN_ENV ?= DJANGO_DEBUG=$${DJANGO_DEBUG:-true}
 
-.PHONY: install browser run test bench wrk schema clean
+.PHONY: install browser node run test bench wrk schema clean
 
 $(BIN)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ install: $(BIN)/.installed
 # Debian's Chromium and ChromeDriver for the browser tests, installed with apt when missing.
 browser:
 	.ci/install-browser
+
+# The TypeScript client check's npm packages (clients/typescript, pinned by its package-lock.json), where npm is.
+node:
+	@if command -v npm >/dev/null; then cd clients/typescript && npm ci --no-audit --no-fund --silent; fi
 
 run: install
 	$(RUN_ENV) $(BIN)/python manage.py migrate --noinput
@@ -35,7 +39,7 @@ run: install
 	@echo ""
 	$(RUN_ENV) $(BIN)/uvicorn aiserver.asgi:application --host $(HOST) --port $(PORT)
 
-test: install browser
+test: install browser node
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The benchmark (docs/benchmarks.md): one run, a few minutes. BENCH_ARGS e.g. "--workers 2 --seconds 20".
