@@ -7,6 +7,10 @@ PORT ?= 8000
 # `make run` is for trying the server on this machine: debug on, no secret needed.
 # Production runs uvicorn directly with DJANGO_DEBUG off (see README, Deployment).
 RUN_ENV ?= DJANGO_DEBUG=$${DJANGO_DEBUG:-true}
+# uvicorn's slow-client defences, as in README's production command (README, Security): half-sent heads
+# time out (aiserver.protocols), heads are bounded in size, connections per worker and keep-alive are capped.
+UVICORN_FLAGS := --http aiserver.protocols:H11Protocol --h11-max-incomplete-event-size 65536 \
+	--limit-concurrency 512 --timeout-keep-alive 5
 
 .PHONY: install browser node run test bench wrk schema clean
 
@@ -37,7 +41,7 @@ run: install
 	@echo "or paste the key into http://$(HOST):$(PORT)/try/ and drop an image there."
 	@echo "No network for the pretrained weights? Run: CLASSIFIER_WEIGHTS=random make run"
 	@echo ""
-	$(RUN_ENV) $(BIN)/uvicorn aiserver.asgi:application --host $(HOST) --port $(PORT)
+	$(RUN_ENV) $(BIN)/uvicorn aiserver.asgi:application --host $(HOST) --port $(PORT) $(UVICORN_FLAGS)
 
 test: install browser node
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 KEY_SCHEME = "ais"
 PREFIX_LENGTH = 8
+# Fresh keys tried when a prefix is taken: with 2**32 prefixes, even a million keys clash once in 4,000 tries.
+KEY_GENERATION_ATTEMPTS = 5
 MAX_KEY_LENGTH = 128  # anything longer is not one of ours; rejected before hashing
 _KEY_PATTERN = re.compile(rf"^{KEY_SCHEME}_([0-9a-f]{{{PREFIX_LENGTH}}})\.([A-Za-z0-9_-]{{20,100}})$")
 # Compared against when the prefix is unknown, so that both failures cost the same.

@@ -1,4 +1,5 @@
-"""Who may call the API (ApiKey) and what they used (RequestLog, RateLimitEvent)."""
+"""Who may call the API (ApiKey), what they used (RequestLog, RateLimitEvent, UsageRateLimitEvent) and who
+called without a key (AnonymousRequestCount)."""
 import re
 
 from django.conf import settings
@@ -114,7 +115,11 @@ class RequestLog(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["api_key", "created_at"], name="requestlog_key_time")]
+        indexes = [
+            models.Index(fields=["api_key", "created_at"], name="requestlog_key_time"),
+            # The dashboard's counts per key and status over a range, read from the index alone.
+            models.Index(fields=["api_key", "status_code", "created_at", "images"], name="requestlog_key_status_time"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(status_code__gte=100, status_code__lte=599), name="requestlog_status_code_valid"
@@ -123,6 +128,38 @@ class RequestLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.method} {self.endpoint} {self.status_code}"
+
+
+class AnonymousRequestCount(models.Model):
+    """How many requests under /api/ without a valid key (401s, unknown paths, public docs) one client sent.
+
+    One row per minute, client, route and status, whose ``count`` each such request increments: a flood
+    without a key adds counts, not rows. ``client`` is an IPv4 address, an IPv6 network (grouped by
+    ACCOUNTS_ANONYMOUS_IPV6_PREFIX_BITS), UNKNOWN_CLIENT, or OVERFLOW_CLIENT once a minute has seen
+    ACCOUNTS_ANONYMOUS_CLIENTS_PER_MINUTE distinct clients.
+    """
+
+    UNKNOWN_CLIENT = "unknown"
+    OVERFLOW_CLIENT = "other clients"
+
+    minute = models.DateTimeField(help_text="The start of the minute (UTC).")
+    client = models.CharField(max_length=50)
+    route = models.CharField(max_length=200, help_text="The matched route, or \"unmatched\".")
+    status_code = models.PositiveSmallIntegerField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "anonymous request count"
+        ordering = ["-minute", "-count"]
+        constraints = [
+            models.UniqueConstraint(fields=["minute", "client", "route", "status_code"], name="anonymous_count_unique"),
+            models.CheckConstraint(
+                condition=Q(status_code__gte=100, status_code__lte=599), name="anonymous_count_status_code_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.minute:%Y-%m-%d %H:%M} {self.client} {self.route} {self.status_code}: {self.count}"
 
 
 class RateLimitEvent(models.Model):
@@ -134,3 +171,15 @@ class RateLimitEvent(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["api_key", "at"], name="ratelimit_key_at")]
+
+
+class UsageRateLimitEvent(models.Model):
+    """One admitted usage request (GET /api/v1/usage or /api/v2/usage) inside its key's usage window: a table
+    apart from RateLimitEvent, so reading usage never counts against the key's classification quota."""
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
+    at = models.FloatField(help_text="Unix time the request was admitted.")
+    cost = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        indexes = [models.Index(fields=["api_key", "at"], name="usage_ratelimit_key_at")]

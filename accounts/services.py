@@ -1,13 +1,17 @@
-"""Writes for API keys and request logs."""
+"""Writes for API keys, request logs and the counts of requests without a key."""
 import datetime as dt
+import ipaddress
+import re
+import threading
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_ipv46_address
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from . import crypto
-from .models import ApiKey, RequestLog
+from .models import AnonymousRequestCount, ApiKey, RequestLog
 from .selectors import api_key_by_prefix
 
 LAST_USED_RESOLUTION = dt.timedelta(seconds=60)  # last_used_at is refreshed at most this often
@@ -26,27 +30,38 @@ def api_key_create(
 
     ``allowed_models``: the model names it may call (None or empty: every model). Raises ValidationError.
     """
-    generated = crypto.generate_key()
-    api_key = ApiKey(
-        name=name, owner=owner, prefix=generated.prefix, hashed_key=generated.hashed_key, expires_at=expires_at,
-        allowed_models=list(allowed_models or []),
-    )
+    api_key = ApiKey(name=name, owner=owner, expires_at=expires_at, allowed_models=list(allowed_models or []))
     if rate_limit is not None:
         api_key.rate_limit = rate_limit
     if rate_window_seconds is not None:
         api_key.rate_window_seconds = rate_window_seconds
     api_key.full_clean(exclude=["prefix", "hashed_key"])
-    api_key.save()
-    return api_key, generated.raw_key
+    return api_key, api_key_assign_secret(api_key=api_key)
+
+
+class KeyGenerationFailed(Exception):
+    """Every generated key's prefix was taken (crypto.KEY_GENERATION_ATTEMPTS times): the random source is broken."""
 
 
 def api_key_assign_secret(*, api_key: ApiKey) -> str:
-    """Give an unsaved key (built by the admin form) a fresh secret, save it, return the plaintext."""
-    generated = crypto.generate_key()
-    api_key.prefix = generated.prefix
-    api_key.hashed_key = generated.hashed_key
-    api_key.save()
-    return generated.raw_key
+    """Give an unsaved key a fresh secret, save it and return the plaintext.
+
+    A generated prefix that another key already has is replaced by a fresh key, up to
+    crypto.KEY_GENERATION_ATTEMPTS times (then KeyGenerationFailed). Any other IntegrityError
+    (a taken name) is raised as it is.
+    """
+    for _ in range(crypto.KEY_GENERATION_ATTEMPTS):
+        generated = crypto.generate_key()
+        api_key.prefix, api_key.hashed_key = generated.prefix, generated.hashed_key
+        try:
+            with transaction.atomic():
+                api_key.save()
+        except IntegrityError:
+            if not ApiKey.objects.filter(prefix=generated.prefix).exists():
+                raise
+            continue
+        return generated.raw_key
+    raise KeyGenerationFailed(f"{crypto.KEY_GENERATION_ATTEMPTS} generated key prefixes were all taken.")
 
 
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
@@ -102,12 +117,103 @@ def request_log_create(
     ``model_name`` and ``model_version``: the model that answered a classification; blank otherwise.
     """
     values = (
-        api_key_id, endpoint[:200], method[:10], status_code, round(response_time_ms, 3), timezone.now(),
-        _ip_address_or_none(client_ip), request_id[:64], images, model_name[:64], model_version[:64],
+        api_key_id, printable(endpoint)[:200], printable(method)[:10], status_code, round(response_time_ms, 3),
+        timezone.now(), _ip_address_or_none(client_ip), printable(request_id)[:64], images,
+        printable(model_name)[:64], printable(model_version)[:64],
     )
     params = [field.get_db_prep_save(value, connection) for field, value in zip(_LOG_FIELDS, values)]
     with connection.cursor() as cursor:
         cursor.execute(_LOG_INSERT_SQL, params)
+
+
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` without control characters (NUL, newlines, escapes): PostgreSQL refuses NUL in text columns,
+    and a stored newline or escape would forge lines in anything that prints the value."""
+    return _CONTROL_CHARACTERS.sub("", text)
+
+
+_ANONYMOUS = AnonymousRequestCount._meta.db_table
+# One upsert per request: the (minute, client, route, status) row is created at 1 or its count raised by 1
+# (SQLite 3.24+ and PostgreSQL both read ON CONFLICT ... DO UPDATE).
+_ANONYMOUS_UPSERT_SQL = (
+    f"INSERT INTO {_ANONYMOUS} (minute, client, route, status_code, count) VALUES (%s, %s, %s, %s, 1) "
+    f"ON CONFLICT (minute, client, route, status_code) DO UPDATE SET count = {_ANONYMOUS}.count + 1"
+)
+_ANONYMOUS_CLIENTS_SQL = f"SELECT COUNT(DISTINCT client) FROM {_ANONYMOUS} WHERE minute = %s AND client <> %s"
+
+
+def anonymous_request_count_increment(
+    *, route: str, status_code: int, client_ip: str | None, now: dt.datetime | None = None
+) -> None:
+    """Count one request that carried no valid key: +1 on its minute's (client, route, status) row.
+
+    The client is grouped (client_group) and, past ACCOUNTS_ANONYMOUS_CLIENTS_PER_MINUTE distinct
+    clients in the minute, counted as OVERFLOW_CLIENT, so a flood from many addresses adds a bounded
+    number of rows a minute.
+    """
+    minute = (now or timezone.now()).replace(second=0, microsecond=0)
+    client = anonymous_clients.admit(client_group(client_ip), minute=minute)
+    minute_value = AnonymousRequestCount._meta.get_field("minute").get_db_prep_save(minute, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(_ANONYMOUS_UPSERT_SQL, [minute_value, client, printable(route)[:200], status_code])
+
+
+def client_group(client_ip: str | None) -> str:
+    """What a client is counted as: its IPv4 address, its IPv6 network (ACCOUNTS_ANONYMOUS_IPV6_PREFIX_BITS
+    leading bits, e.g. "2001:db8:1:2::/64"), or UNKNOWN_CLIENT when it is no address."""
+    try:
+        address = ipaddress.ip_address(client_ip or "")
+    except ValueError:
+        return AnonymousRequestCount.UNKNOWN_CLIENT
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        bits = settings.ACCOUNTS_ANONYMOUS_IPV6_PREFIX_BITS
+        return str(ipaddress.IPv6Network(f"{address}/{bits}", strict=False))
+    return str(address)
+
+
+class AnonymousClients:
+    """Which clients have their own counts in the current minute, within ACCOUNTS_ANONYMOUS_CLIENTS_PER_MINUTE.
+
+    Every process remembers the clients it admitted this minute (at most the cap) and asks the database
+    how many distinct clients the minute holds only when a new one comes; once the minute is full it
+    asks no more. Processes admitting at the same moment can overshoot the cap by one client each.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._minute: dt.datetime | None = None
+        self._admitted: set[str] = set()
+        self._full = False
+
+    def admit(self, client: str, *, minute: dt.datetime) -> str:
+        """``client`` when it has (or may have) its own count this minute, else OVERFLOW_CLIENT."""
+        cap = settings.ACCOUNTS_ANONYMOUS_CLIENTS_PER_MINUTE
+        with self._lock:
+            if minute != self._minute:
+                self._minute, self._admitted, self._full = minute, set(), False
+            if client in self._admitted:
+                return client
+            if not self._full and len(self._admitted) < cap:
+                self._full = self._clients_in(minute) >= cap
+            if self._full or len(self._admitted) >= cap:
+                return AnonymousRequestCount.OVERFLOW_CLIENT
+            self._admitted.add(client)
+            return client
+
+    @staticmethod
+    def _clients_in(minute: dt.datetime) -> int:
+        value = AnonymousRequestCount._meta.get_field("minute").get_db_prep_save(minute, connection)
+        with connection.cursor() as cursor:
+            cursor.execute(_ANONYMOUS_CLIENTS_SQL, [value, AnonymousRequestCount.OVERFLOW_CLIENT])
+            return cursor.fetchone()[0]
+
+
+anonymous_clients = AnonymousClients()  # one per process
 
 
 def _ip_address_or_none(value: str | None) -> str | None:
@@ -135,3 +241,16 @@ def request_log_prune(*, before: dt.datetime, batch_size: int = 10_000) -> int:
         if not ids:
             return deleted
         deleted += RequestLog.objects.filter(id__in=ids).delete()[0]
+
+
+def anonymous_request_count_prune(*, before: dt.datetime) -> int:
+    """Delete the anonymous counts of minutes before ``before``; return how many rows."""
+    return AnonymousRequestCount.objects.filter(minute__lt=before).delete()[0]
+
+
+def request_log_analyze() -> None:
+    """Refresh the planner's statistics of the log tables (SQLite reads the dashboard's per-key counts by
+    skipping through an index only once ANALYZE has measured it)."""
+    with connection.cursor() as cursor:
+        for table in (RequestLog._meta.db_table, AnonymousRequestCount._meta.db_table):
+            cursor.execute(f"ANALYZE {table}")

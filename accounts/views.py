@@ -1,14 +1,19 @@
 """Staff pages: the usage dashboard (reads only, through selectors)."""
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import permission_required
 from django.shortcuts import render
 from django.utils import timezone
 
 from .forms import UsageFilterForm
 from .selectors import UsageDashboard, usage_dashboard
 
+# The dashboard shows every key's name, prefix and traffic: what the key and log admin pages show.
+USAGE_DASHBOARD_PERMISSIONS = ("accounts.view_apikey", "accounts.view_requestlog")
+
 
 @staff_member_required
+@permission_required(USAGE_DASHBOARD_PERMISSIONS, raise_exception=True)
 def usage_dashboard_view(request):
     """Requests over time per key, status mix, latency percentiles, top keys and throttling, filtered by GET."""
     form = UsageFilterForm(request.GET)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from django.db import connection, transaction
 
-from .models import ApiKey, RateLimitEvent
+from .models import ApiKey, RateLimitEvent, UsageRateLimitEvent
 
 
 @dataclass(frozen=True)
@@ -48,36 +48,40 @@ def _state(*, used: int, oldest: float | None, free_at: float | None, allowed: b
     )
 
 
-# Plain statements on the (key, at) index: the ORM's create(), aggregate() and select_for_update() cost
-# several times more Python than the queries themselves, and this runs on every admitted request.
-_EVENTS_TABLE = RateLimitEvent._meta.db_table
-_EXPIRE_SQL = f"DELETE FROM {_EVENTS_TABLE} WHERE api_key_id = %s AND at <= %s"
-_TOTALS_SQL = f"SELECT SUM(cost), MIN(at) FROM {_EVENTS_TABLE} WHERE api_key_id = %s AND at > %s"
-_RECORD_SQL = f"INSERT INTO {_EVENTS_TABLE} (api_key_id, at, cost) VALUES (%s, %s, %s)"
 _LOCK_KEY_SQL = f"SELECT id FROM {ApiKey._meta.db_table} WHERE id = %s FOR UPDATE"
 
 
 class DatabaseWindowStore:
-    """Window state in the ``RateLimitEvent`` table, counted by the database (SUM, MIN).
+    """Window state in an events table (``RateLimitEvent`` unless told), counted by the database (SUM, MIN).
 
     SQLite: the connection opens every transaction IMMEDIATE (see settings), which takes the
     database's write lock before the count. PostgreSQL: the key's row is locked FOR UPDATE.
-    Either way count-then-insert cannot interleave between processes.
+    Either way count-then-insert cannot interleave between processes. Stores on different
+    tables keep different windows for the same key (the usage endpoints' own limit).
     """
+
+    def __init__(self, events=RateLimitEvent):
+        # Plain statements on the (key, at) index: the ORM's create(), aggregate() and select_for_update() cost
+        # several times more Python than the queries themselves, and this runs on every admitted request.
+        table = events._meta.db_table
+        self._events = events
+        self._expire_sql = f"DELETE FROM {table} WHERE api_key_id = %s AND at <= %s"
+        self._totals_sql = f"SELECT SUM(cost), MIN(at) FROM {table} WHERE api_key_id = %s AND at > %s"
+        self._record_sql = f"INSERT INTO {table} (api_key_id, at, cost) VALUES (%s, %s, %s)"
 
     def acquire(self, *, key_id: int, limit: int, window: int, cost: int, now: float) -> WindowState:
         with transaction.atomic(), connection.cursor() as cursor:
             if connection.vendor != "sqlite":
                 cursor.execute(_LOCK_KEY_SQL, [key_id])
-            cursor.execute(_EXPIRE_SQL, [key_id, now - window])
+            cursor.execute(self._expire_sql, [key_id, now - window])
             used, oldest = self._totals(cursor, key_id=key_id, since=now - window)
             allowed = used + cost <= limit
             free_at = None
             if allowed:
-                cursor.execute(_RECORD_SQL, [key_id, now, cost])
+                cursor.execute(self._record_sql, [key_id, now, cost])
                 used, oldest = used + cost, now if oldest is None else oldest
             else:
-                events = RateLimitEvent.objects.filter(api_key_id=key_id, at__gt=now - window).order_by("at")
+                events = self._events.objects.filter(api_key_id=key_id, at__gt=now - window).order_by("at")
                 free_at = _free_at(events.values_list("at", "cost").iterator(), used=used, cost=cost, limit=limit)
         return _state(used=used, oldest=oldest, free_at=free_at, allowed=allowed, limit=limit, window=window, now=now)
 
@@ -86,10 +90,9 @@ class DatabaseWindowStore:
             used, oldest = self._totals(cursor, key_id=key_id, since=now - window)
         return _state(used=used, oldest=oldest, free_at=None, allowed=True, limit=limit, window=window, now=now)
 
-    @staticmethod
-    def _totals(cursor, *, key_id: int, since: float) -> tuple[int, float | None]:
+    def _totals(self, cursor, *, key_id: int, since: float) -> tuple[int, float | None]:
         """Units in use and the oldest admission after ``since``."""
-        cursor.execute(_TOTALS_SQL, [key_id, since])
+        cursor.execute(self._totals_sql, [key_id, since])
         used, oldest = cursor.fetchone()
         return used or 0, oldest
 
@@ -165,3 +168,13 @@ def window_store_from_settings():
     from django.conf import settings
 
     return RedisWindowStore(settings.REDIS_URL) if settings.REDIS_URL else DatabaseWindowStore()
+
+
+def usage_window_store_from_settings():
+    """The usage endpoints' windows, apart from the classification windows: Redis keys under their own prefix
+    when REDIS_URL is set, else the ``UsageRateLimitEvent`` table."""
+    from django.conf import settings
+
+    if settings.REDIS_URL:
+        return RedisWindowStore(settings.REDIS_URL, prefix="aiserver:usage-window:")
+    return DatabaseWindowStore(events=UsageRateLimitEvent)

@@ -43,6 +43,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "aiserver.csp.ContentSecurityPolicyMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "classifier.middleware.RequestLogMiddleware",
@@ -154,6 +155,24 @@ CORS_URLS_REGEX = r"^/api/.*$"
 CORS_ALLOW_HEADERS = ["authorization", "content-type", "x-api-key", "x-request-id"]
 CORS_EXPOSE_HEADERS = ["retry-after", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "ratelimit", "ratelimit-policy", "x-request-id"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# Sent on every response; {nonce} is replaced by the request's nonce. Scripts only from this server, never inline (the
+# try page keeps a key in sessionStorage); styles too, inline ones only with the nonce; images also as data: URLs
+# (Swagger UI's icons) and blob: URLs (the try page's previews); nothing may frame the pages. Empty: no header.
+CONTENT_SECURITY_POLICY = env.str("DJANGO_CONTENT_SECURITY_POLICY", default=(
+    "default-src 'self'; script-src 'self'; style-src 'self' 'nonce-{nonce}'; img-src 'self' data: blob:; "
+    "font-src 'self'; connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+))
+# The ReDoc page's policy: scripts as strict, but inline styles allowed, as ReDoc's bundle adds <style> elements
+# before it can be given a nonce. The page shows the public schema only: no key is typed or kept there.
+CONTENT_SECURITY_POLICY_REDOC = env.str("DJANGO_CONTENT_SECURITY_POLICY_REDOC", default=(
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+))
+# Flash messages live in the session (the database), not in a signed but readable cookie: the admin shows a new
+# API key once in a message.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 
 # --- Request limits ------------------------------------------------------------------------
 # Largest request body accepted, in bytes; larger ones get 413 before they are read.
@@ -161,12 +180,40 @@ API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=10 * 1024 * 1024)
 # Django's own parsing limits follow it, so JSON bodies up to the limit parse (base64 inflates by 4/3).
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+# Bytes of header names and values a request may carry; more gets 431 (aiserver.asgi). uvicorn's
+# --h11-max-incomplete-event-size (README, Deployment) closes far larger heads before they are read whole.
+API_MAX_HEADER_BYTES = env.int("API_MAX_HEADER_BYTES", default=32 * 1024)
+# Seconds a client has to finish a request's head once it has started it; then the connection is closed
+# (aiserver.protocols, uvicorn's --http). uvicorn alone waits for ever on a half-sent head.
+API_HEADER_READ_TIMEOUT_SECONDS = env.float("API_HEADER_READ_TIMEOUT_SECONDS", default=10.0)
+# Seconds a whole request body may take to arrive; a slower one is cut and answered 408 (aiserver.asgi).
+API_BODY_READ_TIMEOUT_SECONDS = env.float("API_BODY_READ_TIMEOUT_SECONDS", default=60.0)
+# Longest wait, in seconds, for the next chunk of a body being sent; longer: 408.
+API_BODY_IDLE_TIMEOUT_SECONDS = env.float("API_BODY_IDLE_TIMEOUT_SECONDS", default=10.0)
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 100
 DATA_UPLOAD_MAX_NUMBER_FILES = 32  # keep above CLASSIFIER_MAX_BATCH_IMAGES so v2 can say "too many" itself
 
 # --- accounts: API keys ----------------------------------------------------------------------
 ACCOUNTS_DEFAULT_RATE_LIMIT = env.int("ACCOUNTS_DEFAULT_RATE_LIMIT", default=60)  # requests per window
 ACCOUNTS_DEFAULT_RATE_WINDOW_SECONDS = env.int("ACCOUNTS_DEFAULT_RATE_WINDOW_SECONDS", default=60)
+# Requests without a valid key are counted per minute and client (accounts.AnonymousRequestCount), not logged one
+# row each. Distinct clients per minute that get their own counts; later ones in that minute share one bucket.
+ACCOUNTS_ANONYMOUS_CLIENTS_PER_MINUTE = env.int("ACCOUNTS_ANONYMOUS_CLIENTS_PER_MINUTE", default=1000)
+# IPv6 clients are counted by network of this many leading bits (one host often holds a whole /64).
+ACCOUNTS_ANONYMOUS_IPV6_PREFIX_BITS = env.int("ACCOUNTS_ANONYMOUS_IPV6_PREFIX_BITS", default=64)
+# The staff dashboard computes latency percentiles on SQLite from at most this many rows (an even sample
+# of the range); PostgreSQL computes them exactly in SQL.
+ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS = env.int("ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS", default=20_000)
+if not 0 <= ACCOUNTS_ANONYMOUS_IPV6_PREFIX_BITS <= 128:
+    raise ImproperlyConfigured("ACCOUNTS_ANONYMOUS_IPV6_PREFIX_BITS must be between 0 and 128.")
+if ACCOUNTS_ANONYMOUS_CLIENTS_PER_MINUTE < 1 or ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS < 1:
+    raise ImproperlyConfigured("ACCOUNTS_ANONYMOUS_CLIENTS_PER_MINUTE and ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS must be at least 1.")
+# Longest range GET /api/v2/usage reports, in days (a longer one is 400 range_too_long): bounds its work and answer.
+ACCOUNTS_USAGE_MAX_RANGE_DAYS = env.int("ACCOUNTS_USAGE_MAX_RANGE_DAYS", default=366)
+# Usage requests (GET /api/v1/usage and /api/v2/usage together) each key may make per window; more: 429. Counted in
+# a window of their own, apart from the key's classification quota.
+ACCOUNTS_USAGE_RATE_LIMIT = env.int("ACCOUNTS_USAGE_RATE_LIMIT", default=30)
+ACCOUNTS_USAGE_RATE_WINDOW_SECONDS = env.int("ACCOUNTS_USAGE_RATE_WINDOW_SECONDS", default=60)  # that window's length
 
 # --- classifier: model and serving ----------------------------------------------------------
 # Every model to load, comma-separated: "name" (a torchvision model with CLASSIFIER_WEIGHTS), "name=weights"
@@ -218,15 +265,33 @@ CLASSIFIER_TORCH_THREADS = env.int("CLASSIFIER_TORCH_THREADS", default=0)
 # the image bytes' hash, the model and top_k; 0 turns the result cache off.
 CLASSIFIER_RESULT_CACHE_SECONDS = env.int("CLASSIFIER_RESULT_CACHE_SECONDS", default=3600)
 
+# --- Model versions (README, "Model versions") -------------------------------------------------------
+# Where uploaded model versions' files are kept: Django's default storage, this folder unless STORAGES
+# says otherwise (S3 and the like: django-storages). Never served over HTTP.
+MEDIA_ROOT = env.path("DJANGO_MEDIA_ROOT", default=BASE_DIR / "var" / "media")
+# Seconds between each serving process's checks of the database for a newly activated version.
+CLASSIFIER_MODEL_POLL_SECONDS = env.float("CLASSIFIER_MODEL_POLL_SECONDS", default=1.0)
+# Where each serving machine keeps its local copies of registered versions (checked against their sha256).
+CLASSIFIER_MODEL_CACHE_DIR = env.path("CLASSIFIER_MODEL_CACHE_DIR", default=BASE_DIR / "var" / "model-versions")
+# Seconds a replaced version's batcher stays open for requests that took it just before the switch;
+# then it answers what is queued and is freed (a later straggler runs again on the new version).
+CLASSIFIER_MODEL_DRAIN_SECONDS = env.float("CLASSIFIER_MODEL_DRAIN_SECONDS", default=2.0)
+# Seconds the validation gate's separate process may take to load, check and time a version.
+CLASSIFIER_VALIDATION_TIMEOUT_SECONDS = env.float("CLASSIFIER_VALIDATION_TIMEOUT_SECONDS", default=300.0)
+# Largest model archive (.zip, .tar.gz) register_model and the admin unpack: its files' total size.
+CLASSIFIER_MODEL_ARCHIVE_MAX_BYTES = env.int("CLASSIFIER_MODEL_ARCHIVE_MAX_BYTES", default=1024 * 1024 * 1024)
+
 # torch's OpenMP threads sleep between forward passes instead of spinning: spinning threads burn the
 # cores that request threads need for decoding (measured: 24 -> 6 ms CPU per request with the trivial
 # model; see docs/benchmarks.md). Read by libgomp when torch is imported, which happens after settings.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # --- Metrics -----------------------------------------------------------------------------------
-# /metrics (Prometheus) answers staff sessions, and scrapers sending "Authorization: Bearer <token>" when
+# /metrics (Prometheus) answers staff sessions with METRICS_PERMISSION, and scrapers sending "Authorization: Bearer <token>" when
 # this is set; everyone else gets 404. Multi-worker totals need PROMETHEUS_MULTIPROC_DIR (see README).
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# The permission a staff session needs to read /metrics (request counts by endpoint and status, as the log admin).
+METRICS_PERMISSION = "accounts.view_requestlog"
 
 # --- REST framework and OpenAPI ----------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -253,14 +318,32 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "SWAGGER_UI_SETTINGS": {"persistAuthorization": True},
+    # Keys pasted into "Authorize" stay in the page, never in localStorage (which outlives the tab).
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": False},
+    # Two "status" choice sets: a loaded model's, and a registered version's.
+    "ENUM_NAME_OVERRIDES": {
+        "ModelStatusEnum": ["loaded", "loading", "unavailable"],
+        "VersionStatusEnum": ["staged", "active", "retired"],
+    },
 }
 
+# "text" (one readable line per record) or "json" (one JSON object per line, for log shippers: aiserver.log_format).
+DJANGO_LOG_FORMAT = env.str("DJANGO_LOG_FORMAT", default="text")
+if DJANGO_LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"DJANGO_LOG_FORMAT must be text or json (got {DJANGO_LOG_FORMAT!r}).")
+_console = {"handlers": ["console"], "propagate": False}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "aiserver.log_format.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": DJANGO_LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env.str("DJANGO_LOG_LEVEL", default="INFO")},
-    "loggers": {"django.request": {"level": "ERROR"}},
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+        # uvicorn's own lines (errors, and access lines when its log level lets them through) in the same format
+        **({"uvicorn.error": _console, "uvicorn.access": _console} if DJANGO_LOG_FORMAT == "json" else {}),
+    },
 }

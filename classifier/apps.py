@@ -32,8 +32,11 @@ class ClassifierConfig(AppConfig):
     name = "classifier"
 
     def ready(self) -> None:
-        from . import authentication  # noqa: F401 - registers the OpenAPI auth extension
+        from . import authentication, checks  # noqa: F401 - register the OpenAPI auth extension and the checks
         from .runtime.registry import registry
+        from .watcher import VersionWatcher
 
         if is_serving_process(sys.argv):
-            registry.start()
+            watcher = VersionWatcher(registry)
+            registry.start(then=watcher.sync_safely)
+            watcher.start()

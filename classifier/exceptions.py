@@ -41,6 +41,18 @@ class PayloadTooLarge(APIException):
     default_code = "payload_too_large"
 
 
+class RequestTimeout(APIException):
+    status_code = status.HTTP_408_REQUEST_TIMEOUT
+    default_detail = "The request body did not arrive in time."
+    default_code = "request_timeout"
+
+
+class HeadersTooLarge(APIException):
+    status_code = status.HTTP_431_REQUEST_HEADER_FIELDS_TOO_LARGE
+    default_detail = "The request headers are larger than the server accepts."
+    default_code = "headers_too_large"
+
+
 class ImageTooLarge(APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "The image has more pixels than the server accepts."
@@ -51,6 +63,12 @@ class ModelUnavailable(APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = "The model is not loaded."
     default_code = "model_unavailable"
+
+
+class BatcherClosed(ModelUnavailable):
+    """The model's version was replaced while this request held it; classify_images retries on the new one."""
+
+    default_detail = "The model is switching versions; retry shortly."
 
 
 class ModelNotAllowed(APIException):

@@ -5,21 +5,31 @@ import time
 import uuid
 
 from django.conf import settings
-from django.db import DatabaseError
 
-from accounts.services import request_log_create
+from accounts.services import anonymous_request_count_increment, request_log_create
 
 from . import metrics
-from .exceptions import PayloadTooLarge, error_response
+from .exceptions import HeadersTooLarge, PayloadTooLarge, RequestTimeout, error_response
 
 logger = logging.getLogger(__name__)
+request_logger = logging.getLogger("aiserver.requests")  # one line per /api/ request
+REQUEST_LINE = "%(method)s %(route)s %(status)s %(latency_ms).1fms key=%(key_prefix)s id=%(request_id)s"
 
 API_PREFIX = "/api/"
-BODY_TOO_LARGE_SCOPE_KEY = "aiserver.body_too_large"  # set by aiserver.asgi on oversized streamed bodies
+# Set in the ASGI scope by aiserver.guard when it cut a request short; BodyLimitMiddleware answers for them.
+BODY_TOO_LARGE_SCOPE_KEY = "aiserver.body_too_large"  # over API_MAX_BODY_BYTES
+BODY_TIMED_OUT_SCOPE_KEY = "aiserver.body_timed_out"  # not arrived within API_BODY_*_TIMEOUT_SECONDS
+HEADERS_TOO_LARGE_SCOPE_KEY = "aiserver.headers_too_large"  # over API_MAX_HEADER_BYTES
 
 
 class RequestLogMiddleware:
-    """Write one RequestLog row for every request under /api/ (docs and unknown paths too), whatever its outcome."""
+    """Account for every request under /api/ (docs and unknown paths too), whatever its outcome.
+
+    A request whose key was identified (``request.api_key``) gets a RequestLog row: the customer's bill,
+    its 4xx, 429 and 5xx included. Any other request raises a per-minute count (AnonymousRequestCount),
+    so a flood without a key adds no rows. Both store the matched route, never the path the caller chose.
+    A failing write is logged and the answer goes out anyway.
+    """
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -30,25 +40,50 @@ class RequestLogMiddleware:
         started = time.perf_counter()
         response = self.get_response(request)
         elapsed = time.perf_counter() - started
-        elapsed_ms = elapsed * 1000.0
-        _record_metrics(request, response.status_code, elapsed)
-        api_key = getattr(request, "api_key", None)
-        try:
-            request_log_create(
-                api_key_id=api_key.pk if api_key else None,
-                endpoint=request.path,
-                method=request.method,
-                status_code=response.status_code,
-                response_time_ms=elapsed_ms,
-                client_ip=request.META.get("REMOTE_ADDR") or None,
-                request_id=response.get("X-Request-ID", ""),
-                images=getattr(request, "api_units", 0),
-                model_name=getattr(request, "api_model_name", ""),
-                model_version=getattr(request, "api_model_version", ""),
-            )
-        except DatabaseError:
-            logger.exception("could not write the request log for %s %s", request.method, request.path)
+        for record in (_record_metrics, _log_request_line, _record_request):
+            try:
+                record(request, response, elapsed)
+            except Exception:  # the answer is ready: no logging failure may replace it with a 500
+                logger.exception("%s failed for %s %r", record.__name__, request.method, request.path)
         return response
+
+
+def _record_request(request, response, seconds: float) -> None:
+    """A RequestLog row when the request's key was identified, else +1 on its anonymous count."""
+    api_key = getattr(request, "api_key", None)
+    client_ip = request.META.get("REMOTE_ADDR") or None
+    if api_key is None:
+        anonymous_request_count_increment(
+            route=_endpoint(request), status_code=response.status_code, client_ip=client_ip
+        )
+        return
+    request_log_create(
+        api_key_id=api_key.pk,
+        endpoint=_endpoint(request),
+        method=request.method,
+        status_code=response.status_code,
+        response_time_ms=seconds * 1000.0,
+        client_ip=client_ip,
+        request_id=response.get("X-Request-ID", ""),
+        images=getattr(request, "api_units", 0),
+        model_name=getattr(request, "api_model_name", ""),
+        model_version=getattr(request, "api_model_version", ""),
+    )
+
+
+def _log_request_line(request, response, seconds: float) -> None:
+    """Log the request line; its fields are the JSON log's (aiserver.log_format): never the key, only its
+    prefix, and the matched route, never the raw path."""
+    api_key = getattr(request, "api_key", None)
+    fields = {
+        "request_id": response.get(REQUEST_ID_HEADER) or None,
+        "key_prefix": api_key.prefix if api_key else None,
+        "route": _endpoint(request),
+        "method": request.method if request.method in _METHODS else "other",
+        "status": response.status_code,
+        "latency_ms": round(seconds * 1000.0, 1),
+    }
+    request_logger.info(REQUEST_LINE, fields, extra=fields)
 
 
 def _endpoint(request) -> str:
@@ -58,8 +93,8 @@ def _endpoint(request) -> str:
     return f"/{route}" if route and not route.startswith("^") else "unmatched"
 
 
-def _record_metrics(request, status_code: int, seconds: float) -> None:
-    endpoint, status = _endpoint(request), str(status_code)
+def _record_metrics(request, response, seconds: float) -> None:
+    endpoint, status = _endpoint(request), str(response.status_code)
     metrics.REQUESTS.labels(endpoint, request.method if request.method in _METHODS else "other", status).inc()
     metrics.REQUEST_LATENCY.labels(endpoint, status).observe(seconds)
 
@@ -68,26 +103,39 @@ _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"
 
 
 class BodyLimitMiddleware:
-    """Answer 413 for bodies over API_MAX_BODY_BYTES before anything reads them."""
+    """Answer 413, 408 or 431 for requests the ASGI guard cut short, and 413 for bodies over
+    API_MAX_BODY_BYTES, before anything reads them."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        if self._too_large(request):
-            return error_response(
-                PayloadTooLarge(f"The request body is over the limit of {settings.API_MAX_BODY_BYTES} bytes.")
-            )
+        refusal = _refusal(request)
+        if refusal is not None:
+            return error_response(refusal)
         return self.get_response(request)
 
-    @staticmethod
-    def _too_large(request) -> bool:
-        if getattr(request, "scope", {}).get(BODY_TOO_LARGE_SCOPE_KEY):
-            return True
-        try:
-            return int(request.META.get("CONTENT_LENGTH") or 0) > settings.API_MAX_BODY_BYTES
-        except ValueError:
-            return False
+
+def _refusal(request):
+    """Why the guard cut this request short (an APIException), or None."""
+    scope = getattr(request, "scope", {})
+    if scope.get(HEADERS_TOO_LARGE_SCOPE_KEY):
+        return HeadersTooLarge(f"The request headers are over the limit of {settings.API_MAX_HEADER_BYTES} bytes.")
+    if scope.get(BODY_TIMED_OUT_SCOPE_KEY):
+        return RequestTimeout(
+            f"The request body did not arrive within {settings.API_BODY_READ_TIMEOUT_SECONDS:g} seconds, "
+            f"or paused for more than {settings.API_BODY_IDLE_TIMEOUT_SECONDS:g}."
+        )
+    if scope.get(BODY_TOO_LARGE_SCOPE_KEY) or _declared_too_large(request):
+        return PayloadTooLarge(f"The request body is over the limit of {settings.API_MAX_BODY_BYTES} bytes.")
+    return None
+
+
+def _declared_too_large(request) -> bool:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0) > settings.API_MAX_BODY_BYTES
+    except ValueError:
+        return False
 
 
 REQUEST_ID_PREFIX = "/api/v2/"

@@ -158,8 +158,15 @@ V2_CLASSIFY_ERRORS = {
 }
 USAGE_ERRORS = {
     400: error(
-        "Bad range: days out of 1..366, a malformed date, days with since/until, or since not before until.",
+        "Bad range: a malformed date, days with since/until, since not before until (code invalid_range), or a "
+        "range longer than ACCOUNTS_USAGE_MAX_RANGE_DAYS days (code range_too_long).",
         ("invalid_range", "since must be before until."),
+        ("range_too_long", "The range is longer than 366 days."),
+    ),
+    429: error(
+        "More usage requests (v1 and v2 together) than ACCOUNTS_USAGE_RATE_LIMIT per "
+        "ACCOUNTS_USAGE_RATE_WINDOW_SECONDS; see Retry-After.",
+        ("throttled", "Request was throttled. Expected available in 12 seconds."),
     ),
     503: error(
         "The database, or the rate limiter's store (then with Retry-After), is unreachable.",
@@ -167,6 +174,7 @@ USAGE_ERRORS = {
         ("rate_limiter_unavailable", "The rate limiter's store is unreachable; retry shortly."),
     ),
 }
+MODELS_BAD_QUERY = error("A bad query: all is not a boolean.", ("invalid", "all: Must be a valid boolean."))
 DATABASE_UNAVAILABLE = error(
     "The database is unreachable; retry shortly.", ("database_unavailable", "The database is unavailable; retry shortly.")
 )

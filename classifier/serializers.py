@@ -81,24 +81,32 @@ def _predictions(predictions) -> list[dict]:
     return [{"label": str(p.label), "confidence": float(p.confidence)} for p in predictions]
 
 
+MODEL_VERSION_HELP = ("The version that answered: a registered version (README, \"Model versions\"), or "
+                      "\"settings\" for a model configured in CLASSIFIER_MODELS.")
+
+
 class ClassifyOutput(serializers.Serializer):
     model = serializers.CharField()
+    model_version = serializers.CharField(help_text=MODEL_VERSION_HELP)
     predictions = PredictionOutput(many=True, help_text="Highest confidence first.")
 
     def to_representation(self, instance) -> dict:
         """What the declared fields give (they are the schema), built directly: DRF's walk over the
         fields deep-copies and visits every one of them on each answer (~0.3 ms of CPU for v1)."""
-        return {"model": str(instance.model), "predictions": _predictions(instance.predictions)}
+        return {"model": str(instance.model), "model_version": str(instance.model_version),
+                "predictions": _predictions(instance.predictions)}
 
 
 class ModelDescriptionOutput(serializers.Serializer):
     """What the server says about one configured model (the ``None`` fields are null until it loads)."""
 
     name = serializers.CharField()
+    version = serializers.CharField(help_text=MODEL_VERSION_HELP.replace("that answered", "this server serves"))
     status = serializers.ChoiceField(choices=["loaded", "loading", "unavailable"])
     reason = serializers.CharField(allow_blank=True, help_text="Why the model is not loaded, when it is not.")
     weights = serializers.CharField(
-        help_text="'default' (pretrained), 'random' (untrained), 'file:NAME' (a state_dict) or 'folder:NAME' (a model folder)."
+        help_text="'default' (pretrained), 'random' (untrained), 'file:NAME' (a state_dict), 'folder:NAME' (a model "
+        "folder) or 'version:V' (a registered version)."
     )
     pretrained = serializers.BooleanField(allow_null=True)
     num_labels = serializers.IntegerField(allow_null=True, help_text="How many labels the model answers with.")
@@ -165,7 +173,10 @@ class ClassifyBatchInput(serializers.Serializer):
         child=serializers.FileField(allow_empty_file=True), required=False, help_text="multipart: one field per image."
     )
     top_k = serializers.IntegerField(required=False, help_text="Predictions per image, 1..CLASSIFIER_MAX_TOP_K (20).")
-    model = serializers.CharField(required=False, help_text="A name from /api/v2/models; default: the first.")
+    model = serializers.CharField(
+        required=False, help_text="A name from /api/v2/models (default: the first), or name@version to insist on "
+        "a version: the one being served, else 404 model_not_found (a staged or retired version is never served).",
+    )
 
     def validate_top_k(self, value: int) -> int:
         if not 1 <= value <= settings.CLASSIFIER_MAX_TOP_K:
@@ -176,11 +187,20 @@ class ClassifyBatchInput(serializers.Serializer):
 
     def validate_model(self, value: str) -> str:
         names = registry.names()
-        if value not in names:
+        name = value.partition("@")[0]
+        if name not in names:
             raise serializers.ValidationError(
-                f"Unknown model {value!r}; this server has {', '.join(names)}.", code="unknown_model"
+                f"Unknown model {name!r}; this server has {', '.join(names)}.", code="unknown_model"
             )
         return value
+
+    def model_choice(self) -> tuple[str | None, str | None]:
+        """(name, version) the request asks for; None for what it leaves to the server."""
+        model = self.validated_data.get("model")
+        if model is None:
+            return None, None
+        name, at, version = model.partition("@")
+        return name, (version if at else None)
 
     def validate(self, attrs):
         if ("images" in attrs) == ("files" in attrs):
@@ -241,6 +261,7 @@ class ImageResultOutput(serializers.Serializer):
 class ClassifyBatchOutput(serializers.Serializer):
     id = serializers.CharField(help_text="The request id, also in the X-Request-ID header and the request log.")
     model = serializers.CharField()
+    model_version = serializers.CharField(help_text=MODEL_VERSION_HELP)
     created = serializers.DateTimeField(help_text="ISO-8601, UTC.")
     processing_time_ms = serializers.FloatField()
     results = ImageResultOutput(many=True, help_text="One per input image, in input order.")
@@ -250,6 +271,7 @@ class ClassifyBatchOutput(serializers.Serializer):
         return {
             "id": str(instance["id"]),
             "model": str(instance["model"]),
+            "model_version": str(instance["model_version"]),
             "created": _CREATED.to_representation(instance["created"]),
             "processing_time_ms": float(instance["processing_time_ms"]),
             "results": [_image_result(result) for result in instance["results"]],
@@ -286,27 +308,67 @@ class ModelOutput(ModelDescriptionOutput):
     default = serializers.BooleanField(help_text="Used when a request names no model (and always by v1).")
 
 
+class VersionOutput(serializers.Serializer):
+    name = serializers.CharField()
+    version = serializers.CharField()
+    status = serializers.ChoiceField(choices=["staged", "active", "retired"],
+                                     help_text="Only the active version of a name is served.")
+    validated = serializers.BooleanField(help_text="Whether it passed the validation gate.")
+    sha256 = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    activated_at = serializers.DateTimeField(allow_null=True)
+
+
+class ModelsQueryInput(serializers.Serializer):
+    all = serializers.BooleanField(required=False, default=False,
+                                   help_text="Also list every registered version (staged, active, retired).")
+
+
 class ModelsOutput(serializers.Serializer):
     max_batch_images = serializers.IntegerField(help_text="Most images one v2 classify request may carry.")
     max_top_k = serializers.IntegerField()
-    models = ModelOutput(many=True)
+    models = ModelOutput(many=True, help_text="Each name this server serves, at its active version.")
+    versions = VersionOutput(many=True, required=False, help_text="With ?all=true: every registered version.")
 
 
 class UsageQueryInput(serializers.Serializer):
-    """``days`` (the last N days) or ``since``/``until`` (ISO-8601); none: everything until now."""
+    """``days`` (the last N days) or ``since``/``until`` (ISO-8601), never longer than ACCOUNTS_USAGE_MAX_RANGE_DAYS
+    (400 ``range_too_long``); no ``since``: from when the key (``context["api_key"]``) was made, at most that long."""
 
     since = serializers.DateTimeField(required=False)
     until = serializers.DateTimeField(required=False)
-    days = serializers.IntegerField(required=False, min_value=1, max_value=366)
+    days = serializers.IntegerField(required=False, min_value=1)
 
     def validate(self, attrs):
         if "days" in attrs and ("since" in attrs or "until" in attrs):
             raise serializers.ValidationError("Give either days or since/until, not both.", code="invalid_range")
+        longest = dt.timedelta(days=settings.ACCOUNTS_USAGE_MAX_RANGE_DAYS)
         until = attrs.get("until") or timezone.now()
-        since = until - dt.timedelta(days=attrs["days"]) if "days" in attrs else attrs.get("since")
-        if since is not None and since >= until:
+        if "days" in attrs and attrs["days"] > settings.ACCOUNTS_USAGE_MAX_RANGE_DAYS:
+            raise self._too_long()
+        try:
+            earliest = until - longest
+        except OverflowError:
+            raise serializers.ValidationError("until is before the first day a report can start.", code="invalid_range")
+        if "days" in attrs:
+            since = until - dt.timedelta(days=attrs["days"])
+        elif "since" in attrs:
+            since = attrs["since"]
+        else:  # from the key's creation; a range that ends before the key was made gets the longest
+            created = self.context["api_key"].created_at
+            since = max(earliest, created) if created < until else earliest
+        if since >= until:
             raise serializers.ValidationError("since must be before until.", code="invalid_range")
+        if since < earliest:
+            raise self._too_long()
         return {"since": since, "until": until}
+
+    @staticmethod
+    def _too_long() -> serializers.ValidationError:
+        return serializers.ValidationError(
+            f"The range is longer than {settings.ACCOUNTS_USAGE_MAX_RANGE_DAYS} days (ACCOUNTS_USAGE_MAX_RANGE_DAYS); "
+            "ask for it in parts.", code="range_too_long",
+        )
 
 
 class EndpointUsageOutput(serializers.Serializer):

@@ -10,7 +10,7 @@ from rest_framework.exceptions import APIException
 
 from . import cache
 from .runtime import preprocessing as pipeline
-from .exceptions import ImageTooLarge, InferenceFailed, InferenceTimeout, InvalidImage
+from .exceptions import BatcherClosed, ImageTooLarge, InferenceFailed, InferenceTimeout, InvalidImage, ModelNotFound
 from .runtime.budget import PixelBudget
 from .runtime.registry import LoadedModel, registry
 
@@ -22,20 +22,40 @@ decode_budget = PixelBudget(settings.CLASSIFIER_DECODE_BUDGET_MEGAPIXELS * 1_000
 class Classification:
     model: str
     predictions: list[pipeline.Prediction]
-    model_version: str = ""  # the version that answered; "": unversioned
+    model_version: str = ""  # the version that answered (LoadedModel.version)
 
 
 def classify_images(
-    images: list[bytes], *, top_k: int, model_name: str | None = None
+    images: list[bytes], *, top_k: int, model_name: str | None = None, model_version: str | None = None
 ) -> tuple[LoadedModel, list[list[pipeline.Prediction] | APIException]]:
     """Classify each image with ``model_name`` (default: the first model); return the model that answered
-    and, per image in order, its predictions or its error.
+    (its name and version) and, per image in order, its predictions or its error.
 
     Raises ModelUnavailable, Overloaded (queue full, or no decode budget in time) or InferenceTimeout for the
-    request as a whole.
+    request as a whole; ModelNotFound when ``model_version`` is given and is not the version this server
+    serves. A request that took the model just before a version switch runs again, once, on the new version
+    (the old one's batcher closes behind it).
     """
+    try:
+        return _classify_on(_serving(model_name, model_version), images, top_k=top_k)
+    except BatcherClosed:
+        return _classify_on(_serving(model_name, model_version), images, top_k=top_k)
+
+
+def _serving(model_name: str | None, model_version: str | None):
+    """The loaded slot of ``model_name``, checked to serve ``model_version`` when one is asked for."""
     slot = registry.get(model_name)
+    if model_version is not None and slot.model.version != model_version:
+        raise ModelNotFound(
+            f"Model {slot.name} has no version {model_version!r} being served; it serves {slot.model.version!r}."
+        )
+    return slot
+
+
+def _classify_on(slot, images: list[bytes], *, top_k: int) -> tuple[LoadedModel, list]:
     model, batcher = slot.model, slot.batcher
+    if model is None:  # a replaced version, freed after its drain time
+        raise BatcherClosed()
     spec = model.preprocessing
     cached = cache.cached_results(model.fingerprint, images, top_k)
     outcomes: list = []
@@ -83,11 +103,12 @@ class BatchClassification:
     model: str
     processing_time_ms: float
     results: list[list[pipeline.Prediction] | APIException]  # per input image, in order
-    model_version: str = ""  # the version that answered; "": unversioned
+    model_version: str = ""  # the version that answered (LoadedModel.version)
 
 
 def classify_batch(
-    images: list[bytes | APIException], *, top_k: int, model_name: str | None = None
+    images: list[bytes | APIException], *, top_k: int, model_name: str | None = None,
+    model_version: str | None = None,
 ) -> BatchClassification:
     """Classify a v2 batch whose images may already have failed to decode (an APIException in their place).
 
@@ -95,7 +116,9 @@ def classify_batch(
     """
     started = time.perf_counter()
     readable = [data for data in images if not isinstance(data, APIException)]
-    model, outcomes = classify_images(readable, top_k=top_k, model_name=model_name)
+    model, outcomes = classify_images(
+        readable, top_k=top_k, model_name=model_name, model_version=model_version
+    )
     answers = iter(outcomes)
     results = [data if isinstance(data, APIException) else next(answers) for data in images]
     elapsed_ms = round((time.perf_counter() - started) * 1000.0, 2)

@@ -1,9 +1,12 @@
 """Sliding-window rate limiting per API key, exact across processes (see accounts.windows)."""
 import time
 
+from django.conf import settings
 from rest_framework.throttling import BaseThrottle
 
-from accounts.windows import WindowState, WindowStoreUnavailable, window_store_from_settings
+from accounts.windows import (
+    WindowState, WindowStoreUnavailable, usage_window_store_from_settings, window_store_from_settings,
+)
 
 from .exceptions import BatchExceedsLimit, RateLimiterUnavailable
 
@@ -48,6 +51,39 @@ class SlidingWindowThrottle(BaseThrottle):
                 f"per {api_key.rate_window_seconds} seconds; send smaller batches."
             )
         return True
+
+    def wait(self) -> int:
+        return self.state.retry_after
+
+
+class UsageThrottle(BaseThrottle):
+    """The usage endpoints' own limit: ACCOUNTS_USAGE_RATE_LIMIT requests per ACCOUNTS_USAGE_RATE_WINDOW_SECONDS
+    per key, v1 and v2 together, counted in a window store of their own (never the classification quota).
+
+    Every request that passes authentication is charged one unit, a malformed query too. The decision's
+    ``WindowState`` is left on the request for the quota headers, as SlidingWindowThrottle does; no
+    units are recorded for the request log (a usage request classifies no images).
+    """
+
+    clock = staticmethod(time.time)
+    store = usage_window_store_from_settings()
+
+    def allow_request(self, request, view) -> bool:
+        api_key = request.auth
+        if api_key is None:
+            return True
+        try:
+            self.state = self.store.acquire(
+                key_id=api_key.pk,
+                limit=settings.ACCOUNTS_USAGE_RATE_LIMIT,
+                window=settings.ACCOUNTS_USAGE_RATE_WINDOW_SECONDS,
+                cost=1,
+                now=self.clock(),
+            )
+        except WindowStoreUnavailable as exc:
+            raise RateLimiterUnavailable() from exc
+        request.rate_limit_state = self.state
+        return self.state.allowed
 
     def wait(self) -> int:
         return self.state.retry_after

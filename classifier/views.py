@@ -22,7 +22,7 @@ from .exceptions import DatabaseUnavailable
 from .permissions import HasApiKey, ModelIsAllowed, ModelIsReady
 from .runtime.registry import LOADED, registry
 from .services import classify_image
-from .throttling import SlidingWindowThrottle, rate_limit_headers
+from .throttling import SlidingWindowThrottle, UsageThrottle, rate_limit_headers
 
 # Base of the API views: 405 before any quota is spent; quota headers on every answer. (A comment, not a
 # docstring: drf-spectacular would show an inherited docstring as every operation's description.)
@@ -69,7 +69,8 @@ class ClassifyView(KeyRequiredView):
             OpenApiExample(
                 "Result",
                 response_only=True,
-                value={"model": "resnet18", "predictions": [{"label": "tabby", "confidence": 0.8123}]},
+                value={"model": "resnet18", "model_version": "settings",
+                       "predictions": [{"label": "tabby", "confidence": 0.8123}]},
             ),
         ],
     )
@@ -82,9 +83,12 @@ class ClassifyView(KeyRequiredView):
 
 
 class UsageView(KeyRequiredView):
-    @extend_schema(operation_id="v1_usage", summary="This key's classification usage", responses={
-        200: s.UsageOutput, **schema.errors(401, 404, 405, 503, s503=schema.DATABASE_UNAVAILABLE),
-    })
+    throttle_classes = [UsageThrottle]
+
+    @extend_schema(operation_id="v1_usage", summary="This key's classification usage", parameters=[schema.retry_after(429)],
+                   responses={200: s.UsageOutput, **schema.errors(
+                       401, 404, 405, 429, 503, s429=schema.USAGE_ERRORS[429], s503=schema.DATABASE_UNAVAILABLE,
+                   )})
     def get(self, request):
         summary = usage_summary(api_key=request.auth, endpoints=[reverse("v1-classify")])
         return Response(s.UsageOutput({"key": request.auth, **summary.__dict__}).data)
@@ -150,10 +154,12 @@ class TryView(TemplateView):
 
 
 class MetricsView(View):
-    """Prometheus metrics for staff sessions and for scrapers with METRICS_TOKEN; 404 for anyone else."""
+    """Prometheus metrics for scrapers sending ``Authorization: Bearer <METRICS_TOKEN>`` and for staff sessions
+    allowed to read the request logs (METRICS_PERMISSION); 404 for anyone else."""
 
     def get(self, request):
-        if not (self._has_token(request) or (request.user.is_authenticated and request.user.is_staff)):
+        user = request.user
+        if not (self._has_token(request) or (user.is_staff and user.has_perm(settings.METRICS_PERMISSION))):
             raise Http404()
         body, content_type = metrics.exposition()
         return HttpResponse(body, content_type=content_type)
@@ -161,5 +167,5 @@ class MetricsView(View):
     @staticmethod
     def _has_token(request) -> bool:
         token = settings.METRICS_TOKEN
-        sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        return bool(token) and hmac.compare_digest(sent.encode(), token.encode())
+        scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
+        return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(sent.encode(), token.encode())

@@ -16,8 +16,9 @@ from .parsers import SafeJSONParser
 from .authentication import ApiKeyAuthentication
 from .permissions import HasApiKey, ModelIsAllowed, ModelIsReady
 from .runtime.registry import registry
+from .selectors import model_versions_list
 from .services import classify_batch
-from .throttling import SlidingWindowThrottle
+from .throttling import SlidingWindowThrottle, UsageThrottle
 from . import schema
 from .views import ApiView, KeyRequiredView, note_model
 
@@ -54,7 +55,7 @@ class ClassifyBatchView(KeyRequiredView):
         """The model this request asks for (ModelIsReady answers 503 before any quota when it is not loaded);
         for a malformed request the default model, as its error is answered after the throttle."""
         try:
-            return self.validated_input(request).validated_data.get("model")
+            return self.validated_input(request).model_choice()[0]
         except MALFORMED:
             return None
 
@@ -102,6 +103,7 @@ class ClassifyBatchView(KeyRequiredView):
                 value={
                     "id": "3f2c9a7e5b8d4e0f9a1b2c3d4e5f6a7b",
                     "model": "resnet18",
+                    "model_version": "settings",
                     "created": "2026-11-22T21:45:04.123456Z",
                     "processing_time_ms": 41.7,
                     "results": [
@@ -117,11 +119,13 @@ class ClassifyBatchView(KeyRequiredView):
     def post(self, request):
         payload = self.validated_input(request)
         data = payload.validated_data
-        result = classify_batch(payload.image_data(), top_k=data["top_k"], model_name=data.get("model"))
+        name, version = payload.model_choice()
+        result = classify_batch(payload.image_data(), top_k=data["top_k"], model_name=name, model_version=version)
         note_model(request, name=result.model, version=result.model_version)
         return Response(s.ClassifyBatchOutput({
             "id": request.request_id,
             "model": result.model,
+            "model_version": result.model_version,
             "created": timezone.now(),
             "processing_time_ms": result.processing_time_ms,
             "results": s.image_results(payload.filenames(), result.results),
@@ -133,29 +137,44 @@ class ModelsView(ApiView):
 
     @extend_schema(
         operation_id="v2_models",
-        summary="The models this server has loaded",
+        summary="The models this server has loaded, at their active versions (?all=true: every version)",
         description="Public. With an API key, only the models that key may use (its allowed models) are listed.",
-        responses={200: s.ModelsOutput, **schema.errors(401, 404, 405)},
+        parameters=[OpenApiParameter("all", OpenApiTypes.BOOL, description="Also list every registered version.")],
+        responses={200: s.ModelsOutput, **schema.errors(400, 401, 404, 405, s400=schema.MODELS_BAD_QUERY)},
         examples=[OpenApiExample("Two models", response_only=True, value={
             "max_batch_images": 16,
             "max_top_k": 20,
             "models": [{
-                "name": "resnet18", "default": True, "status": "loaded", "reason": "", "weights": "default",
+                "name": "resnet18", "version": "settings", "default": True, "status": "loaded", "reason": "",
+                "weights": "default",
                 "pretrained": True, "num_labels": 1000, "input_size": 224, "device": "cpu",
                 "artifact": "torchvision", "engine": "onnxruntime", "precision": "fp32", "exact": True,
             }, {
-                "name": "flowers", "default": False, "status": "loaded", "reason": "", "weights": "folder:flowers",
+                "name": "flowers", "version": "2", "default": False, "status": "loaded", "reason": "",
+                "weights": "version:2",
                 "pretrained": True, "num_labels": 5, "input_size": 224, "device": "cpu",
                 "artifact": "state_dict", "engine": "onnxruntime", "precision": "fp32", "exact": True,
             }],
         })],
     )
     def get(self, request):
-        return Response(s.ModelsOutput({
+        query = s.ModelsQueryInput(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        answer = {
             "max_batch_images": settings.CLASSIFIER_MAX_BATCH_IMAGES,
             "max_top_k": settings.CLASSIFIER_MAX_TOP_K,
             "models": [model for model in registry.describe() if _may_use(request.auth, model["name"])],
-        }).data)
+        }
+        if query.validated_data["all"]:
+            answer["versions"] = [version_row(v) for v in model_versions_list() if _may_use(request.auth, v.name)]
+        return Response(s.ModelsOutput(answer).data)
+
+
+def version_row(model_version) -> dict:
+    """A registered version as VersionOutput shows it."""
+    return {"name": model_version.name, "version": model_version.version, "status": model_version.status,
+            "validated": model_version.passed, "sha256": model_version.sha256, "created_at": model_version.created_at,
+            "activated_at": model_version.activated_at}
 
 
 def _may_use(api_key, name: str) -> bool:
@@ -164,17 +183,23 @@ def _may_use(api_key, name: str) -> bool:
 
 
 class UsageReportView(KeyRequiredView):
+    throttle_classes = [UsageThrottle]
+
     @extend_schema(
         operation_id="v2_usage",
         summary="This key's classification usage (v1 and v2) over a range, and its limit now",
         parameters=[
             REQUEST_ID,
-            OpenApiParameter("days", {"type": "integer", "minimum": 1, "maximum": 366}, description="The last N days."),
-            OpenApiParameter("since", OpenApiTypes.DATETIME, description="ISO-8601 start (inclusive)."),
+            OpenApiParameter("days", {"type": "integer", "minimum": 1, "maximum": settings.ACCOUNTS_USAGE_MAX_RANGE_DAYS},
+                             description="The last N days."),
+            OpenApiParameter("since", OpenApiTypes.DATETIME, description="ISO-8601 start (inclusive); default when "
+                             f"the key was made, at most {settings.ACCOUNTS_USAGE_MAX_RANGE_DAYS} days before until."),
             OpenApiParameter("until", OpenApiTypes.DATETIME, description="ISO-8601 end (exclusive); default now."),
+            schema.retry_after(429, 503),
         ],
         responses={200: s.UsageReportOutput, **schema.errors(
-            400, 401, 404, 405, 503, s400=schema.USAGE_ERRORS[400], s503=schema.USAGE_ERRORS[503],
+            400, 401, 404, 405, 429, 503,
+            s400=schema.USAGE_ERRORS[400], s429=schema.USAGE_ERRORS[429], s503=schema.USAGE_ERRORS[503],
         )},
         examples=[OpenApiExample("A day of use", response_only=True, value={
             "key": {"name": "team-a", "prefix": "ais_3f2c9a7e", "rate_limit": 600, "rate_window_seconds": 60,
@@ -192,7 +217,7 @@ class UsageReportView(KeyRequiredView):
         })],
     )
     def get(self, request):
-        query = s.UsageQueryInput(data=request.query_params)
+        query = s.UsageQueryInput(data=request.query_params, context={"api_key": request.auth})
         query.is_valid(raise_exception=True)
         report = usage_report(
             api_key=request.auth,

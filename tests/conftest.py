@@ -7,7 +7,7 @@ from rest_framework.test import APIClient
 
 from accounts.services import api_key_create
 from classifier.runtime.registry import LOADED, registry
-from tests.model_weights import ARTIFACT_KINDS, fine_tuned_flowers, make_probe_weights, make_weights, write_model_folder
+from tests.model_weights import ARTIFACT_KINDS, FLOWERS, fine_tuned_flowers, make_probe_weights, make_weights, write_model_folder
 
 
 @pytest.fixture(scope="session")
@@ -93,6 +93,14 @@ def yesterday():
 
 
 @pytest.fixture(autouse=True)
+def fresh_anonymous_clients(monkeypatch):
+    """Each test's database starts without anonymous counts: forget the clients admitted in this minute."""
+    from accounts import services
+
+    monkeypatch.setattr(services, "anonymous_clients", services.AnonymousClients())
+
+
+@pytest.fixture(autouse=True)
 def fresh_window_store():
     """Key ids restart in every test's database; with Redis windows, start from an empty store too."""
     from classifier.throttling import SlidingWindowThrottle
@@ -120,3 +128,34 @@ def database_windows(monkeypatch):
     from classifier.throttling import SlidingWindowThrottle
 
     monkeypatch.setattr(SlidingWindowThrottle, "store", DatabaseWindowStore())
+
+
+@pytest.fixture(scope="session")
+def static_manifest_root(tmp_path_factory):
+    """A STATIC_ROOT holding only collectstatic's manifest, naming every static file the apps have (what
+    classifier.checks reads; the hashed copies themselves are left out: collecting them takes seconds)."""
+    import json
+
+    from django.contrib.staticfiles import finders
+
+    root = tmp_path_factory.mktemp("static-manifest")
+    paths = {path: path for finder in finders.get_finders() for path, _ in finder.list(["CVS", ".*", "*~"])}
+    (root / "staticfiles.json").write_text(json.dumps({"version": "1.1", "paths": paths, "hash": ""}))
+    return root
+@pytest.fixture
+def version_storage(settings, tmp_path):
+    """Model versions' files and the local copies in this test's own folders (MEDIA_ROOT, the cache)."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.CLASSIFIER_MODEL_CACHE_DIR = tmp_path / "model-versions"
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def relabelled_flowers(tmp_path_factory, flowers_network):
+    """The flowers network as TorchScript folders with other labels: {"v1": folder, "v2": folder}, for switches
+    that show in the answers (v2's labels end in "-v2")."""
+    root = tmp_path_factory.mktemp("versions")
+    return {
+        "v1": write_model_folder(root / "v1", "torchscript", flowers_network),
+        "v2": write_model_folder(root / "v2", "torchscript", flowers_network, labels=[f"{label}-v2" for label in FLOWERS]),
+    }

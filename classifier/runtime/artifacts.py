@@ -47,10 +47,15 @@ class ModelSource:
     architecture: str | None  # a torchvision model name; None for a folder that names none
     weights: str = "default"  # torchvision: default, random, trivial or a state_dict path
     folder: Path | None = None  # a model folder, when the model is one
+    version: str = ""  # a registered version's name (classifier.models.ModelVersion); "" for a settings model
+    engine: str = ""  # a registered version's engine override; "": CLASSIFIER_ENGINE
+    precision: str = ""  # a registered version's precision override; "": CLASSIFIER_PRECISION
 
     @property
     def described(self) -> str:
         """The weights as shown to API users: never the server's paths."""
+        if self.version:
+            return f"version:{self.version}"
         if self.folder is not None:
             return f"folder:{self.folder.name}"
         return self.weights if self.weights in TORCHVISION_WEIGHTS else f"file:{Path(self.weights).name}"

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..exceptions import Overloaded
+from ..exceptions import BatcherClosed, Overloaded
 
 logger = logging.getLogger(__name__)
+_STOP = object()  # put once per worker by close(): that worker finishes what it has taken and exits
 
 
 @dataclass
@@ -54,6 +55,8 @@ class MicroBatcher:
         self._on_batch = on_batch
         self.stats = BatchStats()
         self._stats_lock = threading.Lock()
+        self._closing = threading.Lock()  # a submit sees the batcher open and queues, or sees it closed
+        self.closed = False
         self._threads = [
             threading.Thread(target=self._loop, name=f"{name}-{index}", daemon=True) for index in range(workers)
         ]
@@ -70,49 +73,77 @@ class MicroBatcher:
         Raises Overloaded when the queue is full.
         """
         future: Future = Future()
-        try:
-            self._queue.put_nowait((pixels, future))
-        except queue.Full:
-            raise Overloaded() from None
+        with self._closing:
+            if self.closed:
+                raise BatcherClosed()
+            try:
+                self._queue.put_nowait((pixels, future))
+            except queue.Full:
+                raise Overloaded() from None
         return future
 
     def submit_many(self, images: list[np.ndarray]) -> list[Future]:
         """Queue several preprocessed images back to back, so that a worker takes them as one batch.
 
-        Raises Overloaded (and queues none of them) when the queue cannot take them all.
+        Raises Overloaded (and queues none of them) when the queue cannot take them all, BatcherClosed
+        when the batcher was closed.
         """
         futures = []
         try:
             for pixels in images:
                 futures.append(self.submit(pixels))
-        except Overloaded:
+        except (Overloaded, BatcherClosed):
             for future in futures:
                 future.cancel()
             raise
         return futures
 
-    def _collect(self) -> list[tuple[np.ndarray, Future]]:
-        items = [self._queue.get()]
+    def close(self) -> None:
+        """Refuse new images (BatcherClosed), answer every image already queued, then stop the workers and
+        drop the model's references (``run_batch``), so that the model can be freed; returns once they stopped."""
+        with self._closing:
+            if self.closed:
+                return
+            self.closed = True
+            for _ in self._threads:
+                self._queue.put(_STOP)  # behind every queued image: those are answered first
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join()
+        self._run_batch = _closed_run_batch
+        self._on_batch = lambda size, seconds: None
+
+    def _collect(self) -> tuple[list[tuple[np.ndarray, Future]], bool]:
+        """The next batch, and whether this worker took its stop marker (then it exits after this batch)."""
+        items = []
+        first = self._queue.get()
+        if first is _STOP:
+            return items, True
+        items.append(first)
+        stop = False
         deadline = time.monotonic() + self.max_delay_s
         while len(items) < self.max_batch_size:
             try:
-                items.append(self._queue.get_nowait())
-                continue
+                item = self._queue.get_nowait()
             except queue.Empty:
-                pass
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    item = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
+            if item is _STOP:
+                stop = True
                 break
-            try:
-                items.append(self._queue.get(timeout=remaining))
-            except queue.Empty:
-                break
-        return [(pixels, future) for pixels, future in items if future.set_running_or_notify_cancel()]
+            items.append(item)
+        return [(pixels, future) for pixels, future in items if future.set_running_or_notify_cancel()], stop
 
     def _loop(self) -> None:
         self._on_start()
-        while True:
-            items = self._collect()
+        stop = False
+        while not stop:
+            items, stop = self._collect()
             if not items:
                 continue
             started = time.perf_counter()
@@ -131,3 +162,7 @@ class MicroBatcher:
                 self.stats.images += len(items)
                 self.stats.last_batch_size = len(items)
             self._on_batch(len(items), elapsed)
+
+
+def _closed_run_batch(images: list[np.ndarray]) -> np.ndarray:
+    raise BatcherClosed()

@@ -6,7 +6,9 @@ raised into the server, and the other models still serve.
 """
 import logging
 import os
+import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 LOADING, LOADED, UNAVAILABLE = "loading", "loaded", "unavailable"
 AGREEMENT_TOLERANCE = 1e-4  # an exact engine's largest probability difference from eager fp32
+SETTINGS_VERSION = "settings"  # the version of a model configured in CLASSIFIER_MODELS
 
 
 @dataclass
@@ -38,7 +41,8 @@ class LoadedModel:
     preprocessing: Preprocessing
     engine: Engine = field(repr=False)
     fingerprint: str | None = None  # names these exact weights (for the result cache); None: random
-    version: str = ""  # the model version serving under this name; "": unversioned (models from settings)
+    # Which version answers: a registered version's name, else "settings" (a CLASSIFIER_MODELS model).
+    version: str = SETTINGS_VERSION
 
     def run_batch(self, images: list[np.ndarray]) -> np.ndarray:
         """Forward a list of preprocessed HxWx3 uint8 arrays; return their probability rows."""
@@ -107,14 +111,16 @@ def build_model(source: ModelSource, device: torch.device) -> LoadedModel:
     cannot serve, and the network errors of a "default" download as they are."""
     artifact = load_artifact(source)
     engine = build_engine(
-        artifact, device=device, engine=settings.CLASSIFIER_ENGINE, precision=settings.CLASSIFIER_PRECISION,
+        artifact, device=device, engine=source.engine or settings.CLASSIFIER_ENGINE,
+        precision=source.precision or settings.CLASSIFIER_PRECISION,
         threads=torch_threads(), cache_dir=settings.CLASSIFIER_ENGINE_CACHE_DIR,
     )
     model = LoadedModel(
         name=source.name, kind=artifact.kind, pretrained=artifact.pretrained, labels=artifact.labels,
         preprocessing=artifact.preprocessing, engine=engine, fingerprint=_fingerprint(artifact, engine),
+        version=source.version or SETTINGS_VERSION,
     )
-    _check(model, artifact, device)
+    check_model(model, artifact, device)
     return model
 
 
@@ -125,7 +131,7 @@ def _fingerprint(artifact: Artifact, engine: Engine) -> str | None:
     return artifact.fingerprint if engine.exact else f"{artifact.fingerprint}:{engine.name}-{engine.precision}"
 
 
-def _check(model: LoadedModel, artifact: Artifact, device: torch.device) -> None:
+def check_model(model: LoadedModel, artifact: Artifact, device: torch.device) -> None:
     """Run every batch size the batcher will use once (so no request pays for first-call setup: allocator
     growth, oneDNN primitives, cuDNN's algorithm choice), check the output size against the labels and,
     for an exact engine other than eager torch, its agreement with eager fp32 on this machine."""
@@ -153,7 +159,9 @@ def load_slot(source: ModelSource) -> Slot:
     except Exception as exc:  # noqa: BLE001 - any failure must leave the server up and say why
         slot.reason = _explain(source, exc)
         slot.status = UNAVAILABLE
-        logger.error("model unavailable: %s", slot.reason)
+        # the reason is public and path-free; the log keeps where the model came from and the whole error
+        logger.error("model %s unavailable (from %s): %s", source.name, source.folder or source.weights, slot.reason,
+                     exc_info=exc)
         return slot
     slot.model = model
     slot.batcher = MicroBatcher(
@@ -179,6 +187,20 @@ def _record_batch(slot: Slot, size: int, seconds: float) -> None:
 
 
 def _explain(source: ModelSource, exc: Exception) -> str:
+    """Why ``source`` cannot serve, as API users and the pages are told: the files' names, never their directories."""
+    return _without_directories(_reason(source, exc))
+
+
+# An absolute path: a "/" that starts a word (not one inside a URL or a relative path), up to a space or quote.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])/[^\s'\"<>()]*")
+
+
+def _without_directories(text: str) -> str:
+    """``text`` with each absolute path cut to its last part (a library's message may name any file)."""
+    return _ABSOLUTE_PATH.sub(lambda match: match.group().rstrip("/").rpartition("/")[2] or "/", text)
+
+
+def _reason(source: ModelSource, exc: Exception) -> str:
     if isinstance(exc, ArtifactError):
         return f"Could not load model {source.name} ({source.described}): {exc}."
     if source.folder is None and source.weights == "default":
@@ -197,13 +219,16 @@ class ModelRegistry:
         self._started = False
         self._lock = threading.Lock()
         self._loaded = threading.Event()
+        self._then: Callable[[], None] | None = None
 
-    def start(self, *, background: bool = True) -> None:
-        """Load the configured models once (idempotent)."""
+    def start(self, *, background: bool = True, then: Callable[[], None] | None = None) -> None:
+        """Load the configured models once (idempotent), then call ``then`` (the version watcher's first
+        sync, so that the process is ready only once it serves the active versions)."""
         with self._lock:
             if self._started:
                 return
             self._started = True
+            self._then = then
             self._slots = {source.name: Slot(source=source) for source in configured_sources()}
         if background:
             threading.Thread(target=self.load, name="model-loader", daemon=True).start()
@@ -215,6 +240,8 @@ class ModelRegistry:
         try:
             for name, slot in list(self._slots.items()):
                 self._slots[name] = load_slot(slot.source)
+            if self._then is not None:
+                self._then()
         finally:
             self._loaded.set()
 
@@ -235,6 +262,10 @@ class ModelRegistry:
         if slot is None:
             raise ModelNotFound(f"Unknown model {name!r}; this server has {', '.join(self.names())}.")
         return slot
+
+    def peek(self, name: str) -> Slot | None:
+        """The slot of model ``name`` as it is now, or None."""
+        return self._slots.get(name)
 
     def get(self, name: str | None = None) -> Slot:
         """The loaded slot of model ``name``; raises ModelNotFound or ModelUnavailable (with the reason)."""
@@ -275,6 +306,7 @@ def describe_slot(slot: Slot, *, default: bool) -> dict:
         "status": slot.status,
         "reason": slot.reason,
         "weights": slot.source.described,
+        "version": model.version if model else (slot.source.version or SETTINGS_VERSION),
         "pretrained": model.pretrained if model else None,
         "num_labels": len(model.labels) if model else None,
         "input_size": model.preprocessing.crop_size if model else None,

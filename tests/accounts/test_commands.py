@@ -4,7 +4,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from accounts.models import ApiKey
-from accounts.services import api_key_authenticate
+from accounts.services import api_key_authenticate, api_key_create
 
 pytestmark = pytest.mark.django_db
 
@@ -52,10 +52,46 @@ def test_revoke_api_key_by_name_or_prefix(by):
     call_command("create_api_key", "--name", "victim", stdout=out)
     raw_key = out.getvalue().strip().splitlines()[-1]
     api_key = ApiKey.objects.get(name="victim")
-    call_command("revoke_api_key", getattr(api_key, by), stdout=StringIO())
+    call_command("revoke_api_key", f"--{by}", getattr(api_key, by), stdout=StringIO())
     assert api_key_authenticate(raw_key=raw_key) is None
 
 
 def test_revoke_api_key_unknown_is_an_error():
     with pytest.raises(CommandError):
-        call_command("revoke_api_key", "nobody")
+        call_command("revoke_api_key", "--name", "nobody")
+
+
+@pytest.fixture
+def clashing_keys():
+    """Key ``target`` and a newer key whose name is ``target``'s prefix: (target, its raw key, clash, its raw key)."""
+    target, target_raw = api_key_create(name="target")
+    clash, clash_raw = api_key_create(name=target.prefix)
+    return target, target_raw, clash, clash_raw
+
+
+def test_revoke_api_key_by_prefix_revokes_that_key_not_one_named_like_it(clashing_keys):
+    target, target_raw, clash, clash_raw = clashing_keys
+    call_command("revoke_api_key", "--prefix", target.prefix, stdout=StringIO())
+    assert api_key_authenticate(raw_key=target_raw) is None
+    assert api_key_authenticate(raw_key=clash_raw) == clash
+
+
+def test_revoke_api_key_by_name_revokes_the_key_with_that_name(clashing_keys):
+    target, target_raw, clash, clash_raw = clashing_keys
+    call_command("revoke_api_key", "--name", target.prefix, stdout=StringIO())
+    assert api_key_authenticate(raw_key=clash_raw) is None
+    assert api_key_authenticate(raw_key=target_raw) == target
+
+
+def test_revoke_api_key_refuses_an_ambiguous_name_or_prefix_and_revokes_nothing(clashing_keys):
+    target, target_raw, clash, clash_raw = clashing_keys
+    with pytest.raises(CommandError, match="--name or --prefix"):
+        call_command("revoke_api_key", target.prefix, stdout=StringIO())
+    assert api_key_authenticate(raw_key=target_raw) == target
+    assert api_key_authenticate(raw_key=clash_raw) == clash
+
+
+def test_revoke_api_key_takes_a_name_or_a_prefix_not_both():
+    with pytest.raises(CommandError):
+        call_command("revoke_api_key", "--name", "a", "--prefix", "b", stdout=StringIO())
+

@@ -2,11 +2,14 @@ import datetime as dt
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import connection
+from django.db import IntegrityError, connection
 from django.utils import timezone
 
 from accounts.models import ApiKey, RequestLog
-from accounts.services import api_key_authenticate, api_key_create, api_key_revoke, request_log_create
+from accounts import crypto
+from accounts.services import (
+    KeyGenerationFailed, api_key_assign_secret, api_key_authenticate, api_key_create, api_key_revoke, request_log_create,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -107,3 +110,49 @@ def test_create_refuses_allowed_models_that_are_not_model_names(names):
         api_key_create(name="bad-models", allowed_models=names)
     assert "allowed_models" in caught.value.message_dict
     assert not ApiKey.objects.filter(name="bad-models").exists()
+
+
+@pytest.fixture
+def clashing_generator(monkeypatch):
+    """crypto.generate_key answers first with the prefix of an existing key, then with fresh keys."""
+    taken, _ = api_key_create(name="first")
+    real = crypto.generate_key
+    clash = crypto.GeneratedKey(raw_key=f"ais_{taken.prefix}.{'x' * 43}", prefix=taken.prefix, hashed_key="0" * 64)
+    answers = iter([clash])
+    monkeypatch.setattr(crypto, "generate_key", lambda: next(answers, None) or real())
+    return taken
+
+
+def test_create_retries_when_the_generated_prefix_is_taken(clashing_generator):
+    api_key, raw_key = api_key_create(name="second")
+    assert api_key.prefix != clashing_generator.prefix and raw_key.startswith(f"ais_{api_key.prefix}.")
+    assert api_key_authenticate(raw_key=raw_key) == api_key
+    assert ApiKey.objects.count() == 2
+
+
+def test_assigning_a_secret_retries_when_the_generated_prefix_is_taken(clashing_generator):
+    api_key = ApiKey(name="from-admin")
+    raw_key = api_key_assign_secret(api_key=api_key)
+    assert api_key.prefix != clashing_generator.prefix
+    assert api_key_authenticate(raw_key=raw_key) == api_key
+
+
+def test_create_gives_up_after_the_named_number_of_clashes(monkeypatch):
+    taken, _ = api_key_create(name="first")
+    clash = crypto.GeneratedKey(raw_key="unused", prefix=taken.prefix, hashed_key="0" * 64)
+    calls = []
+    monkeypatch.setattr(crypto, "generate_key", lambda: calls.append(1) or clash)
+    with pytest.raises(KeyGenerationFailed):
+        api_key_create(name="second")
+    assert len(calls) == crypto.KEY_GENERATION_ATTEMPTS
+    assert not ApiKey.objects.filter(name="second").exists()
+
+
+def test_a_name_clash_is_not_retried_as_a_prefix_clash(monkeypatch):
+    api_key_create(name="taken")
+    calls = []
+    real = crypto.generate_key
+    monkeypatch.setattr(crypto, "generate_key", lambda: calls.append(1) or real())
+    with pytest.raises(IntegrityError):
+        api_key_assign_secret(api_key=ApiKey(name="taken"))
+    assert len(calls) == 1

@@ -2,12 +2,15 @@
 import datetime as dt
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from accounts.models import RequestLog
 from accounts.selectors import (
     NO_KEY_LABEL,
     OTHER_KEYS_LABEL,
     latency_percentiles,
+    percentile,
     status_mix,
     top_keys,
     usage_dashboard,
@@ -133,3 +136,26 @@ def test_dashboard_totals_agree_with_its_parts_and_the_key_filter(keys):
     assert (only_beta.requests, only_beta.throttled) == (3, 1)
     assert [r.name for r in only_beta.top_keys] == ["beta"]
     assert [s.label for s in only_beta.timeseries.series] == ["beta"]
+
+
+def test_latency_percentiles_read_a_bounded_even_sample_on_sqlite(keys, settings):
+    settings.ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS = 10
+    for ms in range(1, 201):
+        log(keys[0], at=NOON, ms=float(ms))
+    since, until = NOON, NOON + dt.timedelta(minutes=1)
+
+    with CaptureQueriesContext(connection) as queries:
+        latency = latency_percentiles(since=since, until=until, total=200)
+
+    if connection.vendor == "postgresql":
+        assert latency == {"p50": 100.0, "p95": 190.0, "p99": 198.0}  # exact, in SQL
+        assert len(queries) == 1 and "percentile_disc" in queries[0]["sql"]
+    else:  # every 20th id from the range's first: 10 of the 200 times, spread over the whole range
+        ids = sorted(RequestLog.objects.values_list("id", flat=True))
+        sample = sorted(float(ms) for ms, pk in zip(range(1, 201), ids) if (pk - ids[0]) % 20 == 0)
+        assert len(sample) == settings.ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS
+        assert latency == {f"p{q}": percentile(sample, q) for q in (50, 95, 99)}
+        assert abs(latency["p50"] - 100.0) <= 20 and latency["p99"] >= 180.0
+        assert len(queries) == 3  # the range's first and last id, then the sample by primary key
+        only_alpha = latency_percentiles(since=since, until=until, api_key=keys[0], total=200)
+        assert abs(only_alpha["p50"] - 100.0) <= 20

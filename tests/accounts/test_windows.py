@@ -65,3 +65,23 @@ def test_unreachable_redis_raises_instead_of_guessing():
     store = RedisWindowStore("redis://127.0.0.1:1/0")
     with pytest.raises(WindowStoreUnavailable):
         store.acquire(key_id=1, limit=3, window=10, cost=1, now=100.0)
+
+
+@pytest.mark.parametrize("backend", ["database", "redis"])
+def test_the_usage_window_store_counts_apart_from_the_classification_store(backend, settings):
+    from accounts.models import RateLimitEvent, UsageRateLimitEvent
+    from accounts.windows import usage_window_store_from_settings, window_store_from_settings
+
+    settings.REDIS_URL = require_redis() if backend == "redis" else ""
+    classify, usage = window_store_from_settings(), usage_window_store_from_settings()
+    if backend == "redis":
+        classify._redis.flushdb()
+    api_key, _ = api_key_create(name="two-windows", rate_limit=2, rate_window_seconds=10)
+    window = {"key_id": api_key.pk, "limit": 2, "window": 10}
+    assert [usage.acquire(**window, cost=1, now=100.0 + t).allowed for t in range(3)] == [True, True, False]
+    assert classify.peek(**window, now=103.0).remaining == 2
+    assert classify.acquire(**window, cost=2, now=103.0).allowed
+    assert not usage.acquire(**window, cost=1, now=104.0).allowed
+    if backend == "database":
+        assert RateLimitEvent.objects.filter(api_key=api_key).count() == 1
+        assert UsageRateLimitEvent.objects.filter(api_key=api_key).count() == 2

@@ -3,6 +3,7 @@ import re
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.test import override_settings
 
 from tests.model_weights import picture
@@ -36,10 +37,32 @@ def test_wrong_token_is_refused(client):
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer not-the-token").status_code == 404
 
 
-def test_staff_session_may_read_metrics(client):
+def test_staff_session_with_the_log_view_permission_may_read_metrics(client):
     staff = get_user_model().objects.create_user("ops", password="pw-for-tests", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(content_type__app_label="accounts", codename="view_requestlog"))
     client.force_login(staff)
     assert client.get("/metrics").status_code == 200
+
+
+def test_superuser_session_may_read_metrics(client):
+    client.force_login(get_user_model().objects.create_superuser("root", "root@example.com", "pw-for-tests"))
+    assert client.get("/metrics").status_code == 200
+
+
+def test_staff_session_without_the_log_view_permission_is_refused(client):
+    client.force_login(get_user_model().objects.create_user("ops", password="pw-for-tests", is_staff=True))
+    assert client.get("/metrics").status_code == 404
+
+
+@override_settings(METRICS_TOKEN=TOKEN)
+@pytest.mark.parametrize("header", [TOKEN, f"Basic {TOKEN}", f"Token {TOKEN}", f"Bearer{TOKEN}", f"Bearer  {TOKEN}x"])
+def test_the_token_is_read_only_with_the_bearer_scheme(client, header):
+    assert client.get("/metrics", HTTP_AUTHORIZATION=header).status_code == 404
+
+
+@override_settings(METRICS_TOKEN=TOKEN)
+def test_the_bearer_scheme_is_case_insensitive(client):
+    assert client.get("/metrics", HTTP_AUTHORIZATION=f"bearer {TOKEN}").status_code == 200
 
 
 @override_settings(METRICS_TOKEN=TOKEN)

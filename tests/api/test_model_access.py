@@ -139,7 +139,7 @@ def test_each_classification_logs_the_model_and_version_that_answered(keyed):
     client.get(MODELS)
     rows = list(RequestLog.objects.order_by("id").values_list("endpoint", "status_code", "model_name", "model_version"))
     assert rows == [
-        (V1, 200, "resnet18", ""),
+        (V1, 200, "resnet18", "settings"),  # a CLASSIFIER_MODELS model answers as version "settings"
         (V2, 200, SECOND, SECOND_VERSION),
         (V2, 400, "", ""),
         (V2, 429, "", ""),

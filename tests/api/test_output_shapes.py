@@ -17,14 +17,14 @@ def declared(serializer_class, instance):
 
 
 def test_v1_answer_matches_its_declared_fields():
-    instance = Classification(model="resnet18", predictions=PREDICTIONS)
+    instance = Classification(model="resnet18", model_version="2", predictions=PREDICTIONS)
     assert ClassifyOutput(instance).data == declared(ClassifyOutput, instance)
-    assert list(ClassifyOutput(instance).data) == ["model", "predictions"]
+    assert list(ClassifyOutput(instance).data) == ["model", "model_version", "predictions"]
 
 
 def test_v2_answer_matches_its_declared_fields_with_results_and_errors():
     instance = {
-        "id": "abc", "model": "resnet18", "created": dt.datetime(2026, 11, 22, 21, 45, 4, 123456, tzinfo=dt.timezone.utc),
+        "id": "abc", "model": "resnet18", "model_version": "settings", "created": dt.datetime(2026, 11, 22, 21, 45, 4, 123456, tzinfo=dt.timezone.utc),
         "processing_time_ms": 41.7,
         "results": image_results(["a.png", "b.txt"], [PREDICTIONS, InvalidImage("Not an image.", code="invalid_image")]),
     }

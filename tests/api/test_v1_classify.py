@@ -4,7 +4,7 @@ import io
 import pytest
 from PIL import Image
 
-from accounts.models import RequestLog
+from accounts.models import AnonymousRequestCount, RequestLog
 from accounts.services import api_key_revoke
 from classifier.runtime.registry import UNAVAILABLE, registry
 from tests.model_weights import PICTURES, picture
@@ -186,25 +186,33 @@ def test_model_unavailable_is_503_with_reason_and_spends_no_quota(client, make_k
     assert client.post(URL, {"image": b64(picture("goldfish"))}, format="json").status_code == 200
 
 
-def test_every_request_is_logged_including_failures(client, api_key):
+def test_every_request_is_accounted_for_keyed_ones_as_rows_the_rest_as_counts(client, api_key):
     raw = api_key[1]
     client.post(URL, {"image": b64(picture("goldfish"))}, format="json", HTTP_X_API_KEY=raw)
     client.post(URL, {"image": "!!"}, format="json", HTTP_X_API_KEY=raw)
     client.post(URL, {"image": "x"}, format="json", HTTP_X_API_KEY="nope")
     client.get("/api/v1/nowhere")
     client.delete("/api/nowhere")
+    client.delete("/api/nowhere")
     client.get("/api/schema/")
+    client.get("/api/v1/nowhere", HTTP_X_API_KEY=raw)  # unknown paths identify no key: counted
     rows = list(RequestLog.objects.order_by("id").values_list("api_key_id", "endpoint", "status_code", "method"))
     key_id = api_key[0].pk
-    assert rows == [
-        (key_id, URL, 200, "POST"),
-        (key_id, URL, 400, "POST"),
-        (None, URL, 401, "POST"),
-        (None, "/api/v1/nowhere", 404, "GET"),
-        (None, "/api/nowhere", 404, "DELETE"),
-        (None, "/api/schema/", 200, "GET"),
-    ]
+    assert rows == [(key_id, URL, 200, "POST"), (key_id, URL, 400, "POST")]
     assert all(log.response_time_ms > 0 for log in RequestLog.objects.all())
+    counted = AnonymousRequestCount.objects.values_list("client", "route", "status_code", "count")
+    assert sorted(counted) == [
+        ("127.0.0.1", "/api/schema/", 200, 1),  # the test client's address
+        ("127.0.0.1", URL, 401, 1),
+        ("127.0.0.1", "unmatched", 404, 4),
+    ]
+
+
+def test_logs_store_the_matched_route_never_the_path_sent(auth_client, api_key):
+    auth_client.get("/api/v1/usage?since=" + "x" * 300)
+    auth_client.get("/api/v1/" + "spam" * 60)
+    assert list(RequestLog.objects.values_list("endpoint", flat=True)) == ["/api/v1/usage"]
+    assert list(AnonymousRequestCount.objects.values_list("route", flat=True)) == ["unmatched"]
 
 
 def test_usage_counts_this_keys_classification_requests(client, make_key):

@@ -268,7 +268,7 @@ def test_every_v2_answer_carries_a_request_id_even_errors(client, path):
 
 def test_v1_answers_are_unchanged_and_carry_no_request_id(v2):
     response = v2.post("/api/v1/classify", {"image": b64(picture("goldfish"))}, format="json")
-    assert set(response.json()) == {"model", "predictions"} and not response.has_header("X-Request-ID")
+    assert set(response.json()) == {"model", "model_version", "predictions"} and not response.has_header("X-Request-ID")
 
 
 def test_v2_classify_requires_a_key(client):

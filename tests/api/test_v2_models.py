@@ -30,11 +30,12 @@ def test_further_models_are_listed_after_the_default_with_their_status(client, i
     unloaded = {"pretrained": None, "num_labels": None, "input_size": None, "device": None, "artifact": None,
                 "engine": None, "precision": None, "exact": None}
     assert models[1] == {
-        "name": "vit_b_16", "default": False, "status": "unavailable", "reason": "no", "weights": "file:w.pt", **unloaded,
+        "name": "vit_b_16", "default": False, "status": "unavailable", "reason": "no", "weights": "file:w.pt", "version": "settings",
+        **unloaded,
     }
     assert models[2] == {
         "name": "flowers", "default": False, "status": "loading", "reason": "The model is loading.",
-        "weights": "folder:flowers", **unloaded,
+        "weights": "folder:flowers", "version": "settings", **unloaded,
     }
 
 

@@ -3,7 +3,7 @@ import datetime as dt
 
 import pytest
 
-from accounts.models import RequestLog
+from accounts.models import ApiKey, RequestLog
 from accounts.selectors import percentile
 from tests.model_weights import picture
 
@@ -46,7 +46,7 @@ def test_usage_adds_up_exactly_to_what_was_sent_over_v1_and_v2(keyed):
         {"endpoint": "/api/v2/classify", "requests": 4, "images": 7},
     ]
     assert body["by_status"] == {"200": 3, "400": 1, "429": 1}
-    assert body["by_model"] == [{"name": "resnet18", "version": "", "requests": 3, "images": 7}]  # the answered ones
+    assert body["by_model"] == [{"name": "resnet18", "version": "settings", "requests": 3, "images": 7}]  # the answered ones
     assert body["limit"]["limit"] == 10 and body["limit"]["window_seconds"] == 60
     assert body["limit"]["remaining"] == 2 and 0 < body["limit"]["reset_seconds"] <= 60
     assert sum(day["images"] for day in body["daily"]) == 8
@@ -58,7 +58,7 @@ def test_other_keys_and_other_endpoints_are_not_counted(keyed, make_key):
     log(api_key, images=3)
     log(other, images=5)
     log(api_key, endpoint="/api/v1/usage", images=0)
-    body = client.get(URL, {"since": "2026-01-01T00:00:00Z"}).json()
+    body = client.get(URL, {"since": "2026-01-01T00:00:00Z", "until": "2026-12-01T00:00:00Z"}).json()
     assert body["requests"] == 1 and body["images"] == 3
 
 
@@ -123,6 +123,7 @@ def test_days_counts_back_from_now(keyed):
     from django.utils import timezone
 
     now = timezone.now()
+    ApiKey.objects.filter(pk=api_key.pk).update(created_at=now - dt.timedelta(days=30))  # no since: from then
     log(api_key, at=now - dt.timedelta(days=10), images=5)
     log(api_key, at=now - dt.timedelta(hours=30), images=3)
     log(api_key, at=now - dt.timedelta(minutes=1), images=1)
@@ -151,7 +152,8 @@ def test_bad_ranges_are_400(keyed, query):
 def test_an_empty_range_reports_zeros_and_no_latency(keyed):
     client, _ = keyed
     body = client.get(URL).json()
-    assert body["requests"] == 0 and body["images"] == 0 and body["daily"] == []
+    assert body["requests"] == 0 and body["images"] == 0
+    assert body["daily"] and all(day["requests"] == day["images"] == 0 for day in body["daily"])  # since the key was made
     assert body["latency_ms"] == {"p50": None, "p95": None, "p99": None}
     assert body["limit"]["remaining"] == 10 and body["limit"]["reset_seconds"] == 0
 

@@ -9,9 +9,9 @@ EVERY_OPERATION = {"404", "405"}
 STATUSES = {
     ("/api/v1/classify", "post"): {"400", "401", "403", "413", "415", "429", "503"},
     ("/api/v2/classify", "post"): {"400", "401", "403", "413", "415", "429", "503"},
-    ("/api/v1/usage", "get"): {"401", "503"},
-    ("/api/v2/usage", "get"): {"400", "401", "503"},
-    ("/api/v2/models", "get"): {"401"},
+    ("/api/v1/usage", "get"): {"401", "429", "503"},
+    ("/api/v2/usage", "get"): {"400", "401", "429", "503"},
+    ("/api/v2/models", "get"): {"400", "401"},
     ("/api/v1/model/info", "get"): set(),
 }
 CLASSIFY = [("/api/v1/classify", "post"), ("/api/v2/classify", "post")]

@@ -1,10 +1,13 @@
 """Real uvicorn server processes for the tests that need them."""
+import atexit
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -15,6 +18,28 @@ ROOT = Path(__file__).resolve().parents[2]
 # uvicorn's --timeout-graceful-shutdown, as in README's production command: on SIGTERM a worker stops
 # accepting, finishes the requests it has (at most this long), then exits.
 GRACEFUL_SHUTDOWN_SECONDS = 35
+# The slow-client defences of README's production command and `make run`, which every live server runs with
+# (tests/live/test_slow_clients.py checks that the three lists agree): the protocol that times out half-sent
+# heads, the bound on a head's size, the connections (and requests) per worker, the keep-alive idle time.
+DEPLOYED_UVICORN_FLAGS = [
+    "--http", "aiserver.protocols:H11Protocol", "--h11-max-incomplete-event-size", "65536",
+    "--limit-concurrency", "512", "--timeout-keep-alive", "5",
+]
+
+
+_COLLECTED_STATIC: list[Path] = []  # the static root collected once per test process for servers that name none
+
+
+def collected_static_root(env: dict) -> Path:
+    """A STATIC_ROOT with collectstatic done, shared by this process's live servers (removed at exit):
+    with DJANGO_DEBUG off the server refuses to start without one (classifier.checks)."""
+    if not _COLLECTED_STATIC:
+        root = Path(tempfile.mkdtemp(prefix="aiserver-live-static-"))
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"], cwd=ROOT,
+                       env={**env, "DJANGO_STATIC_ROOT": str(root)}, check=True)
+        _COLLECTED_STATIC.append(root)
+    return _COLLECTED_STATIC[0]
 
 
 def free_port() -> int:
@@ -35,7 +60,8 @@ class LiveServer:
         extra_env: dict | None = None,
         static_root: Path | None = None,
     ):
-        """``static_root``: run collectstatic into it before starting, so WhiteNoise serves the pages' files."""
+        """``static_root``: run collectstatic into it before starting; else the server uses one collected
+        once per test process (collected_static_root)."""
         self.port = free_port()
         self.static_root = static_root
         self.url = f"http://127.0.0.1:{self.port}"
@@ -63,13 +89,15 @@ class LiveServer:
         return result.stdout
 
     def start(self, timeout: float = 120.0) -> "LiveServer":
-        self.manage("migrate", "--noinput")
         if self.static_root is not None:
             self.manage("collectstatic", "--noinput")
+        elif "DJANGO_STATIC_ROOT" not in self.env:
+            self.env["DJANGO_STATIC_ROOT"] = str(collected_static_root(self.env))
+        self.manage("migrate", "--noinput")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "aiserver.asgi:application", "--host", "127.0.0.1",
              "--port", str(self.port), "--workers", str(self.workers), "--log-level", "warning",
-             "--timeout-graceful-shutdown", str(GRACEFUL_SHUTDOWN_SECONDS)],
+             "--timeout-graceful-shutdown", str(GRACEFUL_SHUTDOWN_SECONDS), *DEPLOYED_UVICORN_FLAGS],
             cwd=ROOT, env=self.env, start_new_session=True,
         )
         self._wait_ready(timeout)
@@ -125,6 +153,21 @@ class LiveServer:
         )
         counts = json.loads(self.manage("shell", "-c", code).strip().splitlines()[-1])
         return Counter({int(status): n for status, n in counts.items()})
+
+    def accounted_statuses(self) -> Counter:
+        """How many requests were accounted for per status code: RequestLog rows (keyed requests) plus the
+        AnonymousRequestCount counts (the rest)."""
+        code = (
+            "import json; from django.db.models import Count, Sum; "
+            "from accounts.models import AnonymousRequestCount, RequestLog; "
+            "rows = RequestLog.objects.values_list('status_code').annotate(n=Count('id')); "
+            "counts = AnonymousRequestCount.objects.values_list('status_code').annotate(n=Sum('count')); "
+            "print(json.dumps([dict(rows), dict(counts)]))"
+        )
+        rows, counts = json.loads(self.manage("shell", "-c", code).strip().splitlines()[-1])
+        return Counter({int(status): n for status, n in rows.items()}) + Counter(
+            {int(status): n for status, n in counts.items()}
+        )
 
     def count_logs(self, **filters) -> int:
         return sum(self.log_statuses(**filters).values())

@@ -10,12 +10,12 @@ from django.core.management import call_command
 from django.db import OperationalError
 from django.utils import timezone
 
-from accounts.models import RequestLog
+from accounts.models import AnonymousRequestCount, RequestLog
 from accounts.windows import RedisWindowStore
 from classifier import services
 from classifier.runtime.budget import PixelBudget
 from classifier.runtime.registry import registry
-from classifier.throttling import SlidingWindowThrottle
+from classifier.throttling import SlidingWindowThrottle, UsageThrottle
 from tests.live.server import ROOT
 from tests.model_weights import picture
 from tests.services import require_redis
@@ -40,6 +40,15 @@ def test_usage_report_with_unreachable_redis_is_a_503_not_a_500(client, make_key
     _, raw = make_key()
     monkeypatch.setattr(SlidingWindowThrottle, "store", RedisWindowStore("redis://127.0.0.1:1/0"))
     response = client.get("/api/v2/usage", HTTP_X_API_KEY=raw)
+    assert response.status_code == 503 and response.json()["code"] == "rate_limiter_unavailable"
+    assert response["Retry-After"] == "1"
+
+
+@pytest.mark.parametrize("url", ["/api/v1/usage", "/api/v2/usage"])
+def test_usage_with_its_own_window_store_unreachable_is_a_503_not_a_500(client, make_key, monkeypatch, url):
+    _, raw = make_key()
+    monkeypatch.setattr(UsageThrottle, "store", RedisWindowStore("redis://127.0.0.1:1/0", prefix="aiserver:usage-window:"))
+    response = client.get(url, HTTP_X_API_KEY=raw)
     assert response.status_code == 503 and response.json()["code"] == "rate_limiter_unavailable"
     assert response["Retry-After"] == "1"
 
@@ -81,15 +90,21 @@ def test_prune_request_logs_deletes_only_old_rows():
     old = RequestLog.objects.create(endpoint=URL, method="POST", status_code=200, response_time_ms=1)
     RequestLog.objects.filter(pk=old.pk).update(created_at=timezone.now() - dt.timedelta(days=40))
     recent = RequestLog.objects.create(endpoint=URL, method="POST", status_code=200, response_time_ms=1)
+    now = timezone.now().replace(second=0, microsecond=0)
+    for minute in (now - dt.timedelta(days=40), now - dt.timedelta(days=31), now):
+        AnonymousRequestCount.objects.create(minute=minute, client="203.0.113.9", route="unmatched", status_code=404,
+                                             count=5)
     out = StringIO()
     call_command("prune_request_logs", "--older-than", "30", stdout=out)
     assert list(RequestLog.objects.values_list("pk", flat=True)) == [recent.pk]
-    assert "Deleted 1" in out.getvalue()
+    assert list(AnonymousRequestCount.objects.values_list("minute", flat=True)) == [now]
+    assert "Deleted 1 request log row(s) and 2 anonymous count row(s)" in out.getvalue()
 
 
-def test_check_deploy_passes_with_production_settings():
+def test_check_deploy_passes_with_production_settings(static_manifest_root):
     env = {
         "PATH": "/usr/bin:/bin",
+        "DJANGO_STATIC_ROOT": str(static_manifest_root),  # collectstatic done (classifier.checks)
         "DJANGO_SETTINGS_MODULE": "aiserver.settings",
         "DJANGO_DEBUG": "false",
         "DJANGO_SECRET_KEY": "Zq8" + "x7Kp2Lm9Qr4Tv6Wy1Bn3Cd5Ef8Gh0Jk2Mn4Pq6Rs8Tu0Vw2Xy4Za6",

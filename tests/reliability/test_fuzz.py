@@ -67,8 +67,8 @@ asgi_schema.app = aiserver.asgi.application  # what from_asgi sets: schemathesis
 
 # What an OpenAPI schema cannot say, so a request that matches it may still be refused for it (400/413 with
 # these codes): whether bytes are an image (and how many pixels it has), and how query parameters relate
-# (since before until; days or since/until).
-BEYOND_THE_SCHEMA = {"invalid_image", "invalid_base64", "empty_image", "image_too_large", "invalid_range"}
+# (since before until and at most ACCOUNTS_USAGE_MAX_RANGE_DAYS apart; days or since/until).
+BEYOND_THE_SCHEMA = {"invalid_image", "invalid_base64", "empty_image", "image_too_large", "invalid_range", "range_too_long"}
 
 
 def positive_data_is_accepted(ctx, response, case):

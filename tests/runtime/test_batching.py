@@ -99,3 +99,26 @@ def test_a_group_that_does_not_fit_the_queue_is_refused_whole():
     later = batcher.submit(np.array([9]))
     assert later.result(5)[0] == 9
     assert ran == [0, 9]  # none of the refused group ran
+
+
+def test_closing_answers_every_queued_image_then_refuses_new_ones_and_drops_the_model():
+    from classifier.exceptions import BatcherClosed
+
+    gate = threading.Event()
+
+    def run_batch(images):
+        gate.wait(5)
+        return np.stack([image + 1 for image in images])
+
+    batcher = MicroBatcher(run_batch, max_batch_size=2, max_delay_s=0, queue_size=64, workers=2)
+    queued = [batcher.submit(np.array([i])) for i in range(7)]
+    closing = threading.Thread(target=batcher.close)
+    closing.start()
+    gate.set()
+    closing.join(10)
+    assert not closing.is_alive()
+    assert [future.result(0)[0] for future in queued] == [i + 1 for i in range(7)]
+    assert not any(thread.is_alive() for thread in batcher._threads)
+    with pytest.raises(BatcherClosed):
+        batcher.submit(np.array([9]))
+    assert batcher._run_batch is not run_batch  # the model's function is no longer referenced

@@ -186,6 +186,8 @@ def test_swagger_ui_loads_offline_and_try_it_out_works_with_a_key(browser, page_
     ))
     assert status.text == "200"
     assert '"name": "swagger-key"' in browser.find_element(By.CSS_SELECTOR, ".live-responses-table .microlight").text
+    # persistAuthorization is off: the pasted key lives in the page only, never in localStorage.
+    assert key not in browser.execute_script("return JSON.stringify(localStorage)")
     assert external_or_failed(page_log.requests(), web_server.url) == []
     assert page_log.console_errors() == []
 

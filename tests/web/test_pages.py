@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.utils import timezone
 
@@ -13,14 +13,29 @@ from accounts.models import RequestLog
 from classifier.runtime.registry import LOADING, registry
 
 pytestmark = pytest.mark.django_db
+DASHBOARD_PERMISSIONS = ("accounts.view_requestlog", "accounts.view_apikey")
 EXTERNAL_URL = re.compile(r"""(?:src|href)=["']?(?:https?:)?//""")
+
+
+def staff_user(name="staff", *, permissions=DASHBOARD_PERMISSIONS):
+    """A staff user (not a superuser) holding ``permissions`` ("app_label.codename")."""
+    user = User.objects.create_user(name, password="pw-for-tests-only", is_staff=True)
+    for permission in permissions:
+        app_label, codename = permission.split(".")
+        user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    return user
+
+
+def logged_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
 
 
 @pytest.fixture
 def staff_client():
-    client = Client()
-    client.force_login(User.objects.create_user("staff", password="pw-for-tests-only", is_staff=True))
-    return client
+    """Staff allowed to read the dashboard: the two view permissions, nothing else."""
+    return logged_in(staff_user())
 
 
 def json_script(html: str, element_id: str):
@@ -78,6 +93,20 @@ def test_usage_dashboard_sends_anyone_but_staff_to_the_admin_login(user):
 def test_admin_index_links_to_the_usage_dashboard(staff_client):
     html = staff_client.get("/admin/").content.decode()
     assert 'id="usage-dashboard-link"' in html and 'href="/staff/usage/"' in html
+
+
+@pytest.mark.parametrize("permissions", [(), ("accounts.view_requestlog",), ("accounts.view_apikey",)])
+def test_usage_dashboard_is_403_for_staff_without_both_view_permissions(permissions):
+    client = logged_in(staff_user(permissions=permissions))
+    response = client.get("/staff/usage/")
+    assert response.status_code == 403
+    assert b"staff-usage" not in response.content and 'id="usage-dashboard-link"' not in client.get("/admin/").content.decode()
+
+
+def test_usage_dashboard_answers_staff_with_both_view_permissions_and_superusers(staff_client):
+    superuser = logged_in(User.objects.create_superuser("root", "root@example.com", "pw-for-tests-only"))
+    assert staff_client.get("/staff/usage/").status_code == 200
+    assert superuser.get("/staff/usage/").status_code == 200
 
 
 def test_usage_dashboard_renders_chart_data_tiles_and_top_keys(staff_client, make_key):
@@ -144,3 +173,25 @@ def test_favicon_is_served_so_browsers_log_no_404(client):
     response = client.get("/favicon.ico")
     assert response.status_code == 200 and response["Content-Type"] in ("image/x-icon", "image/vnd.microsoft.icon")
     assert b"".join(response.streaming_content if response.streaming else [response.content])[:4] == b"\x00\x00\x01\x00"
+
+
+def test_usage_dashboard_shows_the_requests_without_a_key(staff_client, client):
+    for _ in range(3):
+        client.post("/api/v1/classify", {}, format="json")
+    client.get("/api/v1/nowhere")
+
+    html = staff_client.get("/staff/usage/").content.decode()
+
+    section = re.search(r'<section class="module" id="anonymous-usage">.*?</section>', html, re.S).group(0)
+    assert "Requests without a key: 4<" in section
+    assert re.search(r"<td>401</td><td>3</td>", section) and re.search(r"<td>404</td><td>1</td>", section)
+    assert re.search(r"<code>/api/v1/classify</code></td><td>3</td>", section)
+    assert re.search(r"<code>127\.0\.0\.1</code></td><td>4</td>", section)
+    assert not RequestLog.objects.exists()
+
+
+def test_swagger_ui_does_not_persist_pasted_keys_in_local_storage(client):
+    html = client.get("/api/docs/").content.decode()
+    script_url = re.search(r'<script src="([^"]*script[^"]*)"', html)
+    script = client.get(script_url.group(1).replace("&amp;", "&")).content.decode() if script_url else html
+    assert '"persistAuthorization": false' in script

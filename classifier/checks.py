@@ -1,0 +1,54 @@
+"""System checks for what the pages need, and the start-up run of the checks (uvicorn runs none itself).
+
+With DJANGO_DEBUG off the pages link static files by the names in collectstatic's manifest; without
+it, every page (landing, docs, the admin's login) answers 500 "Missing staticfiles manifest entry".
+The check is a deployment check (``manage.py check --deploy``, README's deployment steps) rather than
+a plain one: plain checks also run before ``migrate`` and every other command, which in a fresh
+deployment come before ``collectstatic``.
+"""
+from django.contrib.staticfiles import finders
+from django.contrib.staticfiles.storage import ManifestFilesMixin, staticfiles_storage
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+
+STATIC_FILES_TAG = "static_files_collected"
+_MISSING_SHOWN = 5  # file names a check message lists
+
+
+@checks.register(STATIC_FILES_TAG, deploy=True)
+def static_files_collected(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """An error when the manifest storage is in use and collectstatic has not run (or ran before the
+    static files last changed)."""
+    storage = staticfiles_storage
+    if not isinstance(storage, ManifestFilesMixin):  # DJANGO_DEBUG on: files are served from the apps
+        return []
+    hint = "Run: python manage.py collectstatic --noinput (README, Deployment)."
+    if not storage.exists(storage.manifest_name):
+        return [checks.Error(
+            f"Static files have not been collected: {storage.manifest_name} is missing from STATIC_ROOT, so with "
+            "DJANGO_DEBUG off every page would answer 500.", hint=hint, id="classifier.E001",
+        )]
+    collected, _ = storage.load_manifest()
+    missing = sorted(path for path, _ in _static_files() if path not in collected)
+    if missing:
+        return [checks.Error(
+            f"{len(missing)} static files are not in the collected manifest (collectstatic ran before they were "
+            f"added): {', '.join(missing[:_MISSING_SHOWN])}{' ...' if len(missing) > _MISSING_SHOWN else ''}.",
+            hint=hint, id="classifier.E002",
+        )]
+    return []
+
+
+def _static_files():
+    for finder in finders.get_finders():
+        yield from finder.list(["CVS", ".*", "*~"])
+
+
+def run_start_checks() -> None:
+    """Run the system checks and this module's deployment check; raise ImproperlyConfigured on any error."""
+    messages = checks.run_checks() + checks.run_checks(tags=[STATIC_FILES_TAG], include_deployment_checks=True)
+    errors = [message for message in messages if message.is_serious() and not message.is_silenced()]
+    if errors:
+        raise ImproperlyConfigured("The server cannot start:\n" + "\n".join(
+            f"{error}" + (f"\n\tHINT: {error.hint}" if error.hint else "") for error in errors
+        ))

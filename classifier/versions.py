@@ -1,0 +1,224 @@
+"""Model versions' writes: register (store the files, run the validation gate), validate again, activate
+(which is also the roll-back), retire, the local copy a serving process loads, and its load status.
+
+The validation gate runs in a separate process (``manage.py validate_model_folder``) with
+CLASSIFIER_VALIDATION_TIMEOUT_SECONDS to finish; a version whose report did not pass cannot be activated.
+"""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from .models import ModelLoadStatus, ModelVersion, name_validator
+from .runtime.archives import ArchiveError, is_archive, remove_tree, unpack_model_archive
+from .runtime.artifacts import CONFIG_FILE, LABELS_FILE, MODEL_FILES
+
+COMPLETE_MARKER = ".complete"  # written last into a local copy whose files matched the version's sha256
+
+
+class ModelVersionError(Exception):
+    """A version cannot be registered, validated or activated; the message says why (safe to show)."""
+
+
+def model_version_register(
+    *, name: str, version: str, path: Path, engine: str = "", precision: str = "", notes: str = "",
+    created_by=None,
+) -> ModelVersion:
+    """Store the model folder (or .zip/.tar.gz of one) at ``path`` as version ``version`` of ``name``, staged,
+    with the validation gate's report (passed or not). Raises ModelVersionError when it cannot be stored."""
+    _check_names(name, version, engine, precision)
+    if ModelVersion.objects.filter(name=name, version=version).exists():
+        raise ModelVersionError(f"{name}@{version} is already registered; give the new one another version.")
+    with tempfile.TemporaryDirectory(prefix="model-version-") as scratch:
+        folder = _unpacked(Path(path), Path(scratch))
+        files = _model_files(folder)
+        report = run_validation_gate(folder, engine=engine, precision=precision)
+        model_version = ModelVersion(name=name, version=version, engine=engine, precision=precision, notes=notes,
+                                     created_by=created_by, report=report, sha256=files_sha256(files.values()))
+        try:
+            with transaction.atomic():
+                for field, file_path in files.items():
+                    with file_path.open("rb") as handle:
+                        getattr(model_version, field).save(file_path.name, File(handle), save=False)
+                model_version.save()
+        except IntegrityError:
+            _delete_files(model_version)
+            raise ModelVersionError(f"{name}@{version} is already registered.") from None
+    return model_version
+
+
+def model_version_validate(*, model_version: ModelVersion) -> ModelVersion:
+    """Run the validation gate again on the stored files (e.g. after a server upgrade); save the new report."""
+    folder = model_version_local_folder(model_version=model_version)
+    model_version.report = run_validation_gate(folder, engine=model_version.engine, precision=model_version.precision)
+    model_version.save(update_fields=["report"])
+    return model_version
+
+
+def model_version_activate(*, name: str, version: str) -> ModelVersion:
+    """Make ``name@version`` the one every server serves for ``name``; the active one before it is retired.
+    Activating an earlier (retired) version is the roll-back. Raises ModelVersionError for an unknown version
+    or one the validation gate did not pass."""
+    with transaction.atomic():
+        target = ModelVersion.objects.select_for_update().filter(name=name, version=version).first()
+        if target is None:
+            raise ModelVersionError(f"No version {version!r} of model {name!r} is registered.")
+        if not target.passed:
+            raise ModelVersionError(f"{target} did not pass validation and cannot be activated: "
+                                    f"{target.report.get('summary', 'it has no validation report')}")
+        if target.status == ModelVersion.Status.ACTIVE:
+            return target
+        ModelVersion.objects.filter(name=name, status=ModelVersion.Status.ACTIVE).update(status=ModelVersion.Status.RETIRED)
+        target.status, target.activated_at = ModelVersion.Status.ACTIVE, timezone.now()
+        target.save(update_fields=["status", "activated_at"])
+    return target
+
+
+def model_version_retire(*, model_version: ModelVersion) -> ModelVersion:
+    """Stop serving ``model_version`` (the servers go back to the settings model of its name, if any)."""
+    model_version.status = ModelVersion.Status.RETIRED
+    model_version.save(update_fields=["status"])
+    return model_version
+
+
+def model_version_local_folder(*, model_version: ModelVersion) -> Path:
+    """This machine's copy of the version's files as a model folder (under CLASSIFIER_MODEL_CACHE_DIR),
+    fetched from the default storage once and checked against its sha256. Raises ModelVersionError."""
+    folder = Path(settings.CLASSIFIER_MODEL_CACHE_DIR) / model_version.name / f"{model_version.version}-{model_version.sha256[:12]}"
+    if (folder / COMPLETE_MARKER).is_file():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".partial-"))
+    try:
+        copies = []
+        for field, local_name in _stored_files(model_version):
+            with getattr(model_version, field).open("rb") as source, (partial / local_name).open("wb") as sink:
+                shutil.copyfileobj(source, sink, 1 << 20)
+            copies.append(partial / local_name)
+        if files_sha256(copies) != model_version.sha256:
+            raise ModelVersionError(f"the stored files of {model_version} do not match its sha256")
+        (partial / COMPLETE_MARKER).write_text(model_version.sha256)
+        try:
+            os.rename(partial, folder)
+        except OSError:  # another worker of this machine finished first: its copy is the same files
+            if not (folder / COMPLETE_MARKER).is_file():
+                raise
+    except OSError as exc:
+        raise ModelVersionError(f"could not copy {model_version}'s files ({type(exc).__name__})") from exc
+    finally:
+        remove_tree(partial)
+    return folder
+
+
+def model_load_status_record(*, worker: str, name: str, version: str, outcome: str, serving: str, reason: str = "") -> None:
+    """What worker ``worker`` did with ``name@version`` (loaded, or failed and why) and what it serves now."""
+    ModelLoadStatus.objects.update_or_create(
+        worker=worker, name=name, defaults={"version": version, "outcome": outcome, "serving": serving, "reason": reason},
+    )
+
+
+def run_validation_gate(folder: Path, *, engine: str = "", precision: str = "") -> dict:
+    """Validate the model folder in a separate process; return its report (a failed one when the process
+    crashed or ran past CLASSIFIER_VALIDATION_TIMEOUT_SECONDS)."""
+    timeout = settings.CLASSIFIER_VALIDATION_TIMEOUT_SECONDS
+    with tempfile.TemporaryDirectory(prefix="model-report-") as scratch:
+        output = Path(scratch) / "report.json"
+        command = [sys.executable, "-m", "django", "validate_model_folder", str(folder), "--output", str(output),
+                   "--engine", engine, "--precision", precision]
+        environment = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "aiserver.settings")}
+        try:
+            finished = subprocess.run(command, cwd=settings.BASE_DIR, env=environment, capture_output=True, text=True,
+                                      timeout=timeout)
+        except subprocess.TimeoutExpired:
+            report = _gate_failure(f"the validation process ran past CLASSIFIER_VALIDATION_TIMEOUT_SECONDS ({timeout:g} s)")
+        else:
+            if finished.returncode == 0 and output.is_file():
+                report = json.loads(output.read_text())
+            else:
+                last = (finished.stderr.strip().splitlines() or ["no output"])[-1].replace(str(folder), "<model folder>")
+                report = _gate_failure(f"the validation process failed (exit status {finished.returncode}: {last[:300]})")
+    report["validated_at"] = timezone.now().isoformat()
+    return report
+
+
+def files_sha256(paths) -> str:
+    """The sha256 of the files' bytes, one after the other, in the order given (model, labels, config)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with Path(path).open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _gate_failure(detail: str) -> dict:
+    return {"passed": False, "checks": [{"check": "loads", "passed": False, "detail": detail}],
+            "summary": f"Refused: {detail}."}
+
+
+def _check_names(name: str, version: str, engine: str, precision: str) -> None:
+    for what, value in (("name", name), ("version", version)):
+        try:
+            name_validator(value)
+        except ValidationError:
+            raise ModelVersionError(f"The {what} {value!r} is not allowed: {name_validator.message}") from None
+    if engine not in ModelVersion.Engine.values:
+        raise ModelVersionError(f"Unknown engine {engine!r}; use one of torch, onnxruntime (or none).")
+    if precision not in ModelVersion.Precision.values:
+        raise ModelVersionError(f"Unknown precision {precision!r}; use one of fp32, bf16, fp16 (or none).")
+
+
+def _unpacked(path: Path, scratch: Path) -> Path:
+    if path.is_dir():
+        return path
+    if not path.is_file():
+        raise ModelVersionError(f"{path.name} is neither a model folder nor an archive of one.")
+    if not is_archive(path):
+        raise ModelVersionError(f"{path.name} is not a .zip or .tar.gz archive of a model folder.")
+    target = scratch / "unpacked"
+    target.mkdir()
+    try:
+        return unpack_model_archive(path, target, max_bytes=settings.CLASSIFIER_MODEL_ARCHIVE_MAX_BYTES)
+    except ArchiveError as exc:
+        raise ModelVersionError(f"The archive was refused: {exc}.") from exc
+
+
+def _model_files(folder: Path) -> dict[str, Path]:
+    """The folder's files by ModelVersion field: exactly one model file, labels.json, config.json if there."""
+    present = [folder / name for name in MODEL_FILES if (folder / name).is_file()]
+    if len(present) != 1:
+        found = ", ".join(path.name for path in present) or "none"
+        raise ModelVersionError(f"A model folder has exactly one of {', '.join(MODEL_FILES)} (found: {found}).")
+    if not (folder / LABELS_FILE).is_file():
+        raise ModelVersionError(f"The model folder has no {LABELS_FILE}.")
+    files = {"model_file": present[0], "labels_file": folder / LABELS_FILE}
+    if (folder / CONFIG_FILE).is_file():
+        files["config_file"] = folder / CONFIG_FILE
+    return files
+
+
+def _stored_files(model_version: ModelVersion) -> list[tuple[str, str]]:
+    """(field, the runtime's file name) of each stored file, in sha256 order; the storage may have renamed
+    a file (model_X1b2.pt), the runtime's name keeps its suffix."""
+    files = [("model_file", "model" + Path(model_version.model_file.name).suffix), ("labels_file", LABELS_FILE)]
+    if model_version.config_file:
+        files.append(("config_file", CONFIG_FILE))
+    return files
+
+
+def _delete_files(model_version: ModelVersion) -> None:
+    for field in ("model_file", "labels_file", "config_file"):
+        stored = getattr(model_version, field)
+        if stored and default_storage.exists(stored.name):
+            default_storage.delete(stored.name)
