@@ -9,11 +9,14 @@ matching them is accepted.
 Adding an error answer to an operation is one entry in its ``errors(...)`` call; a new kind of
 error is one entry in ``ERRORS``.
 """
+import re
+
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
+from .models import NAME_PATTERN as VERSION_PATTERN
 from .runtime.registry import registry
 from .serializers import Base64ImageField, ErrorOutput
 
@@ -35,9 +38,12 @@ def _top_k_field() -> serializers.IntegerField:
     )
 
 
-def _model_field() -> serializers.ChoiceField:
-    return serializers.ChoiceField(
-        choices=registry.names(), required=False, help_text="A name from /api/v2/models; default: the first."
+def _model_field() -> serializers.RegexField:
+    """A configured name, or ``name@version`` (the version served: see /api/v2/models)."""
+    names = "|".join(re.escape(name) for name in registry.names())
+    return serializers.RegexField(
+        rf"^(?:{names})(?:@{VERSION_PATTERN.lstrip('^').rstrip('$')})?$", required=False,
+        help_text="A name from /api/v2/models, or name@version for the version it serves; default: the first.",
     )
 
 
@@ -126,9 +132,18 @@ ERRORS = {
         ("payload_too_large", "The request body is larger than the server accepts."),
         ("image_too_large", "The image has more pixels than the server accepts."),
     ),
+    408: error(
+        "The body did not arrive in time (API_BODY_READ_TIMEOUT_SECONDS in all, API_BODY_IDLE_TIMEOUT_SECONDS between "
+        "two chunks); answered by the request guard, before any key is read.",
+        ("request_timeout", "The request body did not arrive within 60 seconds, or paused for more than 10."),
+    ),
     415: error(
         "Unsupported content type: send application/json or multipart/form-data.",
         ("unsupported_media_type", 'Unsupported media type "text/plain" in request.'),
+    ),
+    431: error(
+        "The request's headers are larger than API_MAX_HEADER_BYTES; answered before any key is read.",
+        ("headers_too_large", "The request headers are over the limit of 32768 bytes."),
     ),
     429: error(
         "Rate limit exceeded; Retry-After says when to try again, the RateLimit headers what is left.",
@@ -180,9 +195,15 @@ DATABASE_UNAVAILABLE = error(
 )
 
 
+# What the request guard answers for any operation, before a view runs (aiserver.guard).
+GUARD_STATUSES = (408, 431)
+
+
 def errors(*statuses: int, **overrides: OpenApiResponse) -> dict[int, OpenApiResponse]:
-    """The error answers ``statuses`` of an operation, from ERRORS unless ``overrides`` (``s400=...``) says."""
-    return {status: overrides.get(f"s{status}", ERRORS[status]) for status in statuses}
+    """The error answers ``statuses`` of an operation (and the guard's, which any operation can answer), from
+    ERRORS unless ``overrides`` (``s400=...``) says."""
+    every = sorted(set(statuses) | set(GUARD_STATUSES))
+    return {status: overrides.get(f"s{status}", ERRORS[status]) for status in every}
 
 
 # --- response headers -------------------------------------------------------------------------------------
