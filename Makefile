@@ -12,7 +12,7 @@ RUN_ENV ?= DJANGO_DEBUG=$${DJANGO_DEBUG:-true}
 UVICORN_FLAGS := --http aiserver.protocols:H11Protocol --h11-max-incomplete-event-size 65536 \
 	--limit-concurrency 512 --timeout-keep-alive 5
 
-.PHONY: install browser run test bench wrk clean
+.PHONY: install browser node run test bench wrk schema clean
 
 $(BIN)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ install: $(BIN)/.installed
 # Debian's Chromium and ChromeDriver for the browser tests, installed with apt when missing.
 browser:
 	.ci/install-browser
+
+# The TypeScript client check's npm packages (clients/typescript, pinned by its package-lock.json), where npm is.
+node:
+	@if command -v npm >/dev/null; then cd clients/typescript && npm ci --no-audit --no-fund --silent; fi
 
 run: install
 	$(RUN_ENV) $(BIN)/python manage.py migrate --noinput
@@ -39,7 +43,7 @@ run: install
 	@echo ""
 	$(RUN_ENV) $(BIN)/uvicorn aiserver.asgi:application --host $(HOST) --port $(PORT) $(UVICORN_FLAGS)
 
-test: install browser
+test: install browser node
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The benchmark (docs/benchmarks.md): one run, a few minutes. BENCH_ARGS e.g. "--workers 2 --seconds 20".
@@ -49,6 +53,17 @@ bench: install wrk
 # wrk, the HTTP load generator of the benchmark, from the system's packages when it is missing.
 wrk:
 	@command -v wrk >/dev/null || apt-get install -y -q wrk || (apt-get update -q && apt-get install -y -q wrk)
+
+# The committed OpenAPI schema, docs/openapi.json: what /api/schema/ serves under the test settings and the
+# default configuration (the tests compare the two). Refused when it breaks v1 (tests/contract/compat.py),
+# unless ALLOW_V1_BREAK=1.
+SCHEMA_ENV := env -u CLASSIFIER_MODELS -u CLASSIFIER_MODEL -u CLASSIFIER_TOP_K -u CLASSIFIER_MAX_TOP_K \
+	-u CLASSIFIER_MAX_BATCH_IMAGES DJANGO_SETTINGS_MODULE=tests.settings
+schema: install
+	$(SCHEMA_ENV) $(BIN)/python manage.py spectacular --format openapi-json --file docs/openapi.json.new
+	test -n "$(ALLOW_V1_BREAK)" || test ! -f docs/openapi.json \
+		|| $(BIN)/python -m tests.contract.compat docs/openapi.json docs/openapi.json.new || (rm docs/openapi.json.new; exit 1)
+	mv docs/openapi.json.new docs/openapi.json
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache

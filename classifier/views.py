@@ -6,7 +6,7 @@ from django.db import connection
 from django.http import Http404, HttpResponse
 from django.urls import reverse
 from django.views.generic import TemplateView, View
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework.exceptions import MethodNotAllowed, NotFound
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from accounts.selectors import usage_summary
 
-from . import metrics
+from . import metrics, schema
 from . import serializers as s
 from .authentication import ApiKeyAuthentication
 from .parsers import SafeJSONParser
@@ -23,28 +23,6 @@ from .permissions import HasApiKey, ModelIsAllowed, ModelIsReady
 from .runtime.registry import LOADED, registry
 from .services import classify_image
 from .throttling import SlidingWindowThrottle, UsageThrottle, rate_limit_headers
-
-ERRORS = {code: OpenApiResponse(s.ErrorOutput, description=text) for code, text in {
-    400: "Invalid input (bad base64, not an image, missing field, malformed JSON).",
-    401: "Missing, unknown, revoked or expired API key.",
-    413: "Body or image (pixels) over the configured limit.",
-    415: "Unsupported content type.",
-    429: "Rate limit exceeded; see Retry-After.",
-    503: "Model not loaded, or server at capacity; see Retry-After.",
-}.items()}
-ERRORS[403] = OpenApiResponse(
-    s.ErrorOutput,
-    description="The API key may not use the model asked for (code model_not_allowed): keys can be limited to some "
-    "models. No quota is spent.",
-    examples=[OpenApiExample("model_not_allowed", status_codes=[403], value={
-        "detail": "This API key may not use model 'resnet18'; it may use flowers.", "code": "model_not_allowed",
-    })],
-)
-
-# A real 1x1 PNG, so the documented examples can be sent as they are ("Try it out", the fuzz tests).
-EXAMPLE_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR42mM4oaEBAALUARk7rVwIAAAAAElFTkSuQmCC"
-DATABASE_UNAVAILABLE = OpenApiResponse(s.ErrorOutput, description="The database is unreachable; retry shortly.")
-
 
 # Base of the API views: 405 before any quota is spent; quota headers on every answer. (A comment, not a
 # docstring: drf-spectacular would show an inherited docstring as every operation's description.)
@@ -83,10 +61,11 @@ class ClassifyView(KeyRequiredView):
     @extend_schema(
         operation_id="v1_classify",
         summary="Classify one image",
-        request={"application/json": s.ClassifyInput, "multipart/form-data": s.ClassifyInput},
-        responses={200: s.ClassifyOutput, **ERRORS},
+        parameters=[*schema.QUOTA_HEADERS, schema.retry_after(429, 503)],
+        request={"application/json": schema.ClassifyJson, "multipart/form-data": schema.ClassifyMultipart},
+        responses={200: s.ClassifyOutput, **schema.errors(400, 401, 403, 404, 405, 413, 415, 429, 503)},
         examples=[
-            OpenApiExample("JSON", request_only=True, value={"image": EXAMPLE_PNG, "filename": "cat.png"}),
+            OpenApiExample("JSON", request_only=True, value={"image": schema.EXAMPLE_PNG, "filename": "cat.png"}),
             OpenApiExample(
                 "Result",
                 response_only=True,
@@ -103,21 +82,22 @@ class ClassifyView(KeyRequiredView):
         return Response(s.ClassifyOutput(result).data)
 
 
-USAGE_THROTTLED = OpenApiResponse(s.ErrorOutput, description="More usage requests (v1 and v2 together) than "
-                                  "ACCOUNTS_USAGE_RATE_LIMIT per ACCOUNTS_USAGE_RATE_WINDOW_SECONDS; see Retry-After.")
-
-
 class UsageView(KeyRequiredView):
     throttle_classes = [UsageThrottle]
 
-    @extend_schema(operation_id="v1_usage", summary="This key's classification usage", responses={200: s.UsageOutput, 401: ERRORS[401], 429: USAGE_THROTTLED, 503: DATABASE_UNAVAILABLE})
+    @extend_schema(operation_id="v1_usage", summary="This key's classification usage", parameters=[schema.retry_after(429)],
+                   responses={200: s.UsageOutput, **schema.errors(
+                       401, 404, 405, 429, 503, s429=schema.USAGE_ERRORS[429], s503=schema.DATABASE_UNAVAILABLE,
+                   )})
     def get(self, request):
         summary = usage_summary(api_key=request.auth, endpoints=[reverse("v1-classify")])
         return Response(s.UsageOutput({"key": request.auth, **summary.__dict__}).data)
 
 
 class ModelInfoView(ApiView):
-    @extend_schema(operation_id="v1_model_info", summary="The model this server serves", responses={200: s.ModelInfoOutput})
+    @extend_schema(operation_id="v1_model_info", summary="The model this server serves", responses={
+        200: s.ModelInfoOutput, **schema.errors(404, 405),
+    })
     def get(self, request):
         return Response(s.ModelInfoOutput({**registry.describe()[0], "top_k": settings.CLASSIFIER_TOP_K}).data)
 

@@ -4,7 +4,7 @@ from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooMany
 from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework.exceptions import APIException
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
@@ -19,32 +19,16 @@ from .runtime.registry import registry
 from .selectors import model_versions_list
 from .services import classify_batch
 from .throttling import SlidingWindowThrottle, UsageThrottle
-from .views import ERRORS, EXAMPLE_PNG, USAGE_THROTTLED, ApiView, KeyRequiredView, note_model
+from . import schema
+from .views import ApiView, KeyRequiredView, note_model
 
 REQUEST_ID = OpenApiParameter(
     "X-Request-ID", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
     description="Your id for this request (up to 64 of A-Z a-z 0-9 . _ : -); echoed back, else one is made.",
 )
-V2_ERRORS = {
-    **ERRORS,
-    400: OpenApiResponse(
-        s.ErrorOutput,
-        description="Bad envelope: no images, too many, bad top_k, unknown model, or a batch larger than the "
-        "key's whole rate limit (code batch_exceeds_limit); each costs one rate-limit unit. Unreadable images are "
-        "per-image errors, not 400.",
-    ),
-    429: OpenApiResponse(s.ErrorOutput, description="The batch does not fit the remaining quota; Retry-After says "
-                         "when all of its images will."),
-}
 # How a request body can be malformed: it does not parse (ParseError, UnsupportedMediaType, Django's own
 # parsing limits) or its envelope is invalid (ValidationError).
 MALFORMED = (APIException, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent)
-USAGE_BAD_RANGE = OpenApiResponse(s.ErrorOutput, description="A bad range (code invalid_range, or a bad date), or one "
-                                  "longer than ACCOUNTS_USAGE_MAX_RANGE_DAYS (366) days (code range_too_long).")
-USAGE_UNAVAILABLE = OpenApiResponse(
-    s.ErrorOutput, description="The database or the rate limiter's store is unreachable; see Retry-After."
-)
-
 
 class ClassifyBatchView(KeyRequiredView):
     permission_classes = [HasApiKey, ModelIsAllowed, ModelIsReady]
@@ -97,15 +81,18 @@ class ClassifyBatchView(KeyRequiredView):
         description="Up to CLASSIFIER_MAX_BATCH_IMAGES (16) images inline, as JSON base64 or multipart `files`. "
         "Costs one rate-limit unit per image. Results come back in input order; an unreadable image gets "
         "its own `error` and the rest are still classified.",
-        parameters=[REQUEST_ID],
-        request={"application/json": s.ClassifyBatchInput, "multipart/form-data": s.ClassifyBatchInput},
-        responses={200: s.ClassifyBatchOutput, **V2_ERRORS},
+        parameters=[REQUEST_ID, *schema.QUOTA_HEADERS, schema.retry_after(429, 503)],
+        request={"application/json": schema.ClassifyBatchJson, "multipart/form-data": schema.ClassifyBatchMultipart},
+        responses={200: s.ClassifyBatchOutput, **schema.errors(
+            400, 401, 403, 404, 405, 413, 415, 429, 503,
+            s400=schema.V2_CLASSIFY_ERRORS[400], s429=schema.V2_CLASSIFY_ERRORS[429],
+        )},
         examples=[
             OpenApiExample(
                 "JSON batch",
                 request_only=True,
                 value={
-                    "images": [{"image": EXAMPLE_PNG, "filename": "cat.png"}, {"image": "bm90IGFuIGltYWdl", "filename": "notes.txt"}],
+                    "images": [{"image": schema.EXAMPLE_PNG, "filename": "cat.png"}, {"image": "bm90IGFuIGltYWdl", "filename": "notes.txt"}],
                     "top_k": 2,
                     "model": "resnet18",
                 },
@@ -153,7 +140,7 @@ class ModelsView(ApiView):
         summary="The models this server has loaded, at their active versions (?all=true: every version)",
         description="Public. With an API key, only the models that key may use (its allowed models) are listed.",
         parameters=[OpenApiParameter("all", OpenApiTypes.BOOL, description="Also list every registered version.")],
-        responses={200: s.ModelsOutput, 400: V2_ERRORS[400], 401: ERRORS[401]},
+        responses={200: s.ModelsOutput, **schema.errors(400, 401, 404, 405, s400=schema.MODELS_BAD_QUERY)},
         examples=[OpenApiExample("Two models", response_only=True, value={
             "max_batch_images": 16,
             "max_top_k": 20,
@@ -208,9 +195,12 @@ class UsageReportView(KeyRequiredView):
             OpenApiParameter("since", OpenApiTypes.DATETIME, description="ISO-8601 start (inclusive); default when "
                              f"the key was made, at most {settings.ACCOUNTS_USAGE_MAX_RANGE_DAYS} days before until."),
             OpenApiParameter("until", OpenApiTypes.DATETIME, description="ISO-8601 end (exclusive); default now."),
+            schema.retry_after(429, 503),
         ],
-        responses={200: s.UsageReportOutput, 400: USAGE_BAD_RANGE, 401: ERRORS[401], 429: USAGE_THROTTLED,
-                   503: USAGE_UNAVAILABLE},
+        responses={200: s.UsageReportOutput, **schema.errors(
+            400, 401, 404, 405, 429, 503,
+            s400=schema.USAGE_ERRORS[400], s429=schema.USAGE_ERRORS[429], s503=schema.USAGE_ERRORS[503],
+        )},
         examples=[OpenApiExample("A day of use", response_only=True, value={
             "key": {"name": "team-a", "prefix": "ais_3f2c9a7e", "rate_limit": 600, "rate_window_seconds": 60,
                     "created_at": "2026-11-01T09:00:00Z", "expires_at": None},

@@ -1,9 +1,10 @@
 """Versions through the API: model_version in v1 and v2 answers, name@version, /api/v2/models?all=true."""
 import base64
+import re
 
 import pytest
 
-from classifier.runtime.registry import load_slot
+from classifier.runtime.registry import load_slot, registry
 from tests.classifier.factories import version_row
 from tests.model_weights import flower_picture, picture
 from tests.runtime.helpers import folder_source
@@ -81,4 +82,10 @@ def test_the_schema_documents_model_version_and_the_versions_list(client):
     assert "model_version" in schema["ClassifyBatchOutput"]["required"]
     assert "version" in schema["ModelOutput"]["required"]
     assert schema["ModelsOutput"]["properties"]["versions"]["items"]["$ref"].endswith("VersionOutput")
-    assert "name@version" in schema["ClassifyBatchInputRequest"]["properties"]["model"]["description"]
+    for component in ("ClassifyBatchJsonRequest", "ClassifyBatchMultipartRequest"):
+        model = schema[component]["properties"]["model"]
+        assert "name@version" in model["description"]
+        pattern = re.compile(model["pattern"])
+        served = registry.names()[0]
+        assert pattern.match(served) and pattern.match(f"{served}@3") and pattern.match(f"{served}@v1.2-rc")
+        assert not pattern.match("not-a-served-model") and not pattern.match(f"{served}@") and not pattern.match(f"{served}@a@b")
