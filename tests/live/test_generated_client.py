@@ -116,9 +116,9 @@ def test_v2_classify_json_and_multipart(api, server):
     bodies = [
         m.ClassifyBatchJsonRequest(
             images=[m.ImageItemRequest(image=inline(), filename="a.jpg"), m.ImageItemRequest(image=inline())],
-            top_k=3, model=m.ModelEnum.RESNET18,
+            top_k=3, model="resnet18",
         ),
-        m.ClassifyBatchMultipartRequest(files=[upload("a.jpg"), upload("b.jpg")], top_k=3, model=m.ModelEnum.RESNET18),
+        m.ClassifyBatchMultipartRequest(files=[upload("a.jpg"), upload("b.jpg")], top_k=3, model="resnet18"),
     ]
     for body in bodies:
         answer = ops(api, "v2_classify").sync(client=client, body=body)
