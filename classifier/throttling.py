@@ -11,16 +11,36 @@ from accounts.windows import (
 from .exceptions import BatchExceedsLimit, RateLimiterUnavailable
 
 
-class SlidingWindowThrottle(BaseThrottle):
+class _WindowThrottle(BaseThrottle):
+    """A throttle that asks a window store (``store``, at ``clock()``) whether a key's request fits.
+
+    The decision's ``WindowState`` is left on the request for the quota headers. The store failing is
+    a 503 (fail closed: without the shared count no process can know the key's quota).
+    """
+
+    clock = staticmethod(time.time)
+    store = None  # each throttle has its own
+
+    def _acquire(self, request, *, key_id: int, limit: int, window: int, cost: int) -> WindowState:
+        try:
+            self.state = self.store.acquire(key_id=key_id, limit=limit, window=window, cost=cost, now=self.clock())
+        except WindowStoreUnavailable as exc:
+            raise RateLimiterUnavailable() from exc
+        request.rate_limit_state = self.state
+        return self.state
+
+    def wait(self) -> int:
+        return self.state.retry_after
+
+
+class SlidingWindowThrottle(_WindowThrottle):
     """Admit a request if its cost fits in the key's window; rejected requests cost nothing.
 
-    A view may define ``throttle_cost(request) -> int`` (default 1). The decision's
-    ``WindowState`` is left on the request for the quota headers. A cost larger than the
+    A view may define ``throttle_cost(request) -> int`` (default 1). A cost larger than the
     key's whole limit could never fit: that is a 400 (BatchExceedsLimit), not a 429, and
     costs one unit, as any other refused-as-malformed request does (429 once the window is full).
     """
 
-    clock = staticmethod(time.time)
     store = window_store_from_settings()
 
     def allow_request(self, request, view) -> bool:
@@ -30,19 +50,10 @@ class SlidingWindowThrottle(BaseThrottle):
         cost = view.throttle_cost(request) if hasattr(view, "throttle_cost") else 1
         never_fits = cost > api_key.rate_limit
         charged = 1 if never_fits else cost
-        try:
-            self.state = self.store.acquire(
-                key_id=api_key.pk,
-                limit=api_key.rate_limit,
-                window=api_key.rate_window_seconds,
-                cost=charged,
-                now=self.clock(),
-            )
-        except WindowStoreUnavailable as exc:
-            # Fail closed: without the shared count no process can know the key's quota.
-            raise RateLimiterUnavailable() from exc
-        request.rate_limit_state = self.state
-        if not self.state.allowed:
+        state = self._acquire(
+            request, key_id=api_key.pk, limit=api_key.rate_limit, window=api_key.rate_window_seconds, cost=charged
+        )
+        if not state.allowed:
             return False
         request._request.api_units = charged  # read by the request log
         if never_fits:
@@ -52,41 +63,25 @@ class SlidingWindowThrottle(BaseThrottle):
             )
         return True
 
-    def wait(self) -> int:
-        return self.state.retry_after
 
-
-class UsageThrottle(BaseThrottle):
+class UsageThrottle(_WindowThrottle):
     """The usage endpoints' own limit: ACCOUNTS_USAGE_RATE_LIMIT requests per ACCOUNTS_USAGE_RATE_WINDOW_SECONDS
     per key, v1 and v2 together, counted in a window store of their own (never the classification quota).
 
-    Every request that passes authentication is charged one unit, a malformed query too. The decision's
-    ``WindowState`` is left on the request for the quota headers, as SlidingWindowThrottle does; no
-    units are recorded for the request log (a usage request classifies no images).
+    Every request that passes authentication is charged one unit, a malformed query too. No units are
+    recorded for the request log (a usage request classifies no images).
     """
 
-    clock = staticmethod(time.time)
     store = usage_window_store_from_settings()
 
     def allow_request(self, request, view) -> bool:
         api_key = request.auth
         if api_key is None:
             return True
-        try:
-            self.state = self.store.acquire(
-                key_id=api_key.pk,
-                limit=settings.ACCOUNTS_USAGE_RATE_LIMIT,
-                window=settings.ACCOUNTS_USAGE_RATE_WINDOW_SECONDS,
-                cost=1,
-                now=self.clock(),
-            )
-        except WindowStoreUnavailable as exc:
-            raise RateLimiterUnavailable() from exc
-        request.rate_limit_state = self.state
-        return self.state.allowed
-
-    def wait(self) -> int:
-        return self.state.retry_after
+        return self._acquire(
+            request, key_id=api_key.pk, limit=settings.ACCOUNTS_USAGE_RATE_LIMIT,
+            window=settings.ACCOUNTS_USAGE_RATE_WINDOW_SECONDS, cost=1,
+        ).allowed
 
 
 def rate_limit_headers(state: WindowState) -> dict[str, str]:
