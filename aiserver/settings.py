@@ -241,7 +241,7 @@ CLASSIFIER_ENGINE_CACHE_DIR = Path(_engine_cache) if _engine_cache else None
 CLASSIFIER_MAX_IMAGE_PIXELS = env.int("CLASSIFIER_MAX_IMAGE_PIXELS", default=40_000_000)  # width*height
 # Megapixels each worker process decodes at once (an image holds width*height from its header until it is
 # preprocessed; a decoded megapixel costs about 4-8 MB): two images at CLASSIFIER_MAX_IMAGE_PIXELS by default.
-CLASSIFIER_DECODE_BUDGET_MEGAPIXELS = env.int("CLASSIFIER_DECODE_BUDGET_MEGAPIXELS", default=100)
+CLASSIFIER_DECODE_BUDGET_MEGAPIXELS = env.int("CLASSIFIER_DECODE_BUDGET_MEGAPIXELS", default=60)
 if CLASSIFIER_DECODE_BUDGET_MEGAPIXELS * 1_000_000 < CLASSIFIER_MAX_IMAGE_PIXELS:
     raise ImproperlyConfigured(
         f"CLASSIFIER_DECODE_BUDGET_MEGAPIXELS ({CLASSIFIER_DECODE_BUDGET_MEGAPIXELS}) must hold one image of "
