@@ -17,7 +17,7 @@ closes it.
 import asyncio
 import time
 
-from classifier.middleware import BODY_TIMED_OUT_SCOPE_KEY, BODY_TOO_LARGE_SCOPE_KEY, HEADERS_TOO_LARGE_SCOPE_KEY
+from classifier.api.middleware import BODY_TIMED_OUT_SCOPE_KEY, BODY_TOO_LARGE_SCOPE_KEY, HEADERS_TOO_LARGE_SCOPE_KEY
 
 _END_OF_BODY = {"type": "http.request", "body": b"", "more_body": False}
 

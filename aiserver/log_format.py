@@ -2,7 +2,7 @@
 
 Each line has ``time`` (UTC, ISO 8601), ``level``, ``logger`` and ``message``, ``exception`` (the
 traceback) when the record carries one, and the record's ``extra=`` fields, such as the request
-line's request id, key prefix, route, method, status and latency (classifier.middleware).
+line's request id, key prefix, route, method, status and latency (classifier.api.middleware).
 """
 import datetime as dt
 import json

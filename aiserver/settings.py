@@ -46,9 +46,9 @@ MIDDLEWARE = [
     "aiserver.csp.ContentSecurityPolicyMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "classifier.middleware.RequestLogMiddleware",
-    "classifier.middleware.RequestIdMiddleware",
-    "classifier.middleware.BodyLimitMiddleware",
+    "classifier.api.middleware.RequestLogMiddleware",
+    "classifier.api.middleware.RequestIdMiddleware",
+    "classifier.api.middleware.BodyLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -299,11 +299,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "classifier.parsers.SafeJSONParser",
+        "classifier.api.parsers.SafeJSONParser",
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "classifier.exceptions.api_exception_handler",
+    "EXCEPTION_HANDLER": "classifier.api.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {

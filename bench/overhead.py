@@ -60,11 +60,11 @@ def main() -> None:
     from aiserver import handlers
     from accounts.services import api_key_authenticate, api_key_create, request_log_create
     from classifier.runtime import preprocessing as pipeline
-    from classifier.parsers import SafeJSONParser
+    from classifier.api.parsers import SafeJSONParser
     from classifier.runtime.registry import registry
-    from classifier.serializers import ClassifyInput, ClassifyOutput
+    from classifier.api.serializers import ClassifyInput, ClassifyOutput
     from classifier.services import classify_image
-    from classifier.throttling import SlidingWindowThrottle
+    from classifier.api.throttling import SlidingWindowThrottle
 
     from .images import photo_jpeg
 

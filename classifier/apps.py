@@ -32,7 +32,8 @@ class ClassifierConfig(AppConfig):
     name = "classifier"
 
     def ready(self) -> None:
-        from . import authentication, checks  # noqa: F401 - register the OpenAPI auth extension and the checks
+        from . import checks  # noqa: F401 - register the system checks
+        from .api import authentication  # noqa: F401 - register the OpenAPI auth extension
         from .runtime.registry import registry
         from .watcher import VersionWatcher
 

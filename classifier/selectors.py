@@ -1,4 +1,7 @@
-"""Model versions' reads: what is active (the serving processes' one cheap query), one version, the list."""
+"""Reads: model versions (what is active: the serving processes' one cheap query; one version; the list), and
+whether the database answers (readiness)."""
+from django.db import connection
+
 from .models import ModelLoadStatus, ModelVersion
 
 
@@ -27,3 +30,14 @@ def model_versions_list(*, name: str | None = None) -> list[ModelVersion]:
 def model_load_statuses(*, name: str | None = None) -> list[ModelLoadStatus]:
     statuses = ModelLoadStatus.objects.all()
     return list(statuses.filter(name=name) if name is not None else statuses)
+
+
+def database_problem() -> str | None:
+    """Why the default database cannot answer a trivial query (the exception's type name), or None when it can."""
+    try:
+        connection.ensure_connection()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as exc:  # noqa: BLE001 - any database failure means not ready
+        return type(exc).__name__
+    return None

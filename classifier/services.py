@@ -10,7 +10,7 @@ from rest_framework.exceptions import APIException
 
 from . import cache
 from .runtime import preprocessing as pipeline
-from .exceptions import BatcherClosed, ImageTooLarge, InferenceFailed, InferenceTimeout, InvalidImage, ModelNotFound
+from .api.exceptions import BatcherClosed, ImageTooLarge, InferenceFailed, InferenceTimeout, InvalidImage, ModelNotFound
 from .runtime.budget import PixelBudget
 from .runtime.registry import LoadedModel, registry
 

@@ -103,7 +103,7 @@ def fresh_anonymous_clients(monkeypatch):
 @pytest.fixture(autouse=True)
 def fresh_window_store():
     """Key ids restart in every test's database; with Redis windows, start from an empty store too."""
-    from classifier.throttling import SlidingWindowThrottle
+    from classifier.api.throttling import SlidingWindowThrottle
 
     store = SlidingWindowThrottle.store
     if hasattr(store, "_redis"):
@@ -125,7 +125,7 @@ def database_windows(monkeypatch):
     """The database window store for this test, whatever REDIS_URL says: for tests that count the
     RateLimitEvent rows a charge writes (the Redis store keeps its windows in Redis instead)."""
     from accounts.windows import DatabaseWindowStore
-    from classifier.throttling import SlidingWindowThrottle
+    from classifier.api.throttling import SlidingWindowThrottle
 
     monkeypatch.setattr(SlidingWindowThrottle, "store", DatabaseWindowStore())
 

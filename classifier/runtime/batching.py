@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..exceptions import BatcherClosed, Overloaded
+from ..api.exceptions import BatcherClosed, Overloaded
 
 logger = logging.getLogger(__name__)
 _STOP = object()  # put once per worker by close(): that worker finishes what it has taken and exits

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..exceptions import Overloaded
+from ..api.exceptions import Overloaded
 
 
 class PixelBudget:

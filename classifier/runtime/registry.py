@@ -18,7 +18,7 @@ from django.conf import settings
 from PIL import Image
 
 from .. import metrics
-from ..exceptions import ModelNotFound, ModelUnavailable
+from ..api.exceptions import ModelNotFound, ModelUnavailable
 from .artifacts import Artifact, ArtifactError, ModelSource, load_artifact, model_sources
 from .batching import MicroBatcher
 from .engines import Engine, TorchEngine, build_engine, resolve_device

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 import pytest
 
 from accounts.models import RateLimitEvent, RequestLog
-from classifier.exceptions import ModelNotAllowed
-from classifier.permissions import ModelIsAllowed
+from classifier.api.exceptions import ModelNotAllowed
+from classifier.api.permissions import ModelIsAllowed
 from classifier.runtime.artifacts import ModelSource
 from classifier.runtime.registry import LOADED, LOADING, Slot, registry
 from tests.model_weights import picture

@@ -3,9 +3,9 @@ import datetime as dt
 
 from rest_framework import serializers
 
-from classifier.exceptions import InvalidImage
+from classifier.api.exceptions import InvalidImage
 from classifier.runtime.preprocessing import Prediction
-from classifier.serializers import ClassifyBatchOutput, ClassifyOutput, image_results
+from classifier.api.serializers import ClassifyBatchOutput, ClassifyOutput, image_results
 from classifier.services import Classification
 
 PREDICTIONS = [Prediction("tabby", 0.8123), Prediction("tiger cat", 0.1)]

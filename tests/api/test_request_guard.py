@@ -13,7 +13,7 @@ from django.views.decorators.csrf import csrf_exempt
 from accounts.models import AnonymousRequestCount, RequestLog
 from aiserver.guard import RequestGuard
 from aiserver.handlers import ASGIHandler
-from classifier.middleware import BODY_TIMED_OUT_SCOPE_KEY
+from classifier.api.middleware import BODY_TIMED_OUT_SCOPE_KEY
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the request threads use their own connections
 

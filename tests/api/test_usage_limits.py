@@ -7,7 +7,7 @@ import pytest
 from django.conf import settings as django_settings
 
 from accounts.models import ApiKey, RequestLog
-from classifier.throttling import UsageThrottle
+from classifier.api.throttling import UsageThrottle
 from tests.model_weights import picture
 
 pytestmark = pytest.mark.django_db

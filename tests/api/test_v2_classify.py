@@ -7,7 +7,7 @@ from django.conf import settings
 from accounts.models import RateLimitEvent, RequestLog
 from classifier.runtime.artifacts import ModelSource
 from classifier.runtime.registry import LOADING, Slot, load_slot
-from classifier.throttling import SlidingWindowThrottle
+from classifier.api.throttling import SlidingWindowThrottle
 from tests.model_weights import picture
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("loaded_model")]

@@ -29,8 +29,8 @@ def test_a_log_write_that_raises_anything_still_answers_and_says_why(auth_client
     def broken(**_):
         raise RuntimeError("the log is broken")
 
-    monkeypatch.setattr("classifier.middleware.request_log_create", broken)
-    with caplog.at_level(logging.ERROR, logger="classifier.middleware"):
+    monkeypatch.setattr("classifier.api.middleware.request_log_create", broken)
+    with caplog.at_level(logging.ERROR, logger="classifier.api.middleware"):
         response = auth_client.post(URL, GOOD, format="json")
     assert response.status_code == 200 and response.json()["predictions"][0]["label"] == "goldfish"
     assert "the log is broken" in caplog.text and "_record_request failed for POST" in caplog.text
@@ -41,8 +41,8 @@ def test_a_count_that_raises_still_answers_the_401(client, monkeypatch, caplog):
     def broken(**_):
         raise ValueError("no count today")
 
-    monkeypatch.setattr("classifier.middleware.anonymous_request_count_increment", broken)
-    with caplog.at_level(logging.ERROR, logger="classifier.middleware"):
+    monkeypatch.setattr("classifier.api.middleware.anonymous_request_count_increment", broken)
+    with caplog.at_level(logging.ERROR, logger="classifier.api.middleware"):
         response = client.post(URL, GOOD, format="json")
     assert response.status_code == 401 and response.json()["code"] == "not_authenticated"
     assert "no count today" in caplog.text
@@ -52,7 +52,7 @@ def test_failing_metrics_still_leave_the_log_row(auth_client, monkeypatch):
     def broken(*_):
         raise RuntimeError("metrics are broken")
 
-    monkeypatch.setattr("classifier.middleware._record_metrics", broken)
+    monkeypatch.setattr("classifier.api.middleware._record_metrics", broken)
     assert auth_client.post(URL, GOOD, format="json").status_code == 200
     assert RequestLog.objects.values_list("endpoint", "status_code").get() == (URL, 200)
 

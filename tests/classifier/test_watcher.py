@@ -5,7 +5,7 @@ import shutil
 import pytest
 
 from classifier import versions
-from classifier.exceptions import BatcherClosed, ModelUnavailable
+from classifier.api.exceptions import BatcherClosed, ModelUnavailable
 from classifier.models import ModelLoadStatus
 from classifier.runtime.artifacts import ModelSource
 from classifier.runtime.registry import ModelRegistry, Slot

@@ -15,7 +15,7 @@ from accounts.windows import RedisWindowStore
 from classifier import services
 from classifier.runtime.budget import PixelBudget
 from classifier.runtime.registry import registry
-from classifier.throttling import SlidingWindowThrottle, UsageThrottle
+from classifier.api.throttling import SlidingWindowThrottle, UsageThrottle
 from tests.live.server import ROOT
 from tests.model_weights import picture
 from tests.services import require_redis
@@ -57,7 +57,7 @@ def test_database_failure_is_a_json_503_not_an_html_500(client, api_key, monkeyp
     def down(**kwargs):
         raise OperationalError("could not connect to server")
 
-    monkeypatch.setattr("classifier.authentication.api_key_authenticate", down)
+    monkeypatch.setattr("classifier.api.authentication.api_key_authenticate", down)
     response = client.post(URL, BODY, format="json", HTTP_X_API_KEY=api_key[1])
     assert response.status_code == 503
     assert response.json() == {"detail": "The database is unavailable; retry shortly.", "code": "database_unavailable"}

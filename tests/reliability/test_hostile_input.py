@@ -8,7 +8,7 @@ from PIL import Image
 from rest_framework.parsers import JSONParser
 from rest_framework.views import APIView
 
-from classifier.parsers import SafeJSONParser
+from classifier.api.parsers import SafeJSONParser
 
 from tests.model_weights import picture
 

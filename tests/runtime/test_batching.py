@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from classifier.runtime.batching import MicroBatcher
-from classifier.exceptions import Overloaded
+from classifier.api.exceptions import Overloaded
 
 
 def test_concurrent_images_share_forward_passes_bounded_by_max_batch_size():
@@ -102,7 +102,7 @@ def test_a_group_that_does_not_fit_the_queue_is_refused_whole():
 
 
 def test_closing_answers_every_queued_image_then_refuses_new_ones_and_drops_the_model():
-    from classifier.exceptions import BatcherClosed
+    from classifier.api.exceptions import BatcherClosed
 
     gate = threading.Event()
 

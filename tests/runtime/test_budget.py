@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from classifier.exceptions import Overloaded
+from classifier.api.exceptions import Overloaded
 from classifier.runtime.budget import PixelBudget
 
 

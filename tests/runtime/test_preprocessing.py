@@ -10,7 +10,7 @@ import torchvision
 from PIL import Image
 
 from classifier.runtime import preprocessing as pipeline
-from classifier.exceptions import ImageTooLarge, InvalidImage
+from classifier.api.exceptions import ImageTooLarge, InvalidImage
 from classifier.runtime.artifacts import ModelSource, load_artifact
 from tests.live.server import ROOT
 
@@ -129,7 +129,7 @@ def large(kind: str) -> Image.Image:
 
 
 # Run in a fresh process, whose heap holds no memory freed by earlier tests (that would hide growth):
-# Django with only the app classifier.exceptions imports, so no model loads; VmHWM is reset after imports.
+# Django with only the app classifier.api.exceptions imports, so no model loads; VmHWM is reset after imports.
 PEAK_RSS_GROWTH = r"""
 import re, sys
 from pathlib import Path

@@ -8,7 +8,7 @@ import torchvision
 from django.test import override_settings
 
 from classifier.apps import is_serving_process
-from classifier.exceptions import ModelNotFound, ModelUnavailable
+from classifier.api.exceptions import ModelNotFound, ModelUnavailable
 from classifier.runtime.artifacts import ModelSource
 from classifier.runtime.registry import LOADED, UNAVAILABLE, ModelRegistry, build_model
 

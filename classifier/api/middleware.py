@@ -8,7 +8,7 @@ from django.conf import settings
 
 from accounts.services import anonymous_request_count_increment, request_log_create
 
-from . import metrics
+from .. import metrics
 from .exceptions import HeadersTooLarge, PayloadTooLarge, RequestTimeout, error_response
 
 logger = logging.getLogger(__name__)

@@ -13,11 +13,12 @@ import re
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 
-from .models import NAME_PATTERN as VERSION_PATTERN
-from .runtime.registry import registry
+from ..models import NAME_PATTERN as VERSION_PATTERN
+from ..runtime.registry import registry
+from . import serializers as s
 from .serializers import Base64ImageField, ErrorOutput
 
 # A real 1x1 PNG, so the documented examples can be sent as they are ("Try it out", the fuzz tests).
@@ -228,3 +229,134 @@ def retry_after(*statuses: int) -> OpenApiParameter:
     """The Retry-After header (whole seconds) on the answers ``statuses``."""
     return OpenApiParameter("Retry-After", OpenApiTypes.INT, OpenApiParameter.HEADER, response=list(statuses),
                             description="Seconds to wait before retrying.")
+
+
+# --- operations: each view method's declaration (``@schema.V1_CLASSIFY`` and so on) ------------------------
+
+REQUEST_ID = OpenApiParameter(
+    "X-Request-ID", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+    description="Your id for this request (up to 64 of A-Z a-z 0-9 . _ : -); echoed back, else one is made.",
+)
+
+V1_CLASSIFY = extend_schema(
+    operation_id="v1_classify",
+    summary="Classify one image",
+    parameters=[*QUOTA_HEADERS, retry_after(429, 503)],
+    request={"application/json": ClassifyJson, "multipart/form-data": ClassifyMultipart},
+    responses={200: s.ClassifyOutput, **errors(400, 401, 403, 404, 405, 413, 415, 429, 503)},
+    examples=[
+        OpenApiExample("JSON", request_only=True, value={"image": EXAMPLE_PNG, "filename": "cat.png"}),
+        OpenApiExample(
+            "Result",
+            response_only=True,
+            value={"model": "resnet18", "model_version": "settings",
+                   "predictions": [{"label": "tabby", "confidence": 0.8123}]},
+        ),
+    ],
+)
+
+V1_USAGE = extend_schema(operation_id="v1_usage", summary="This key's classification usage", parameters=[retry_after(429)],
+               responses={200: s.UsageOutput, **errors(
+                   401, 404, 405, 429, 503, s429=USAGE_ERRORS[429], s503=DATABASE_UNAVAILABLE,
+               )})
+
+V1_MODEL_INFO = extend_schema(operation_id="v1_model_info", summary="The model this server serves", responses={
+    200: s.ModelInfoOutput, **errors(404, 405),
+})
+
+V2_CLASSIFY = extend_schema(
+    operation_id="v2_classify",
+    summary="Classify a batch of images",
+    description="Up to CLASSIFIER_MAX_BATCH_IMAGES (16) images inline, as JSON base64 or multipart `files`. "
+    "Costs one rate-limit unit per image. Results come back in input order; an unreadable image gets "
+    "its own `error` and the rest are still classified.",
+    parameters=[REQUEST_ID, *QUOTA_HEADERS, retry_after(429, 503)],
+    request={"application/json": ClassifyBatchJson, "multipart/form-data": ClassifyBatchMultipart},
+    responses={200: s.ClassifyBatchOutput, **errors(
+        400, 401, 403, 404, 405, 413, 415, 429, 503,
+        s400=V2_CLASSIFY_ERRORS[400], s429=V2_CLASSIFY_ERRORS[429],
+    )},
+    examples=[
+        OpenApiExample(
+            "JSON batch",
+            request_only=True,
+            value={
+                "images": [{"image": EXAMPLE_PNG, "filename": "cat.png"}, {"image": "bm90IGFuIGltYWdl", "filename": "notes.txt"}],
+                "top_k": 2,
+                "model": "resnet18",
+            },
+        ),
+        OpenApiExample(
+            "Mixed result",
+            response_only=True,
+            value={
+                "id": "3f2c9a7e5b8d4e0f9a1b2c3d4e5f6a7b",
+                "model": "resnet18",
+                "model_version": "settings",
+                "created": "2026-11-22T21:45:04.123456Z",
+                "processing_time_ms": 41.7,
+                "results": [
+                    {"index": 0, "filename": "cat.png", "predictions": [
+                        {"label": "tabby", "confidence": 0.8123}, {"label": "tiger cat", "confidence": 0.1011}]},
+                    {"index": 1, "filename": "notes.txt", "error": {
+                        "code": "invalid_image", "message": "The data is not a readable image."}},
+                ],
+            },
+        ),
+    ],
+)
+
+V2_MODELS = extend_schema(
+    operation_id="v2_models",
+    summary="The models this server has loaded, at their active versions (?all=true: every version)",
+    description="Public. With an API key, only the models that key may use (its allowed models) are listed.",
+    parameters=[OpenApiParameter("all", OpenApiTypes.BOOL, description="Also list every registered version.")],
+    responses={200: s.ModelsOutput, **errors(400, 401, 404, 405, s400=MODELS_BAD_QUERY)},
+    examples=[OpenApiExample("Two models", response_only=True, value={
+        "max_batch_images": 16,
+        "max_top_k": 20,
+        "models": [{
+            "name": "resnet18", "version": "settings", "default": True, "status": "loaded", "reason": "",
+            "weights": "default",
+            "pretrained": True, "num_labels": 1000, "input_size": 224, "device": "cpu",
+            "artifact": "torchvision", "engine": "onnxruntime", "precision": "fp32", "exact": True,
+        }, {
+            "name": "flowers", "version": "2", "default": False, "status": "loaded", "reason": "",
+            "weights": "version:2",
+            "pretrained": True, "num_labels": 5, "input_size": 224, "device": "cpu",
+            "artifact": "state_dict", "engine": "onnxruntime", "precision": "fp32", "exact": True,
+        }],
+    })],
+)
+
+V2_USAGE = extend_schema(
+    operation_id="v2_usage",
+    summary="This key's classification usage (v1 and v2) over a range, and its limit now",
+    parameters=[
+        REQUEST_ID,
+        OpenApiParameter("days", {"type": "integer", "minimum": 1, "maximum": settings.ACCOUNTS_USAGE_MAX_RANGE_DAYS},
+                         description="The last N days."),
+        OpenApiParameter("since", OpenApiTypes.DATETIME, description="ISO-8601 start (inclusive); default when "
+                         f"the key was made, at most {settings.ACCOUNTS_USAGE_MAX_RANGE_DAYS} days before until."),
+        OpenApiParameter("until", OpenApiTypes.DATETIME, description="ISO-8601 end (exclusive); default now."),
+        retry_after(429, 503),
+    ],
+    responses={200: s.UsageReportOutput, **errors(
+        400, 401, 404, 405, 429, 503,
+        s400=USAGE_ERRORS[400], s429=USAGE_ERRORS[429], s503=USAGE_ERRORS[503],
+    )},
+    examples=[OpenApiExample("A day of use", response_only=True, value={
+        "key": {"name": "team-a", "prefix": "ais_3f2c9a7e", "rate_limit": 600, "rate_window_seconds": 60,
+                "created_at": "2026-11-01T09:00:00Z", "expires_at": None},
+        "since": "2026-11-21T21:45:04Z", "until": "2026-11-22T21:45:04Z",
+        "requests": 9, "images": 100, "throttled": 1,
+        "by_endpoint": [{"endpoint": "/api/v2/classify", "requests": 9, "images": 100}],
+        "by_model": [{"name": "flowers", "version": "", "requests": 2, "images": 20},
+                     {"name": "resnet18", "version": "", "requests": 6, "images": 80}],
+        "by_status": {"200": 8, "429": 1},
+        "latency_ms": {"p50": 310.5, "p95": 402.1, "p99": 402.1},
+        "daily": [{"date": "2026-11-21", "requests": 0, "images": 0},
+                  {"date": "2026-11-22", "requests": 9, "images": 100}],
+        "limit": {"limit": 600, "window_seconds": 60, "remaining": 520, "reset_seconds": 12},
+    })],
+)

@@ -1,12 +1,12 @@
-"""Staff pages: the usage dashboard (reads only, through selectors)."""
+"""The staff usage dashboard: every key's traffic (reads only, through accounts' selectors)."""
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import permission_required
 from django.shortcuts import render
 from django.utils import timezone
 
-from .forms import UsageFilterForm
-from .selectors import UsageDashboard, usage_dashboard
+from accounts.forms import UsageFilterForm
+from accounts.selectors import UsageDashboard, usage_dashboard
 
 # The dashboard shows every key's name, prefix and traffic: what the key and log admin pages show.
 USAGE_DASHBOARD_PERMISSIONS = ("accounts.view_apikey", "accounts.view_requestlog")

@@ -1,7 +1,10 @@
+import hmac
+
+from django.conf import settings
 from rest_framework.permissions import BasePermission
 
 from .exceptions import ModelNotAllowed
-from .runtime.registry import registry
+from ..runtime.registry import registry
 
 VERSION_SEPARATOR = "@"  # "name@version": access is judged by the name
 
@@ -48,3 +51,16 @@ class ModelIsReady(BasePermission):
     def has_permission(self, request, view) -> bool:
         registry.get(_requested_model(request, view))  # raises ModelUnavailable (503) with the reason
         return True
+
+
+class CanReadMetrics(BasePermission):
+    """A scraper sending ``Authorization: Bearer <METRICS_TOKEN>`` (when that is set; compared in constant time),
+    or a staff session with METRICS_PERMISSION."""
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        if user is not None and user.is_staff and user.has_perm(settings.METRICS_PERMISSION):
+            return True
+        token = settings.METRICS_TOKEN
+        scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
+        return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(sent.encode(), token.encode())

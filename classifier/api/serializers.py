@@ -11,7 +11,7 @@ from rest_framework.exceptions import APIException
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 from .exceptions import InvalidImage
-from .runtime.registry import registry
+from ..runtime.registry import registry
 
 _DATA_URL = re.compile(r"^data:image/[a-zA-Z0-9.+-]+;base64,")
 _WHITESPACE = re.compile(r"\s+")

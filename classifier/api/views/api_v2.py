@@ -1,0 +1,134 @@
+"""API v2: batches with top-k and model choice, cost-weighted limits, the models list, richer usage."""
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.urls import reverse
+from django.utils import timezone
+from rest_framework.exceptions import APIException
+from rest_framework.parsers import MultiPartParser
+from rest_framework.response import Response
+
+from accounts.selectors import rate_limit_state, usage_report
+
+from ...runtime.registry import registry
+from ...selectors import model_versions_list
+from ...services import classify_batch
+from .. import schema
+from .. import serializers as s
+from ..authentication import ApiKeyAuthentication
+from ..permissions import HasApiKey, ModelIsAllowed, ModelIsReady
+from ..parsers import SafeJSONParser
+from ..throttling import SlidingWindowThrottle, UsageThrottle
+from .base import Endpoint, KeyedEndpoint, note_model
+
+# How a request body can be malformed: it does not parse (ParseError, UnsupportedMediaType, Django's own
+# parsing limits) or its envelope is invalid (ValidationError).
+MALFORMED = (APIException, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent)
+
+
+class ClassifyBatchView(KeyedEndpoint):
+    permission_classes = [HasApiKey, ModelIsAllowed, ModelIsReady]
+    throttle_classes = [SlidingWindowThrottle]
+    parser_classes = [SafeJSONParser, MultiPartParser]
+
+    def validated_input(self, request) -> s.ClassifyBatchInput:
+        """The validated envelope, parsed and validated once per request.
+
+        Raises the request's 400 (or 413/415) every time it is asked for a malformed request.
+        """
+        if not hasattr(self, "_input"):
+            try:
+                payload = s.ClassifyBatchInput(data=request.data)
+                payload.is_valid(raise_exception=True)
+                self._input = payload
+            except MALFORMED as exc:
+                self._input = exc
+        if isinstance(self._input, Exception):
+            raise self._input
+        return self._input
+
+    def requested_model(self, request) -> str | None:
+        """The model this request asks for (ModelIsReady answers 503 before any quota when it is not loaded);
+        for a malformed request the default model, as its error is answered after the throttle."""
+        try:
+            return self.validated_input(request).model_choice()[0]
+        except MALFORMED:
+            return None
+
+    def request_is_malformed(self, request) -> bool:
+        """Whether the envelope is malformed: it names no model yet (ModelIsAllowed lets it on to be charged)."""
+        try:
+            self.validated_input(request)
+        except MALFORMED:
+            return True
+        return False
+
+    def throttle_cost(self, request) -> int:
+        """A batch costs one unit per image; a malformed request one unit, charged before its error is
+        answered (in ``post``), so a key cannot send malformed requests without limit."""
+        try:
+            return len(self.validated_input(request).filenames())
+        except MALFORMED:
+            return 1
+
+    @schema.V2_CLASSIFY
+    def post(self, request):
+        payload = self.validated_input(request)
+        data = payload.validated_data
+        name, version = payload.model_choice()
+        result = classify_batch(payload.image_data(), top_k=data["top_k"], model_name=name, model_version=version)
+        note_model(request, name=result.model, version=result.model_version)
+        return Response(s.ClassifyBatchOutput({
+            "id": request.request_id,
+            "model": result.model,
+            "model_version": result.model_version,
+            "created": timezone.now(),
+            "processing_time_ms": result.processing_time_ms,
+            "results": s.image_results(payload.filenames(), result.results),
+        }).data)
+
+
+class ModelsView(Endpoint):
+    authentication_classes = [ApiKeyAuthentication]  # optional: a key sees only the models it may use
+
+    @schema.V2_MODELS
+    def get(self, request):
+        query = s.ModelsQueryInput(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        answer = {
+            "max_batch_images": settings.CLASSIFIER_MAX_BATCH_IMAGES,
+            "max_top_k": settings.CLASSIFIER_MAX_TOP_K,
+            "models": [model for model in registry.describe() if _may_use(request.auth, model["name"])],
+        }
+        if query.validated_data["all"]:
+            answer["versions"] = [version_row(v) for v in model_versions_list() if _may_use(request.auth, v.name)]
+        return Response(s.ModelsOutput(answer).data)
+
+
+def version_row(model_version) -> dict:
+    """A registered version as VersionOutput shows it."""
+    return {"name": model_version.name, "version": model_version.version, "status": model_version.status,
+            "validated": model_version.passed, "sha256": model_version.sha256, "created_at": model_version.created_at,
+            "activated_at": model_version.activated_at}
+
+
+def _may_use(api_key, name: str) -> bool:
+    """Whether the caller may use model ``name``: anyone without a key sees every model."""
+    return api_key is None or api_key.may_use_model(name)
+
+
+class UsageReportView(KeyedEndpoint):
+    throttle_classes = [UsageThrottle]
+
+    @schema.V2_USAGE
+    def get(self, request):
+        query = s.UsageQueryInput(data=request.query_params, context={"api_key": request.auth})
+        query.is_valid(raise_exception=True)
+        report = usage_report(
+            api_key=request.auth,
+            endpoints=[reverse("v1-classify"), reverse("v2-classify")],
+            **query.validated_data,
+        )
+        limit = rate_limit_state(
+            api_key=request.auth, store=SlidingWindowThrottle.store, now=SlidingWindowThrottle.clock()
+        )
+        return Response(s.UsageReportOutput({"key": request.auth, **report.__dict__, "limit": limit}).data)

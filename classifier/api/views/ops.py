@@ -1,0 +1,53 @@
+"""For operators and their probes: liveness, readiness, Prometheus metrics, and JSON 404s for unknown API paths."""
+from django.http import HttpResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.exceptions import NotFound
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ... import metrics
+from ...runtime.registry import registry
+from ...selectors import database_problem
+from ..exceptions import DatabaseUnavailable
+from ..permissions import CanReadMetrics
+from .base import Endpoint
+
+
+class HealthView(APIView):
+    @extend_schema(exclude=True)
+    def get(self, request):
+        return Response({"status": "alive"})
+
+
+class ReadyView(APIView):
+    @extend_schema(exclude=True)
+    def get(self, request):
+        registry.get(request.query_params.get("model"))  # the default model, or ?model=NAME; 503 with the reason
+        problem = database_problem()
+        if problem is not None:
+            raise DatabaseUnavailable(f"The database is unavailable ({problem}).")
+        return Response({"status": "ready"})
+
+
+class MetricsView(APIView):
+    """Prometheus metrics for scrapers sending ``Authorization: Bearer <METRICS_TOKEN>`` and for staff sessions
+    allowed to read the request logs (METRICS_PERMISSION); 404 for anyone else, so the page is not advertised."""
+
+    authentication_classes = [SessionAuthentication]
+    permission_classes = [CanReadMetrics]
+
+    @extend_schema(exclude=True)
+    def get(self, request):
+        body, content_type = metrics.exposition()
+        return HttpResponse(body, content_type=content_type)
+
+    def permission_denied(self, request, message=None, code=None):
+        raise NotFound()
+
+
+class ApiNotFoundView(Endpoint):
+    """Every unknown path under /api/ answers JSON 404, whatever the method."""
+
+    def initial(self, request, *args, **kwargs):  # before the method check: unknown paths are 404
+        raise NotFound(f"No API endpoint at {request.path}.")
