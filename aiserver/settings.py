@@ -312,7 +312,7 @@ SPECTACULAR_SETTINGS = {
         "Classify images with a torchvision model. Authenticate with `Authorization: Bearer <key>` "
         "or `X-API-Key: <key>`. Errors are JSON `{\"detail\": ..., \"code\": ...}`."
     ),
-    "VERSION": "1.0.0",
+    "VERSION": "1.1.0",  # 1.1: per-image errors carry detail (message kept one release)
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -82,7 +82,7 @@ def format_table(results: list[FileResult]) -> str:
             others = ", ".join(f"{p['label']} {p['confidence']:.4f}" for p in rest)
             rows.append((r.path, top["label"], f"{top['confidence']:.4f}", others))
         else:
-            rows.append((r.path, f"ERROR {r.error['code']}", "", r.error["message"]))
+            rows.append((r.path, f"ERROR {r.error['code']}", "", r.error["detail"]))
     return _columns(rows)
 
 

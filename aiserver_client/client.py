@@ -24,7 +24,7 @@ class ApiError(Exception):
 class FileResult:
     path: str
     predictions: list[dict] | None = None  # [{"label", "confidence"}], highest first
-    error: dict | None = None  # {"code", "message"}
+    error: dict | None = None  # {"detail", "code", "message"}: the API's error shape (message: the old name of detail)
     model: str = ""
 
     @property
@@ -122,7 +122,7 @@ class Client:
                 if exc.code in ("batch_exceeds_limit", "payload_too_large") and len(batch) > 1:
                     size = max(1, len(batch) // 2)
                     continue
-                yield from (FileResult(str(p), error={"code": exc.code, "message": exc.detail}) for p in batch)
+                yield from (FileResult(str(p), error={"detail": exc.detail, "code": exc.code, "message": exc.detail}) for p in batch)
             start += len(batch)
 
     def _classify_batch(self, batch: list[Path], *, top_k: int, model: str | None) -> Iterator[FileResult]:
@@ -131,7 +131,7 @@ class Client:
             try:
                 readable.append((path, path.read_bytes()))
             except OSError as exc:
-                unreadable[path] = {"code": "unreadable_file", "message": str(exc)}
+                unreadable[path] = {"detail": str(exc), "code": "unreadable_file", "message": str(exc)}
         answers = {}
         if readable:
             body = self.classify([(p.name, data) for p, data in readable], top_k=top_k, model=model)

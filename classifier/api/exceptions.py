@@ -110,15 +110,33 @@ class DatabaseUnavailable(APIException):
     default_code = "database_unavailable"
 
 
-def _flatten(detail) -> tuple[str, str]:
-    """Return (message, code) of the first error in a DRF error structure."""
+class ServerError(APIException):
+    status_code = status.HTTP_500_INTERNAL_SERVER_ERROR
+    default_detail = "Internal server error."
+    default_code = "server_error"
+
+
+def first_error(detail, *, name_field: bool = True) -> tuple[str, str]:
+    """(message, code) of the first error in a DRF error structure; the message starts with its field's name
+    (``"top_k: ..."``) unless ``name_field`` is off or it is a non-field error."""
     if isinstance(detail, dict):
         field, value = next(iter(detail.items()))
-        message, code = _flatten(value)
-        return (message if field == "non_field_errors" else f"{field}: {message}"), code
+        message, code = first_error(value, name_field=name_field)
+        return (message if field == "non_field_errors" or not name_field else f"{field}: {message}"), code
     if isinstance(detail, list):
-        return _flatten(detail[0]) if detail else ("Invalid input.", "invalid")
+        return first_error(detail[0], name_field=name_field) if detail else ("Invalid input.", "invalid")
     return str(detail), getattr(detail, "code", "error") or "error"
+
+
+def error_body(exc: APIException, *, name_field: bool = True) -> dict:
+    """The one error shape, everywhere: ``{"detail": message, "code": code}``, plus ``errors`` (every field's
+    errors) for an invalid request body. v2's per-image errors are this shape too (with ``message``, see
+    serializers.image_results)."""
+    message, code = first_error(exc.detail, name_field=name_field)
+    body = {"detail": message, "code": code}
+    if isinstance(exc, ValidationError) and isinstance(exc.detail, dict):
+        body["errors"] = exc.get_full_details()
+    return body
 
 
 def _translate(exc: Exception) -> Exception:
@@ -141,13 +159,11 @@ def api_exception_handler(exc: Exception, context) -> Response:
     response = drf_exception_handler(exc, context)
     if response is None:
         logger.exception("unhandled error in %s", context.get("view").__class__.__name__, exc_info=exc)
-        return Response({"detail": "Internal server error.", "code": "server_error"}, status=500)
-    detail = exc.detail if isinstance(exc, APIException) else response.data
-    message, code = _flatten(detail)
-    body = {"detail": message, "code": code}
-    if isinstance(exc, ValidationError) and isinstance(exc.detail, dict):
-        body["errors"] = exc.get_full_details()
-    response.data = body
+        return Response(error_body(ServerError()), status=ServerError.status_code)
+    if not isinstance(exc, APIException):  # Django's Http404 or PermissionDenied, which DRF answered itself
+        detail = response.data["detail"]
+        exc = APIException(detail, code=detail.code)
+    response.data = error_body(exc)
     return response
 
 
@@ -155,7 +171,7 @@ def error_response(exc: APIException):
     """A JSON error response for code outside DRF views (middleware, URL fallbacks)."""
     from django.http import JsonResponse
 
-    response = JsonResponse({"detail": str(exc.detail), "code": exc.get_codes()}, status=exc.status_code)
+    response = JsonResponse(error_body(exc), status=exc.status_code)
     if getattr(exc, "wait", None):
         response["Retry-After"] = str(int(exc.wait))
     return response

@@ -299,7 +299,8 @@ V2_CLASSIFY = extend_schema(
                     {"index": 0, "filename": "cat.png", "predictions": [
                         {"label": "tabby", "confidence": 0.8123}, {"label": "tiger cat", "confidence": 0.1011}]},
                     {"index": 1, "filename": "notes.txt", "error": {
-                        "code": "invalid_image", "message": "The data is not a readable image."}},
+                        "detail": "The data is not a readable image.", "code": "invalid_image",
+                        "message": "The data is not a readable image."}},
                 ],
             },
         ),

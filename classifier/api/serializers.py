@@ -10,7 +10,7 @@ from rest_framework import serializers
 from rest_framework.exceptions import APIException
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
-from .exceptions import InvalidImage
+from .exceptions import InvalidImage, error_body, first_error
 from ..runtime.registry import registry
 
 _DATA_URL = re.compile(r"^data:image/[a-zA-Z0-9.+-]+;base64,")
@@ -236,19 +236,16 @@ def _decode_item(value: str) -> bytes | APIException:
     try:
         return decode_base64_image(value, field="image")
     except serializers.ValidationError as exc:
-        message, code = _first_error(exc.detail)
+        message, code = first_error(exc.detail, name_field=False)
         return InvalidImage(message, code=code)
 
 
-def _first_error(detail) -> tuple[str, str]:
-    while isinstance(detail, (dict, list)):
-        detail = next(iter(detail.values())) if isinstance(detail, dict) else detail[0]
-    return str(detail), getattr(detail, "code", "invalid_image")
-
-
 class ImageErrorOutput(serializers.Serializer):
+    """One image's error, in the API's one error shape (ErrorOutput's detail and code)."""
+
+    detail = serializers.CharField()
     code = serializers.CharField()
-    message = serializers.CharField()
+    message = serializers.CharField(help_text="Deprecated: the same as detail, kept for one release; read detail.")
 
 
 class ImageResultOutput(serializers.Serializer):
@@ -287,7 +284,8 @@ def _image_result(result: dict) -> dict:
     if "predictions" in result:
         shaped["predictions"] = _predictions(result["predictions"])
     if "error" in result:
-        shaped["error"] = {"code": str(result["error"]["code"]), "message": str(result["error"]["message"])}
+        error = result["error"]
+        shaped["error"] = {"detail": str(error["detail"]), "code": str(error["code"]), "message": str(error["message"])}
     return shaped
 
 
@@ -297,7 +295,8 @@ def image_results(filenames: list[str], outcomes: list) -> list[dict]:
     for index, (filename, outcome) in enumerate(zip(filenames, outcomes)):
         result = {"index": index, "filename": filename}
         if isinstance(outcome, APIException):
-            result["error"] = {"code": outcome.get_codes(), "message": str(outcome.detail)}
+            body = error_body(outcome)
+            result["error"] = {**body, "message": body["detail"]}
         else:
             result["predictions"] = outcome
         results.append(result)

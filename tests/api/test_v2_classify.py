@@ -84,6 +84,18 @@ def test_batch_with_good_and_bad_images_answers_each_in_input_order(v2):
     assert all(results[i]["error"]["message"] and "predictions" not in results[i] for i in (1, 3, 4))
 
 
+def test_a_per_image_error_has_the_one_error_shape_and_keeps_message_for_old_clients(v2):
+    images = [{"image": base64.b64encode(b"not an image").decode(), "filename": "notes.txt"},
+              {"image": "@@@", "filename": "bad.b64"}]
+    response = v2.post(URL, {"images": images}, format="json")
+    assert response.status_code == 200, response.content
+    errors = [result["error"] for result in response.json()["results"]]
+    assert [set(error) for error in errors] == [{"detail", "code", "message"}] * 2
+    assert [error["code"] for error in errors] == ["invalid_image", "invalid_base64"]
+    assert all(error["detail"] and error["message"] == error["detail"] for error in errors)
+    assert errors[1]["detail"] == "Not valid base64."  # the image's own message, not prefixed by a field name
+
+
 def test_multipart_files_and_top_k_form_field(v2):
     uploads = []
     for name, data in [("a.jpg", picture("goldfish")), ("b.png", picture("jellyfish", fmt="PNG")), ("c.bin", b"")]:
