@@ -12,7 +12,7 @@ RUN_ENV ?= DJANGO_DEBUG=$${DJANGO_DEBUG:-true}
 UVICORN_FLAGS := --http aiserver.protocols:H11Protocol --h11-max-incomplete-event-size 65536 \
 	--limit-concurrency 512 --timeout-keep-alive 5
 
-.PHONY: install browser node run test bench wrk schema clean
+.PHONY: install browser node run test check bench wrk schema clean
 
 $(BIN)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ run: install
 
 test: install browser node
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Lint, format and types (settings in pyproject.toml); CI runs it before the tests. `ruff format .` fixes the format.
+check: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # The benchmark (docs/benchmarks.md): one run, a few minutes. BENCH_ARGS e.g. "--workers 2 --seconds 20".
 bench: install wrk

@@ -1,4 +1,5 @@
 """Admin: a thin UI over the key services. Keys are shown once; logs are read-only."""
+
 from django.contrib import admin, messages
 from django.db.models import Q
 from django.utils.html import format_html
@@ -11,7 +12,18 @@ from .models import AnonymousRequestCount, ApiKey, RequestLog
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
     form = ApiKeyAdminForm
-    list_display = ["name", "prefix", "owner", "active", "rate_limit", "rate_window_seconds", "model_access", "expires_at", "last_used_at", "created_at"]
+    list_display = [
+        "name",
+        "prefix",
+        "owner",
+        "active",
+        "rate_limit",
+        "rate_window_seconds",
+        "model_access",
+        "expires_at",
+        "last_used_at",
+        "created_at",
+    ]
     list_filter = [("revoked_at", admin.EmptyFieldListFilter), "expires_at", "created_at"]
     search_fields = ["name", "prefix", "owner__username", "owner__email"]
     readonly_fields = ["prefix", "created_at", "revoked_at", "last_used_at"]
@@ -85,8 +97,18 @@ class RequestLogAdmin(ReadOnlyAdmin):
     """Read-only, and cheap at millions of rows: newest first through the created_at index, filters with
     fixed choices (no DISTINCT over the log), no full count, the key joined in the one list query."""
 
-    list_display = ["created_at", "api_key", "method", "endpoint", "status_code", "response_time_ms", "images",
-                    "model_name", "model_version", "client_ip"]
+    list_display = [
+        "created_at",
+        "api_key",
+        "method",
+        "endpoint",
+        "status_code",
+        "response_time_ms",
+        "images",
+        "model_name",
+        "model_version",
+        "client_ip",
+    ]
     list_filter = [StatusClassFilter, ("api_key", admin.RelatedFieldListFilter), "created_at"]
     search_fields = ["=request_id", "=api_key__prefix"]
     list_select_related = ["api_key"]

@@ -4,6 +4,7 @@ A key looks like ``ais_<prefix>.<secret>``: the prefix (8 hex characters) is sto
 for lookup and display, the whole key only as a SHA-256 digest. Keys carry 256 bits of
 randomness, so a fast digest is as safe as a slow password hash and keeps auth cheap.
 """
+
 import hashlib
 import hmac
 import re

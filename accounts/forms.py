@@ -1,4 +1,5 @@
 """Forms of the staff pages: the usage dashboard's filter, and the admin's key form."""
+
 import datetime as dt
 from dataclasses import dataclass
 
@@ -71,4 +72,4 @@ class ApiKeyAdminForm(forms.ModelForm):
 
     class Meta:
         model = ApiKey
-        fields = "__all__"
+        fields = "__all__"  # noqa: DJ007 - ApiKeyAdmin's fieldsets and read-only fields choose what is shown

@@ -1,5 +1,6 @@
 """Who may call the API (ApiKey), what they used (RequestLog, RateLimitEvent, UsageRateLimitEvent) and who
 called without a key (AnonymousRequestCount)."""
+
 import re
 
 from django.conf import settings
@@ -36,7 +37,8 @@ def validate_model_names(value) -> None:
     if bad:
         raise ValidationError(
             "Not a model name: %(names)s (letters, digits, '_', '.', '-', up to 64, no '@version').",
-            code="invalid_model_name", params={"names": ", ".join(repr(name) for name in bad)},
+            code="invalid_model_name",
+            params={"names": ", ".join(repr(name) for name in bad)},
         )
     if len(set(value)) != len(value):
         raise ValidationError("A model is named twice.", code="duplicate_model_name")
@@ -60,7 +62,9 @@ class ApiKey(models.Model):
         default=_default_rate_window, help_text="Length of the sliding window in seconds."
     )
     allowed_models = models.JSONField(
-        default=list, blank=True, validators=[validate_model_names],
+        default=list,
+        blank=True,
+        validators=[validate_model_names],
         help_text="The models this key may call, by name (as /api/v2/models lists them). Empty: every model.",
     )
 
@@ -91,7 +95,7 @@ class ApiKey(models.Model):
         """Whether this key may call model ``name`` (a bare name: no "@version"); empty allowed_models: every one."""
         return not self.allowed_models or name in self.allowed_models
 
-    def save(self, *args, **kwargs):
+    def save(self, *args, **kwargs):  # noqa: DJ012 - beside the rules it enforces, not above them
         # A revoked key stays revoked: no edit may clear the stored revocation.
         if self.pk is not None and self.revoked_at is None:
             stored = ApiKey.objects.filter(pk=self.pk).values_list("revoked_at", flat=True).first()
@@ -110,8 +114,12 @@ class RequestLog(models.Model):
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     request_id = models.CharField(max_length=64, blank=True, default="")
     images = models.PositiveIntegerField(default=0, help_text="Images this request asked to classify.")
-    model_name = models.CharField(max_length=64, blank=True, default="", help_text="The model that answered; blank: none did.")
-    model_version = models.CharField(max_length=64, blank=True, default="", help_text="Its version; blank: none or unversioned.")
+    model_name = models.CharField(
+        max_length=64, blank=True, default="", help_text="The model that answered; blank: none did."
+    )
+    model_version = models.CharField(
+        max_length=64, blank=True, default="", help_text="Its version; blank: none or unversioned."
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -144,7 +152,7 @@ class AnonymousRequestCount(models.Model):
 
     minute = models.DateTimeField(help_text="The start of the minute (UTC).")
     client = models.CharField(max_length=50)
-    route = models.CharField(max_length=200, help_text="The matched route, or \"unmatched\".")
+    route = models.CharField(max_length=200, help_text='The matched route, or "unmatched".')
     status_code = models.PositiveSmallIntegerField()
     count = models.PositiveIntegerField(default=0)
 
@@ -172,6 +180,9 @@ class RateLimitEvent(models.Model):
     class Meta:
         indexes = [models.Index(fields=["api_key", "at"], name="ratelimit_key_at")]
 
+    def __str__(self) -> str:
+        return f"key {self.api_key_id} at {self.at:.3f} (cost {self.cost})"
+
 
 class UsageRateLimitEvent(models.Model):
     """One admitted usage request (GET /api/v1/usage or /api/v2/usage) inside its key's usage window: a table
@@ -183,3 +194,6 @@ class UsageRateLimitEvent(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["api_key", "at"], name="usage_ratelimit_key_at")]
+
+    def __str__(self) -> str:
+        return f"key {self.api_key_id} at {self.at:.3f} (cost {self.cost})"

@@ -7,6 +7,7 @@ database alias, with a placeholder value, and afterwards only runs the SQL with 
 value and turns the rows into model instances the way the ORM does (the same columns,
 the same backend converters, ``Model.from_db``).
 """
+
 from collections.abc import Callable
 
 from django.db import DEFAULT_DB_ALIAS, connections

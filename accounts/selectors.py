@@ -1,4 +1,5 @@
 """Reads: usage of API keys."""
+
 import datetime as dt
 import math
 import time
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import connection
 from django.db.models import Avg, Count, Q, Sum
-from django.db.models.functions import Mod, Substr, TruncDate, TruncDay, TruncHour
+from django.db.models.functions import Mod, Substr, TruncDate
 
 from .models import AnonymousRequestCount, ApiKey, RequestLog
 from .queries import PreparedQuery
@@ -34,9 +35,7 @@ class UsageSummary:
     avg_response_time_ms: float
 
 
-def usage_summary(
-    *, api_key: ApiKey, endpoints: list[str], since: dt.datetime | None = None
-) -> UsageSummary:
+def usage_summary(*, api_key: ApiKey, endpoints: list[str], since: dt.datetime | None = None) -> UsageSummary:
     """Summarise ``api_key``'s requests to ``endpoints`` (paths) since ``since`` (all time if None)."""
     logs = RequestLog.objects.filter(api_key=api_key, endpoint__in=endpoints)
     if since is not None:
@@ -106,10 +105,13 @@ def usage_report(
             totals[0] += group.requests
             totals[1] += group.images
         statuses[group.status_code] += group.requests
-    by_endpoint = [EndpointUsage(endpoint=name, requests=n, images=images)
-                   for name, (n, images) in sorted(endpoint_totals.items())]
+    by_endpoint = [
+        EndpointUsage(endpoint=name, requests=n, images=images) for name, (n, images) in sorted(endpoint_totals.items())
+    ]
     by_model = [
-        ModelUsage(name=row["model_name"], version=row["model_version"], requests=row["requests"], images=row["images"] or 0)
+        ModelUsage(
+            name=row["model_name"], version=row["model_version"], requests=row["requests"], images=row["images"] or 0
+        )
         for row in logs.exclude(model_name="")
         .values("model_name", "model_version")
         .annotate(requests=Count("id"), images=Sum("images"))
@@ -145,12 +147,15 @@ def _usage_groups(logs) -> Iterator[_UsageGroup]:
     Python function per row (measured: the report took three times as long).
     """
     sqlite = connection.vendor == "sqlite"
-    day = Substr("created_at", 1, 10) if sqlite else TruncDate("created_at", tzinfo=dt.timezone.utc)
+    day = Substr("created_at", 1, 10) if sqlite else TruncDate("created_at", tzinfo=dt.UTC)
     rows = logs.annotate(day=day).values("endpoint", "status_code", "day").annotate(n=Count("id"), images=Sum("images"))
     for row in rows.order_by():
         yield _UsageGroup(
-            endpoint=row["endpoint"], status_code=row["status_code"],
-            day=dt.date.fromisoformat(row["day"]) if sqlite else row["day"], requests=row["n"], images=row["images"] or 0,
+            endpoint=row["endpoint"],
+            status_code=row["status_code"],
+            day=dt.date.fromisoformat(row["day"]) if sqlite else row["day"],
+            requests=row["n"],
+            images=row["images"] or 0,
         )
 
 
@@ -166,8 +171,8 @@ def _daily(day_totals: dict[dt.date, list[int]], *, since: dt.datetime | None, u
     """Every UTC day of [since, until) with its [requests, images] (zeros included); since None: from the first."""
     if not day_totals and since is None:
         return []
-    first = since.astimezone(dt.timezone.utc).date() if since is not None else min(day_totals)
-    last = (until - dt.timedelta(microseconds=1)).astimezone(dt.timezone.utc).date()
+    first = since.astimezone(dt.UTC).date() if since is not None else min(day_totals)
+    last = (until - dt.timedelta(microseconds=1)).astimezone(dt.UTC).date()
     days = []
     for offset in range((last - first).days + 1):
         day = first + dt.timedelta(days=offset)
@@ -231,9 +236,7 @@ class UsageDashboard:
     anonymous: "AnonymousUsage | None"  # requests without a key; None when one key is shown
 
 
-def request_logs_in_range(
-    *, since: dt.datetime, until: dt.datetime, api_key: ApiKey | None = None
-):
+def request_logs_in_range(*, since: dt.datetime, until: dt.datetime, api_key: ApiKey | None = None):
     """Logged API requests created in [since, until), of ``api_key`` alone when given."""
     logs = RequestLog.objects.filter(created_at__gte=since, created_at__lt=until)
     return logs.filter(api_key=api_key) if api_key is not None else logs
@@ -241,7 +244,7 @@ def request_logs_in_range(
 
 def bucket_start(moment: dt.datetime, bucket: str) -> dt.datetime:
     """The start (UTC) of the hour or day that holds ``moment``."""
-    moment = moment.astimezone(dt.timezone.utc)
+    moment = moment.astimezone(dt.UTC)
     start = moment.replace(minute=0, second=0, microsecond=0)
     return start.replace(hour=0) if bucket == "day" else start
 
@@ -254,9 +257,7 @@ class KeyStatusCount:
     images: int
 
 
-def key_status_counts(
-    *, since: dt.datetime, until: dt.datetime, api_key: ApiKey | None = None
-) -> list[KeyStatusCount]:
+def key_status_counts(*, since: dt.datetime, until: dt.datetime, api_key: ApiKey | None = None) -> list[KeyStatusCount]:
     """Requests and images per (key, status code) in [since, until), at most keys x status codes rows, from
     which the dashboard's totals, status mix and top keys are all summed. The covering index
     requestlog_key_status_time holds the groups in order (SQLite skips through it per group once ANALYZE
@@ -317,15 +318,21 @@ _NO_KEY_SERIES, _OTHER_SERIES = 0, -1  # the grouped query's series ids besides 
 
 
 def _bucket_counts_grouped(
-    key_ids: list[int | None], starts: list[dt.datetime], step: dt.timedelta, edges: list[dt.datetime], *,
+    key_ids: list[int | None],
+    starts: list[dt.datetime],
+    step: dt.timedelta,
+    edges: list[dt.datetime],
+    *,
     with_total: bool,
 ) -> dict:
     """_bucket_counts for PostgreSQL: one GROUP BY (series, bucket) over the range, at most
     (max_series + 1) x buckets rows. PostgreSQL's index range counts would visit the table for every
     row (until a VACUUM marks its pages all-visible); its native date arithmetic groups fast instead."""
     shown = [key_id for key_id in key_ids if key_id is not None]
-    only_shown = "" if with_total else (
-        "AND (api_key_id = ANY(%s)" + (" OR api_key_id IS NULL" if None in key_ids else "") + ")"
+    only_shown = (
+        ""
+        if with_total
+        else ("AND (api_key_id = ANY(%s)" + (" OR api_key_id IS NULL" if None in key_ids else "") + ")")
     )
     sql = (
         f"SELECT CASE WHEN api_key_id = ANY(%s) THEN api_key_id WHEN api_key_id IS NULL THEN {_NO_KEY_SERIES} "
@@ -346,7 +353,11 @@ def _bucket_counts_grouped(
 
 
 def _bucket_counts(
-    key_ids: list[int | None], starts: list[dt.datetime], step: dt.timedelta, edges: list[dt.datetime], *,
+    key_ids: list[int | None],
+    starts: list[dt.datetime],
+    step: dt.timedelta,
+    edges: list[dt.datetime],
+    *,
     with_total: bool,
 ) -> dict:
     """{key id: [requests in [edges[i], edges[i+1]) for each i]}, plus _ALL_KEYS with ``with_total``.
@@ -373,7 +384,7 @@ def _bucket_counts(
         values = list(cursor.fetchone())
     width = len(bounds) - 1
     keys = [*key_ids, *([_ALL_KEYS] if with_total else [])]
-    return {key_id: values[i * width:(i + 1) * width] for i, key_id in enumerate(keys)}
+    return {key_id: values[i * width : (i + 1) * width] for i, key_id in enumerate(keys)}
 
 
 def _key_names(key_ids: list[int]) -> dict[int, str]:
@@ -381,7 +392,10 @@ def _key_names(key_ids: list[int]) -> dict[int, str]:
 
 
 def status_mix(
-    *, since: dt.datetime, until: dt.datetime, api_key: ApiKey | None = None,
+    *,
+    since: dt.datetime,
+    until: dt.datetime,
+    api_key: ApiKey | None = None,
     counts: list[KeyStatusCount] | None = None,
 ) -> dict[str, int]:
     """How many requests ended with each status code, by code ascending."""
@@ -464,7 +478,11 @@ def _percentiles_in_sql(logs) -> dict[str, float | None]:
 
 
 def top_keys(
-    *, since: dt.datetime, until: dt.datetime, api_key: ApiKey | None = None, limit: int = 10,
+    *,
+    since: dt.datetime,
+    until: dt.datetime,
+    api_key: ApiKey | None = None,
+    limit: int = 10,
     counts: list[KeyStatusCount] | None = None,
 ) -> list[KeyUsage]:
     """The keys with the most requests, busiest first (requests without a key count as one row)."""

@@ -1,4 +1,5 @@
 """Writes for API keys, request logs and the counts of requests without a key."""
+
 import datetime as dt
 import ipaddress
 import re
@@ -87,10 +88,22 @@ def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
     return api_key
 
 
-_LOG_FIELDS = [RequestLog._meta.get_field(name) for name in (
-    "api_key", "endpoint", "method", "status_code", "response_time_ms", "created_at", "client_ip", "request_id", "images",
-    "model_name", "model_version",
-)]
+_LOG_FIELDS = [
+    RequestLog._meta.get_field(name)
+    for name in (
+        "api_key",
+        "endpoint",
+        "method",
+        "status_code",
+        "response_time_ms",
+        "created_at",
+        "client_ip",
+        "request_id",
+        "images",
+        "model_name",
+        "model_version",
+    )
+]
 # One plain INSERT: the ORM's create() (instance, signals, compiling) costs several times the statement's own
 # CPU, and every API request writes a row. Values still go through each field's get_db_prep_save.
 _LOG_INSERT_SQL = (
@@ -117,9 +130,17 @@ def request_log_create(
     ``model_name`` and ``model_version``: the model that answered a classification; blank otherwise.
     """
     values = (
-        api_key_id, printable(endpoint)[:200], printable(method)[:10], status_code, round(response_time_ms, 3),
-        timezone.now(), _ip_address_or_none(client_ip), printable(request_id)[:64], images,
-        printable(model_name)[:64], printable(model_version)[:64],
+        api_key_id,
+        printable(endpoint)[:200],
+        printable(method)[:10],
+        status_code,
+        round(response_time_ms, 3),
+        timezone.now(),
+        _ip_address_or_none(client_ip),
+        printable(request_id)[:64],
+        images,
+        printable(model_name)[:64],
+        printable(model_version)[:64],
     )
     params = [field.get_db_prep_save(value, connection) for field, value in zip(_LOG_FIELDS, values)]
     with connection.cursor() as cursor:

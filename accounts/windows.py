@@ -5,6 +5,7 @@ A true sliding window: an admitted request of cost c occupies c units for exactl
 ``acquire`` counts and records in one atomic step of the backing store, so several
 processes (or machines) sharing it never admit more than the limit.
 """
+
 import math
 import uuid
 from dataclasses import dataclass
@@ -35,8 +36,9 @@ def _free_at(events, *, used: int, cost: int, limit: int) -> float | None:
     return None
 
 
-def _state(*, used: int, oldest: float | None, free_at: float | None, allowed: bool, limit: int, window: int,
-           now: float) -> WindowState:
+def _state(
+    *, used: int, oldest: float | None, free_at: float | None, allowed: bool, limit: int, window: int, now: float
+) -> WindowState:
     """The window's state from the units in use (after this decision) and the times that matter."""
     return WindowState(
         allowed=allowed,
@@ -155,9 +157,15 @@ class RedisWindowStore:
             )
         except self._errors as exc:
             raise WindowStoreUnavailable(str(exc)) from exc
-        return _state(used=int(used), oldest=float(oldest) if oldest else None,
-                      free_at=float(free_at) if free_at else None, allowed=bool(allowed) or cost == 0,
-                      limit=limit, window=window, now=now)
+        return _state(
+            used=int(used),
+            oldest=float(oldest) if oldest else None,
+            free_at=float(free_at) if free_at else None,
+            allowed=bool(allowed) or cost == 0,
+            limit=limit,
+            window=window,
+            now=now,
+        )
 
     def peek(self, *, key_id: int, limit: int, window: int, now: float) -> WindowState:
         return self.acquire(key_id=key_id, limit=limit, window=window, cost=0, now=now)

@@ -4,6 +4,7 @@ uvicorn runs no system checks of its own, so this module runs them before it ser
 a server whose pages cannot work (static files not collected with DJANGO_DEBUG off, see
 classifier.checks) fails at start-up with the checks' message instead of answering 500s.
 """
+
 import os
 
 import django

@@ -1,4 +1,5 @@
 """The Content-Security-Policy header on every response, with a fresh nonce per request."""
+
 import functools
 import secrets
 

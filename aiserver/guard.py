@@ -14,6 +14,7 @@ In every case Django still runs, so the refusal is a JSON ``{"detail", "code"}``
 logged like any request. A head that never finishes never reaches the app: ``aiserver.protocols``
 closes it.
 """
+
 import asyncio
 import time
 
@@ -46,8 +47,9 @@ class RequestGuard:
 
     clock = staticmethod(time.monotonic)
 
-    def __init__(self, app, *, max_body_bytes: int, max_header_bytes: int, body_timeout_s: float,
-                 idle_timeout_s: float):
+    def __init__(
+        self, app, *, max_body_bytes: int, max_header_bytes: int, body_timeout_s: float, idle_timeout_s: float
+    ):
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_header_bytes = max_header_bytes
@@ -59,8 +61,11 @@ class RequestGuard:
             return await self.app(scope, receive, send)
         headers = scope.get("headers", [])
         if header_bytes(headers) > self.max_header_bytes:
-            scope = {**scope, "headers": [(n, v) for n, v in headers if n == b"content-length"],
-                     HEADERS_TOO_LARGE_SCOPE_KEY: True}
+            scope = {
+                **scope,
+                "headers": [(n, v) for n, v in headers if n == b"content-length"],
+                HEADERS_TOO_LARGE_SCOPE_KEY: True,
+            }
         return await self.app(scope, self._guarded(scope, receive), send)
 
     def _guarded(self, scope, receive):

@@ -12,6 +12,7 @@ sync mode, entered with one ``sync_to_async`` call. Each request still runs all 
 thread-sensitivity rules hold; only the thread is reused, and with it the SQLite connection
 (``CONN_MAX_AGE``, see settings).
 """
+
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async

@@ -4,6 +4,7 @@ Each line has ``time`` (UTC, ISO 8601), ``level``, ``logger`` and ``message``, `
 traceback) when the record carries one, and the record's ``extra=`` fields, such as the request
 line's request id, key prefix, route, method, status and latency (classifier.api.middleware).
 """
+
 import datetime as dt
 import json
 import logging

@@ -7,6 +7,7 @@ head (the request line and headers) is not complete ``API_HEADER_READ_TIMEOUT_SE
 first byte (or after the connection opened) is closed. The size of the head is bounded by
 uvicorn's own ``--h11-max-incomplete-event-size``; the app's limit on headers is aiserver.guard's.
 """
+
 import asyncio
 
 import h11

@@ -3,6 +3,7 @@
 Every setting a deployer may change is listed with its unit and meaning in README's
 configuration table. Production secrets have no default: start-up fails without them.
 """
+
 import os
 from pathlib import Path
 
@@ -153,23 +154,37 @@ SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
 CORS_URLS_REGEX = r"^/api/.*$"
 CORS_ALLOW_HEADERS = ["authorization", "content-type", "x-api-key", "x-request-id"]
-CORS_EXPOSE_HEADERS = ["retry-after", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "ratelimit", "ratelimit-policy", "x-request-id"]
+CORS_EXPOSE_HEADERS = [
+    "retry-after",
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+    "ratelimit",
+    "ratelimit-policy",
+    "x-request-id",
+]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 # Sent on every response; {nonce} is replaced by the request's nonce. Scripts only from this server, never inline (the
 # try page keeps a key in sessionStorage); styles too, inline ones only with the nonce; images also as data: URLs
 # (Swagger UI's icons) and blob: URLs (the try page's previews); nothing may frame the pages. Empty: no header.
-CONTENT_SECURITY_POLICY = env.str("DJANGO_CONTENT_SECURITY_POLICY", default=(
-    "default-src 'self'; script-src 'self'; style-src 'self' 'nonce-{nonce}'; img-src 'self' data: blob:; "
-    "font-src 'self'; connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; "
-    "form-action 'self'; frame-ancestors 'none'"
-))
+CONTENT_SECURITY_POLICY = env.str(
+    "DJANGO_CONTENT_SECURITY_POLICY",
+    default=(
+        "default-src 'self'; script-src 'self'; style-src 'self' 'nonce-{nonce}'; img-src 'self' data: blob:; "
+        "font-src 'self'; connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    ),
+)
 # The ReDoc page's policy: scripts as strict, but inline styles allowed, as ReDoc's bundle adds <style> elements
 # before it can be given a nonce. The page shows the public schema only: no key is typed or kept there.
-CONTENT_SECURITY_POLICY_REDOC = env.str("DJANGO_CONTENT_SECURITY_POLICY_REDOC", default=(
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-    "font-src 'self'; connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; "
-    "form-action 'self'; frame-ancestors 'none'"
-))
+CONTENT_SECURITY_POLICY_REDOC = env.str(
+    "DJANGO_CONTENT_SECURITY_POLICY_REDOC",
+    default=(
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "font-src 'self'; connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    ),
+)
 # Flash messages live in the session (the database), not in a signed but readable cookie: the admin shows a new
 # API key once in a message.
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
@@ -207,7 +222,9 @@ ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS = env.int("ACCOUNTS_DASHBOARD_LATENCY_SAM
 if not 0 <= ACCOUNTS_ANONYMOUS_IPV6_PREFIX_BITS <= 128:
     raise ImproperlyConfigured("ACCOUNTS_ANONYMOUS_IPV6_PREFIX_BITS must be between 0 and 128.")
 if ACCOUNTS_ANONYMOUS_CLIENTS_PER_MINUTE < 1 or ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS < 1:
-    raise ImproperlyConfigured("ACCOUNTS_ANONYMOUS_CLIENTS_PER_MINUTE and ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS must be at least 1.")
+    raise ImproperlyConfigured(
+        "ACCOUNTS_ANONYMOUS_CLIENTS_PER_MINUTE and ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS must be at least 1."
+    )
 # Longest range GET /api/v2/usage reports, in days (a longer one is 400 range_too_long): bounds its work and answer.
 ACCOUNTS_USAGE_MAX_RANGE_DAYS = env.int("ACCOUNTS_USAGE_MAX_RANGE_DAYS", default=366)
 # Usage requests (GET /api/v1/usage and /api/v2/usage together) each key may make per window; more: 429. Counted in
@@ -231,8 +248,10 @@ CLASSIFIER_DEVICE = env.str("CLASSIFIER_DEVICE", default="auto")  # auto, cpu, c
 # bf16 support, CUDA) or fp16 (CUDA).
 CLASSIFIER_ENGINE = env.str("CLASSIFIER_ENGINE", default="auto")
 CLASSIFIER_PRECISION = env.str("CLASSIFIER_PRECISION", default="auto")
-for _name, _value, _choices in [("CLASSIFIER_ENGINE", CLASSIFIER_ENGINE, ("auto", "torch", "onnxruntime")),
-                                ("CLASSIFIER_PRECISION", CLASSIFIER_PRECISION, ("auto", "fp32", "bf16", "fp16"))]:
+for _name, _value, _choices in [
+    ("CLASSIFIER_ENGINE", CLASSIFIER_ENGINE, ("auto", "torch", "onnxruntime")),
+    ("CLASSIFIER_PRECISION", CLASSIFIER_PRECISION, ("auto", "fp32", "bf16", "fp16")),
+]:
     if _value not in _choices:
         raise ImproperlyConfigured(f"{_name} must be one of {', '.join(_choices)} (got {_value!r}).")
 # Where ONNX exports of torch models are kept between starts (named by the weights' fingerprint); empty: none.
@@ -310,7 +329,7 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "aiserver image classification API",
     "DESCRIPTION": (
         "Classify images with a torchvision model. Authenticate with `Authorization: Bearer <key>` "
-        "or `X-API-Key: <key>`. Errors are JSON `{\"detail\": ..., \"code\": ...}`."
+        'or `X-API-Key: <key>`. Errors are JSON `{"detail": ..., "code": ...}`.'
     ),
     "VERSION": "1.1.0",  # 1.1: per-image errors carry detail (message kept one release)
     "SERVE_INCLUDE_SCHEMA": False,

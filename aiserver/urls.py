@@ -14,10 +14,19 @@ urlpatterns = [
     path("api/v2/", include(v2_patterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its start-up script from ?script, so the page runs no inline script (see CSP).
-    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema", template_name="docs/swagger_ui.html"),
-         name="swagger-ui"),
-    path("api/redoc/", with_policy(SpectacularRedocView.as_view(url_name="schema", template_name="docs/redoc.html"),
-                                   setting="CONTENT_SECURITY_POLICY_REDOC"), name="redoc"),
+    path(
+        "api/docs/",
+        SpectacularSwaggerSplitView.as_view(url_name="schema", template_name="docs/swagger_ui.html"),
+        name="swagger-ui",
+    ),
+    path(
+        "api/redoc/",
+        with_policy(
+            SpectacularRedocView.as_view(url_name="schema", template_name="docs/redoc.html"),
+            setting="CONTENT_SECURITY_POLICY_REDOC",
+        ),
+        name="redoc",
+    ),
     re_path(r"^api/", ApiNotFoundView.as_view()),
     path("admin/", admin.site.urls),
 ]

@@ -2,6 +2,7 @@
 
 Needs only ``requests`` (and ``tqdm`` for the CLI's progress bar); never imports Django.
 """
+
 from .client import ApiError, Client, FileResult, collect_files
 
 __all__ = ["ApiError", "Client", "FileResult", "collect_files"]

@@ -3,6 +3,7 @@
 Exit status: 0 all done, 1 some images failed, 2 the run could not be done (bad arguments,
 bad key, server unreachable).
 """
+
 import argparse
 import json
 import os
@@ -20,7 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--json", action="store_true", help="print JSON instead of a table")
     server.add_argument("--max-retries", type=int, default=5, help="retries of a 429/503 answer (default 5)")
 
-    parser = argparse.ArgumentParser(prog="python -m aiserver_client", description="The aiserver v2 API from a terminal.")
+    parser = argparse.ArgumentParser(
+        prog="python -m aiserver_client", description="The aiserver v2 API from a terminal."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     classify = commands.add_parser("classify", parents=[server], help="classify image files and folders")
     classify.add_argument("paths", nargs="+", help="image files, or folders to search for images")
@@ -46,10 +49,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "classify":
             return run_classify(client, args)
-        body = client.usage(days=args.days, since=args.since, until=args.until) if args.command == "usage" else client.models()
+        body = (
+            client.usage(days=args.days, since=args.since, until=args.until)
+            if args.command == "usage"
+            else client.models()
+        )
     except (ApiError, FileNotFoundError) as exc:
         return _fail(str(exc))
-    print(json.dumps(body, indent=2) if args.json else (format_usage(body) if args.command == "usage" else format_models(body)))
+    print(
+        json.dumps(body, indent=2)
+        if args.json
+        else (format_usage(body) if args.command == "usage" else format_models(body))
+    )
     return 0
 
 
@@ -69,8 +80,11 @@ def run_classify(client: Client, args) -> int:
         print(json.dumps([{k: v for k, v in r.__dict__.items() if v is not None} for r in results], indent=2))
     else:
         print(format_table(results))
-    print(f"{len(results)} images: {len(results) - failed} classified, {failed} failed"
-          f" ({client.retries} retries after 429/503)", file=sys.stderr)
+    print(
+        f"{len(results)} images: {len(results) - failed} classified, {failed} failed"
+        f" ({client.retries} retries after 429/503)",
+        file=sys.stderr,
+    )
     return 1 if failed else 0
 
 
@@ -95,10 +109,15 @@ def format_usage(body: dict) -> str:
         f"limit {limit['limit']} per {limit['window_seconds']}s, remaining {limit['remaining']}, "
         f"reset in {limit['reset_seconds']}s",
         "",
-        _columns([("ENDPOINT", "REQUESTS", "IMAGES")] + [(e["endpoint"], e["requests"], e["images"]) for e in body["by_endpoint"]]),
+        _columns(
+            [("ENDPOINT", "REQUESTS", "IMAGES")]
+            + [(e["endpoint"], e["requests"], e["images"]) for e in body["by_endpoint"]]
+        ),
         "",
-        _columns([("MODEL", "VERSION", "REQUESTS", "IMAGES")]
-                 + [(m["name"], m["version"] or "-", m["requests"], m["images"]) for m in body.get("by_model", [])]),
+        _columns(
+            [("MODEL", "VERSION", "REQUESTS", "IMAGES")]
+            + [(m["name"], m["version"] or "-", m["requests"], m["images"]) for m in body.get("by_model", [])]
+        ),
         "",
         _columns([("STATUS", "REQUESTS")] + list(body["by_status"].items())),
         "",
@@ -109,8 +128,17 @@ def format_usage(body: dict) -> str:
 
 def format_models(body: dict) -> str:
     rows = [("NAME", "STATUS", "WEIGHTS", "LABELS", "INPUT", "DEVICE")]
-    rows += [(m["name"] + (" (default)" if m["default"] else ""), m["status"], m["weights"], m["num_labels"],
-              m["input_size"], m["device"]) for m in body["models"]]
+    rows += [
+        (
+            m["name"] + (" (default)" if m["default"] else ""),
+            m["status"],
+            m["weights"],
+            m["num_labels"],
+            m["input_size"],
+            m["device"],
+        )
+        for m in body["models"]
+    ]
     return _columns(rows) + f"\n\nup to {body['max_batch_images']} images per request, top_k up to {body['max_top_k']}"
 
 

@@ -1,4 +1,5 @@
 """HTTP client for the aiserver v2 API: batching, bounded retries on 429/503, per-image results."""
+
 import base64
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -41,11 +42,15 @@ def collect_files(paths: Iterable[str]) -> list[Path]:
     for name in paths:
         path = Path(name)
         if path.is_dir():
-            files.extend(sorted(
-                p for p in path.rglob("*")
-                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            ))
+            files.extend(
+                sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.is_file()
+                    and p.suffix.lower() in IMAGE_SUFFIXES
+                    and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                )
+            )
         elif path.is_file():
             files.append(path)
         else:
@@ -113,7 +118,7 @@ class Client:
         size = batch_size or self.models()["max_batch_images"]
         start = 0
         while start < len(files):
-            batch = files[start:start + size]
+            batch = files[start : start + size]
             try:
                 yield from self._classify_batch(batch, top_k=top_k, model=model)
             except ApiError as exc:
@@ -122,7 +127,10 @@ class Client:
                 if exc.code in ("batch_exceeds_limit", "payload_too_large") and len(batch) > 1:
                     size = max(1, len(batch) // 2)
                     continue
-                yield from (FileResult(str(p), error={"detail": exc.detail, "code": exc.code, "message": exc.detail}) for p in batch)
+                yield from (
+                    FileResult(str(p), error={"detail": exc.detail, "code": exc.code, "message": exc.detail})
+                    for p in batch
+                )
             start += len(batch)
 
     def _classify_batch(self, batch: list[Path], *, top_k: int, model: str | None) -> Iterator[FileResult]:
@@ -141,7 +149,9 @@ class Client:
                 yield FileResult(str(path), error=unreadable[path])
                 continue
             result, model_name = answers[path]
-            yield FileResult(str(path), predictions=result.get("predictions"), error=result.get("error"), model=model_name)
+            yield FileResult(
+                str(path), predictions=result.get("predictions"), error=result.get("error"), model=model_name
+            )
 
     # --- transport ---------------------------------------------------------------------------
     def _call(self, method: str, path: str, **kwargs) -> requests.Response:
@@ -165,7 +175,7 @@ class Client:
         try:
             wait = float(response.headers["Retry-After"])
         except (KeyError, ValueError):
-            wait = 2.0 ** attempt
+            wait = 2.0**attempt
         return min(max(wait, 0.0), self.max_wait_seconds)
 
 

@@ -5,6 +5,7 @@ reference comparison's asymmetric pictures on the probe weights), every engine's
 compared with eager fp32 torch's: top-1 agreement and the largest confidence difference. Prints one
 JSON line; bench.run puts it in docs/benchmarks.md.
 """
+
 import json
 import os
 import tempfile
@@ -37,24 +38,32 @@ def main() -> None:
                 [picture(label, fmt=fmt) for label in PICTURES for fmt in ("JPEG", "PNG")],
             ),
             "asymmetric pictures, probe weights": (
-                make_probe_weights(Path(tmp) / "probe.pt"), [png(image) for image in photo_like_images().values()],
+                make_probe_weights(Path(tmp) / "probe.pt"),
+                [png(image) for image in photo_like_images().values()],
             ),
         }
         rows = []
         with override_settings(CLASSIFIER_ENGINE_CACHE_DIR=None):
             for fixture, (weights, images) in fixtures.items():
-                reference = probabilities(load(torchvision_source(str(weights)), engine="torch", precision="fp32"), images)
+                reference = probabilities(
+                    load(torchvision_source(str(weights)), engine="torch", precision="fp32"), images
+                )
                 for engine, precision in CHOICES:
                     if precision == "bf16" and not bf16_supported(device):
                         continue
                     slot = load(torchvision_source(str(weights)), engine=engine, precision=precision)
                     ours = probabilities(slot, images)
-                    rows.append({
-                        "fixture": fixture, "engine": engine, "precision": precision, "images": len(images),
-                        "exact": slot.model.engine.exact,
-                        "top1_agreement": float(np.mean(ours.argmax(axis=1) == reference.argmax(axis=1))),
-                        "max_confidence_difference": float(np.abs(ours - reference).max()),
-                    })
+                    rows.append(
+                        {
+                            "fixture": fixture,
+                            "engine": engine,
+                            "precision": precision,
+                            "images": len(images),
+                            "exact": slot.model.engine.exact,
+                            "top1_agreement": float(np.mean(ours.argmax(axis=1) == reference.argmax(axis=1))),
+                            "max_confidence_difference": float(np.abs(ours - reference).max()),
+                        }
+                    )
     print(json.dumps({"agreement": rows}))
 
 

@@ -1,4 +1,5 @@
 """The benchmark's input: a deterministic, photo-like ~500x375 JPEG."""
+
 import io
 
 import numpy as np

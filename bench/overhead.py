@@ -14,6 +14,7 @@ CPU time on a shared machine moves with its neighbours, so each is the least of 
 (the median is reported too). They are printed plainly, then everything as one JSON line (the
 last line, which bench.run reads). Needs DATABASE_URL pointing at a scratch database (bench.run gives one).
 """
+
 import base64
 import cProfile
 import io
@@ -48,7 +49,9 @@ def least_and_median(function, *, rounds: int, repeat: int) -> tuple[float, floa
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
-    os.environ.update({"DJANGO_DEBUG": "false", "CLASSIFIER_WEIGHTS": "trivial", "CLASSIFIER_RESULT_CACHE_SECONDS": "0"})
+    os.environ.update(
+        {"DJANGO_DEBUG": "false", "CLASSIFIER_WEIGHTS": "trivial", "CLASSIFIER_RESULT_CACHE_SECONDS": "0"}
+    )
     import django
 
     django.setup()
@@ -57,14 +60,14 @@ def main() -> None:
     from django.test import Client
     from rest_framework.renderers import JSONRenderer
 
-    from aiserver import handlers
     from accounts.services import api_key_authenticate, api_key_create, request_log_create
-    from classifier.runtime import preprocessing as pipeline
+    from aiserver import handlers
     from classifier.api.parsers import SafeJSONParser
-    from classifier.runtime.registry import registry
     from classifier.api.serializers import ClassifyInput, ClassifyOutput
-    from classifier.services import classify_image
     from classifier.api.throttling import SlidingWindowThrottle
+    from classifier.runtime import preprocessing as pipeline
+    from classifier.runtime.registry import registry
+    from classifier.services import classify_image
 
     from .images import photo_jpeg
 
@@ -92,47 +95,74 @@ def main() -> None:
         assert response.status_code == 200, response.content
 
     decode_preprocess = lambda: pipeline.preprocess(  # noqa: E731
-        pipeline.decode(jpeg, max_pixels=10**8, draft_size=spec.resize_size), spec)
-    v2_body = json.dumps({"images": [{"image": base64.b64encode(jpeg).decode(), "filename": f"{index}.jpg"}
-                                     for index in range(V2_BATCH)]}).encode()
+        pipeline.decode(jpeg, max_pixels=10**8, draft_size=spec.resize_size), spec
+    )
+    v2_body = json.dumps(
+        {
+            "images": [
+                {"image": base64.b64encode(jpeg).decode(), "filename": f"{index}.jpg"} for index in range(V2_BATCH)
+            ]
+        }
+    ).encode()
     pixels = decode_preprocess()
     model = registry.get().model
-    targets = overhead_targets(handlers.ASGIHandler(), asgi_headers, body, v2_body, decode_preprocess,
-                               lambda n: model.run_batch([pixels] * n))
+    targets = overhead_targets(
+        handlers.ASGIHandler(), asgi_headers, body, v2_body, decode_preprocess, lambda n: model.run_batch([pixels] * n)
+    )
     components = {
         "key lookup (auth)": cpu_ms(lambda: api_key_authenticate(raw_key=raw_key), 500),
         "sliding-window throttle": cpu_ms(
-            lambda: store.acquire(key_id=api_key.pk, limit=10_000_000, window=60, cost=1, now=clock()), 500),
-        "request log write": cpu_ms(lambda: request_log_create(
-            api_key_id=api_key.pk, endpoint="/api/v1/classify", method="POST", status_code=200,
-            response_time_ms=1.0, client_ip="127.0.0.1"), 500),
+            lambda: store.acquire(key_id=api_key.pk, limit=10_000_000, window=60, cost=1, now=clock()), 500
+        ),
+        "request log write": cpu_ms(
+            lambda: request_log_create(
+                api_key_id=api_key.pk,
+                endpoint="/api/v1/classify",
+                method="POST",
+                status_code=200,
+                response_time_ms=1.0,
+                client_ip="127.0.0.1",
+            ),
+            500,
+        ),
         f"parse {len(body) // 1000} KB base64 JSON body": cpu_ms(parse_body, 300),
         "decode + preprocess JPEG (pipeline, not overhead)": cpu_ms(decode_preprocess, 300),
-        "classify service minus decode + preprocess (batcher, trivial model, postprocess)":
-            cpu_ms(lambda: classify_image(jpeg, top_k=5), 300) - cpu_ms(decode_preprocess, 300),
+        "classify service minus decode + preprocess (batcher, trivial model, postprocess)": cpu_ms(
+            lambda: classify_image(jpeg, top_k=5), 300
+        )
+        - cpu_ms(decode_preprocess, 300),
         "serialise the answer": cpu_ms(lambda: JSONRenderer().render(ClassifyOutput(result).data), 2000),
         "whole request, trivial model (Django test client)": cpu_ms(whole_request, 300),
         "whole request, Django's own ASGIHandler (in-process)": asgi_request_cpu_ms(
-            django_asgi.ASGIHandler(), asgi_headers, body, 300),
+            django_asgi.ASGIHandler(), asgi_headers, body, 300
+        ),
         "whole request, aiserver's ASGIHandler (in-process)": asgi_request_cpu_ms(
-            handlers.ASGIHandler(), asgi_headers, body, 300),
+            handlers.ASGIHandler(), asgi_headers, body, 300
+        ),
     }
     profiler = cProfile.Profile(time.process_time)  # CPU, not waiting
     profiler.enable()
     for _ in range(200):
         whole_request()
     profiler.disable()
-    print(f"v1 request overhead: {targets['v1_overhead_ms']:.2f} ms CPU (median {targets['v1_overhead_ms_median']:.2f}; "
-          f"target <= {V1_TARGET_MS}); whole request {targets['v1_request_ms']:.2f} ms, "
-          f"decode + preprocess {targets['decode_preprocess_ms']:.2f} ms")
-    print(f"v2 batch of {V2_BATCH}, overhead per image: {targets['v2_overhead_ms_per_image']:.3f} ms CPU "
-          f"(median {targets['v2_overhead_ms_per_image_median']:.3f}; target <= {V2_TARGET_MS_PER_IMAGE}); "
-          f"whole request {targets['v2_request_ms']:.2f} ms")
-    print(json.dumps({"targets": targets, "components_cpu_ms": components, "profile": hot_spots(profiler, requests=200)}))
+    print(
+        f"v1 request overhead: {targets['v1_overhead_ms']:.2f} ms CPU (median {targets['v1_overhead_ms_median']:.2f}; "
+        f"target <= {V1_TARGET_MS}); whole request {targets['v1_request_ms']:.2f} ms, "
+        f"decode + preprocess {targets['decode_preprocess_ms']:.2f} ms"
+    )
+    print(
+        f"v2 batch of {V2_BATCH}, overhead per image: {targets['v2_overhead_ms_per_image']:.3f} ms CPU "
+        f"(median {targets['v2_overhead_ms_per_image_median']:.3f}; target <= {V2_TARGET_MS_PER_IMAGE}); "
+        f"whole request {targets['v2_request_ms']:.2f} ms"
+    )
+    print(
+        json.dumps({"targets": targets, "components_cpu_ms": components, "profile": hot_spots(profiler, requests=200)})
+    )
 
 
-def overhead_targets(handler, headers, v1_body: bytes, v2_body: bytes, decode_preprocess, forward, *,
-                     rounds: int = 9) -> dict:
+def overhead_targets(
+    handler, headers, v1_body: bytes, v2_body: bytes, decode_preprocess, forward, *, rounds: int = 9
+) -> dict:
     """The two held-to figures (see the module docstring), least and median over ``rounds`` rounds, CPU ms.
 
     ``forward(n)`` runs the (trivial) model's forward pass on n images: the model's own cost, not the service's.
@@ -164,8 +194,9 @@ def least_and_median_asgi(handler, path: str, headers, body: bytes, *, rounds: i
     return min(samples), statistics.median(samples)
 
 
-def asgi_request_cpu_ms(handler, headers, body: bytes, repeat: int, *, path: str = "/api/v1/classify",
-                        warm: int = 20) -> float:
+def asgi_request_cpu_ms(
+    handler, headers, body: bytes, repeat: int, *, path: str = "/api/v1/classify", warm: int = 20
+) -> float:
     """CPU ms (all threads) of one whole request through an ASGI handler, in-process, requests in turn."""
     import asyncio
 
@@ -192,8 +223,14 @@ def hot_spots(profiler: cProfile.Profile, *, requests: int, top: int = 12) -> li
     rows = []
     for (filename, line, name), (_, calls, own, cumulative, _) in stats.stats.items():
         where = "/".join(Path(filename).parts[-2:]) if filename.startswith("/") else filename
-        rows.append({"function": f"{where}:{line}({name})", "own_ms": 1000.0 * own / requests,
-                     "cumulative_ms": 1000.0 * cumulative / requests, "calls": calls / requests})
+        rows.append(
+            {
+                "function": f"{where}:{line}({name})",
+                "own_ms": 1000.0 * own / requests,
+                "cumulative_ms": 1000.0 * cumulative / requests,
+                "calls": calls / requests,
+            }
+        )
     return sorted(rows, key=lambda row: -row["own_ms"])[:top]
 
 

@@ -6,6 +6,7 @@ wall seconds and this process's CPU seconds. Engines are the service's own (clas
 ``torch`` (fp32 or bf16) and ``onnxruntime`` (fp32). The benchmark runs each as one stream with every
 core's threads and as one stream per core with one thread each, one image and batches per forward pass.
 """
+
 import argparse
 import json
 import os
@@ -30,14 +31,16 @@ def main() -> None:
     parser.add_argument("--model", default="resnet18")
     args = parser.parse_args()
 
-    os.environ.update({
-        "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "aiserver.settings"),
-        "DJANGO_DEBUG": os.environ.get("DJANGO_DEBUG", "true"),
-        "CLASSIFIER_ENGINE": "torch" if args.engine in RAW_ONLY else args.engine,
-        "CLASSIFIER_PRECISION": args.precision,
-        "CLASSIFIER_TORCH_THREADS": str(args.threads),  # torch's pool, and the onnxruntime session's
-        "CLASSIFIER_MAX_BATCH_SIZE": str(args.batch),  # what the load-time check warms up
-    })
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "aiserver.settings"),
+            "DJANGO_DEBUG": os.environ.get("DJANGO_DEBUG", "true"),
+            "CLASSIFIER_ENGINE": "torch" if args.engine in RAW_ONLY else args.engine,
+            "CLASSIFIER_PRECISION": args.precision,
+            "CLASSIFIER_TORCH_THREADS": str(args.threads),  # torch's pool, and the onnxruntime session's
+            "CLASSIFIER_MAX_BATCH_SIZE": str(args.batch),  # what the load-time check warms up
+        }
+    )
     import django
 
     import classifier.apps
@@ -48,8 +51,8 @@ def main() -> None:
 
     from classifier.runtime import preprocessing as pipeline
     from classifier.runtime.artifacts import ModelSource
-    from classifier.runtime.registry import build_model, configure_libraries
     from classifier.runtime.engines import resolve_device
+    from classifier.runtime.registry import build_model, configure_libraries
 
     from .images import photo_jpeg
 
@@ -77,11 +80,22 @@ def main() -> None:
         one_batch()
         images += args.batch
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    print(json.dumps({
-        "images": images, "seconds": elapsed, "cpu_seconds": cpu, "threads": args.threads, "batch": args.batch,
-        "engine": model.engine.name, "precision": model.engine.precision, "exact": model.engine.exact,
-        "device": model.engine.device, "torch_threads": torch.get_num_threads(),
-    }))
+    print(
+        json.dumps(
+            {
+                "images": images,
+                "seconds": elapsed,
+                "cpu_seconds": cpu,
+                "threads": args.threads,
+                "batch": args.batch,
+                "engine": model.engine.name,
+                "precision": model.engine.precision,
+                "exact": model.engine.exact,
+                "device": model.engine.device,
+                "torch_threads": torch.get_num_threads(),
+            }
+        )
+    )
 
 
 def raw_only_engine(kind: str, eager, *, batch: int):

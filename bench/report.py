@@ -1,4 +1,5 @@
 """Turn one benchmark run into docs/benchmarks.md (tables) and docs/benchmark.png (the chart)."""
+
 import json
 from pathlib import Path
 
@@ -12,10 +13,24 @@ def write_report(run: dict, out: Path) -> str:
     """Write the markdown, the chart and the run's raw JSON under ``out``; return the markdown."""
     out.mkdir(parents=True, exist_ok=True)
     reference = best_exact(run["raw"])["images_per_s"]
-    markdown = "\n".join([*_header(run), *_raw_table(run, reference), *_served_table(run, reference),
-                          *_comparison(run, reference, "one_batch_worker", "one batch worker using every core (`CLASSIFIER_BATCH_WORKERS=1`)"),
-                          *_comparison(run, reference, "bf16_served", "torch bf16, served "
-                                       "(`CLASSIFIER_ENGINE=torch CLASSIFIER_PRECISION=bf16`; inexact)"), *_overhead(run), ""])
+    markdown = "\n".join(
+        [
+            *_header(run),
+            *_raw_table(run, reference),
+            *_served_table(run, reference),
+            *_comparison(
+                run, reference, "one_batch_worker", "one batch worker using every core (`CLASSIFIER_BATCH_WORKERS=1`)"
+            ),
+            *_comparison(
+                run,
+                reference,
+                "bf16_served",
+                "torch bf16, served (`CLASSIFIER_ENGINE=torch CLASSIFIER_PRECISION=bf16`; inexact)",
+            ),
+            *_overhead(run),
+            "",
+        ]
+    )
     (out / "benchmarks.md").write_text(markdown)
     (out / "benchmark.json").write_text(json.dumps(run, indent=2) + "\n")
     _chart(run, reference, out / "benchmark.png")
@@ -85,8 +100,11 @@ def _agreement(run: dict) -> list[str]:
         "",
         "| fixture | engine | images | top-1 agreement | largest confidence difference |",
         "|---|---|---:|---:|---:|",
-        *[f"| {a['fixture']} | {a['engine']} {a['precision']} | {a['images']} | {100 * a['top1_agreement']:.0f}% | "
-          f"{a['max_confidence_difference']:.2g} |" for a in run["agreement"]],
+        *[
+            f"| {a['fixture']} | {a['engine']} {a['precision']} | {a['images']} | {100 * a['top1_agreement']:.0f}% | "
+            f"{a['max_confidence_difference']:.2g} |"
+            for a in run["agreement"]
+        ],
         "",
     ]
 
@@ -120,7 +138,8 @@ def _served_table(run: dict, reference: float) -> list[str]:
         f"At concurrency 16: {100 * at16['requests_per_s'] / reference:.0f}% of the best exact raw pipeline "
         f"(target: at least 85%), p99 {at16['p99_ms'] / at16['p50_ms']:.2f}x p50 (target: under 3x), "
         f"{at16['errors']} errors (target: 0)."
-        if at16 else "Concurrency 16 was not measured in this run."
+        if at16
+        else "Concurrency 16 was not measured in this run."
     )
     return [
         "## Served over HTTP",
@@ -158,8 +177,10 @@ def _overhead(run: dict) -> list[str]:
         "",
         "| function | own ms | cumulative ms | calls |",
         "|---|---:|---:|---:|",
-        *[f"| `{row['function']}` | {row['own_ms']:.3f} | {row['cumulative_ms']:.3f} | {row['calls']:.1f} |"
-          for row in profile],
+        *[
+            f"| `{row['function']}` | {row['own_ms']:.3f} | {row['cumulative_ms']:.3f} | {row['calls']:.1f} |"
+            for row in profile
+        ],
         "",
     ]
 
@@ -168,7 +189,9 @@ def _chart(run: dict, reference: float, path: Path) -> None:
     served = run["served"]
     concurrency = [r["concurrency"] for r in served]
     figure, throughput = plt.subplots(figsize=(7, 4), dpi=120)
-    throughput.plot(concurrency, [r["requests_per_s"] for r in served], "o-", color="tab:blue", label="served requests/s")
+    throughput.plot(
+        concurrency, [r["requests_per_s"] for r in served], "o-", color="tab:blue", label="served requests/s"
+    )
     throughput.axhline(reference, color="tab:blue", linestyle="--", label=f"best exact raw pipeline {reference:.1f}/s")
     throughput.set_xscale("log", base=2)
     throughput.set_xticks(concurrency, [str(c) for c in concurrency])

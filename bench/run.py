@@ -11,6 +11,7 @@
 
 It prints the tables and writes docs/benchmarks.md and docs/benchmark.png.
 """
+
 import argparse
 import base64
 import json
@@ -67,19 +68,43 @@ class LoadResult:
 
 def run_raw(*, engine: str, precision: str, streams: int, threads: int, seconds: float, batch: int) -> RawResult:
     """``streams`` concurrent ``bench.raw`` processes; their images/s added up."""
-    command = [sys.executable, "-m", "bench.raw", "--engine", engine, "--precision", precision, "--threads", str(threads),
-               "--seconds", str(seconds), "--batch", str(batch)]
+    command = [
+        sys.executable,
+        "-m",
+        "bench.raw",
+        "--engine",
+        engine,
+        "--precision",
+        precision,
+        "--threads",
+        str(threads),
+        "--seconds",
+        str(seconds),
+        "--batch",
+        str(batch),
+    ]
     processes = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True) for _ in range(streams)]
     outputs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in processes]
-    name = (f"{RAW_ONLY.get(engine, engine)} {precision}, " + (f"one stream, {threads} threads" if streams == 1 else
-                                         f"{streams} streams (one per core), {threads} thread each")
-            + (", one image per pass" if batch == 1 else f", batches of {batch}"))
+    name = (
+        f"{RAW_ONLY.get(engine, engine)} {precision}, "
+        + (
+            f"one stream, {threads} threads"
+            if streams == 1
+            else f"{streams} streams (one per core), {threads} thread each"
+        )
+        + (", one image per pass" if batch == 1 else f", batches of {batch}")
+    )
     if any(p.returncode for p in processes):
         raise RuntimeError(f"raw pipeline stream failed: {name}")
     images = sum(o["images"] for o in outputs)
     return RawResult(
-        name=name, engine=outputs[0]["engine"], precision=outputs[0]["precision"], exact=outputs[0]["exact"],
-        streams=streams, threads=threads, batch=batch,
+        name=name,
+        engine=outputs[0]["engine"],
+        precision=outputs[0]["precision"],
+        exact=outputs[0]["exact"],
+        streams=streams,
+        threads=threads,
+        batch=batch,
         images_per_s=sum(o["images"] / o["seconds"] for o in outputs),
         cpu_ms_per_image=1000.0 * sum(o["cpu_seconds"] for o in outputs) / images,
     )
@@ -98,8 +123,16 @@ def raw_reference(cores: int, seconds: float, *, bf16: bool) -> list[RawResult]:
     for engine, precision, batches in engines:
         for streams, threads in layouts:
             for batch in batches:
-                results.append(run_raw(engine=engine, precision=precision, streams=streams, threads=threads,
-                                       seconds=seconds, batch=batch))
+                results.append(
+                    run_raw(
+                        engine=engine,
+                        precision=precision,
+                        streams=streams,
+                        threads=threads,
+                        seconds=seconds,
+                        batch=batch,
+                    )
+                )
                 print(f"  {results[-1]}", flush=True)
     return results
 
@@ -130,8 +163,15 @@ def batch_totals(server: LiveServer) -> tuple[float, float]:
 def wrk(server: LiveServer, *, key: str, body_path: Path, concurrency: int, seconds: float) -> tuple[dict, float]:
     """Run wrk against v1 classify; return its summary and its own CPU seconds."""
     command = [
-        "wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "30s",
-        "-s", str(ROOT / "bench" / "wrk_post.lua"), f"{server.url}/api/v1/classify",
+        "wrk",
+        "-t1",
+        f"-c{concurrency}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "30s",
+        "-s",
+        str(ROOT / "bench" / "wrk_post.lua"),
+        f"{server.url}/api/v1/classify",
     ]
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, text=True, env={**os.environ, "BENCH_KEY": key, "BENCH_BODY": str(body_path)}
@@ -189,8 +229,9 @@ def start_server(workdir: Path, *, workers: int, weights: str, extra_env: dict) 
     return server, server.create_key("benchmark", rate_limit=10_000_000, window=60)
 
 
-def serve_and_drive(workdir: Path, body_path: Path, *, workers: int, weights: str, concurrencies, seconds: float,
-                    extra_env: dict) -> list[LoadResult]:
+def serve_and_drive(
+    workdir: Path, body_path: Path, *, workers: int, weights: str, concurrencies, seconds: float, extra_env: dict
+) -> list[LoadResult]:
     server, key = start_server(workdir, workers=workers, weights=weights, extra_env=extra_env)
     try:
         results = []
@@ -204,8 +245,9 @@ def serve_and_drive(workdir: Path, body_path: Path, *, workers: int, weights: st
 
 def agreement() -> list[dict]:
     """bench.agreement in its own process: each engine against eager fp32 on the test fixtures."""
-    output = subprocess.run([sys.executable, "-m", "bench.agreement"], cwd=ROOT, capture_output=True, text=True,
-                            check=True).stdout
+    output = subprocess.run(
+        [sys.executable, "-m", "bench.agreement"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
     return json.loads(output.strip().splitlines()[-1])["agreement"]
 
 
@@ -227,11 +269,23 @@ def cpu_has_bf16() -> bool:
 def machine() -> dict:
     import torch
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version(),
-            "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "gpu": gpu,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+    }
 
 
 def main() -> None:
@@ -255,29 +309,65 @@ def main() -> None:
         body_path.write_text(body)
         print(f"raw pipelines, every engine ({args.seconds:.0f} s each) ...", flush=True)
         raw = raw_reference(cores, min(args.seconds, 10.0), bf16=cpu_has_bf16())
-        print(f"served (default engine): {args.workers} worker(s), wrk at concurrency {args.concurrency} ...", flush=True)
-        served = serve_and_drive(workdir, body_path, workers=args.workers, weights="random",
-                                 concurrencies=args.concurrency, seconds=args.seconds, extra_env=extra_env)
+        print(
+            f"served (default engine): {args.workers} worker(s), wrk at concurrency {args.concurrency} ...", flush=True
+        )
+        served = serve_and_drive(
+            workdir,
+            body_path,
+            workers=args.workers,
+            weights="random",
+            concurrencies=args.concurrency,
+            seconds=args.seconds,
+            extra_env=extra_env,
+        )
         print("comparison: one batch worker using every core ...", flush=True)
-        one_worker = serve_and_drive(workdir, body_path, workers=args.workers, weights="random",
-                                     concurrencies=[c for c in (1, 8, 16) if c in args.concurrency], seconds=args.seconds,
-                                     extra_env={**extra_env, "CLASSIFIER_BATCH_WORKERS": "1"})
+        one_worker = serve_and_drive(
+            workdir,
+            body_path,
+            workers=args.workers,
+            weights="random",
+            concurrencies=[c for c in (1, 8, 16) if c in args.concurrency],
+            seconds=args.seconds,
+            extra_env={**extra_env, "CLASSIFIER_BATCH_WORKERS": "1"},
+        )
         print("comparison: torch bf16 (inexact) ...", flush=True)
-        bf16 = serve_and_drive(workdir, body_path, workers=args.workers, weights="random",
-                               concurrencies=[c for c in (16,) if c in args.concurrency], seconds=args.seconds,
-                               extra_env={**extra_env, "CLASSIFIER_ENGINE": "torch", "CLASSIFIER_PRECISION": "bf16"})
+        bf16 = serve_and_drive(
+            workdir,
+            body_path,
+            workers=args.workers,
+            weights="random",
+            concurrencies=[c for c in (16,) if c in args.concurrency],
+            seconds=args.seconds,
+            extra_env={**extra_env, "CLASSIFIER_ENGINE": "torch", "CLASSIFIER_PRECISION": "bf16"},
+        )
         print("service overhead: trivial model ...", flush=True)
-        trivial = serve_and_drive(workdir, body_path, workers=args.workers, weights="trivial",
-                                  concurrencies=[8], seconds=args.seconds, extra_env=extra_env)
+        trivial = serve_and_drive(
+            workdir,
+            body_path,
+            workers=args.workers,
+            weights="trivial",
+            concurrencies=[8],
+            seconds=args.seconds,
+            extra_env=extra_env,
+        )
         components = component_costs(workdir)
         agreements = agreement()
 
     run = {
-        "machine": machine(), "workers": args.workers, "seconds": args.seconds, "jpeg_bytes": len(jpeg),
-        "body_bytes": len(body), "settings": extra_env,
-        "raw": [asdict(r) for r in raw], "served": [asdict(r) for r in served],
-        "one_batch_worker": [asdict(r) for r in one_worker], "bf16_served": [asdict(r) for r in bf16],
-        "trivial": [asdict(r) for r in trivial], "components": components, "agreement": agreements,
+        "machine": machine(),
+        "workers": args.workers,
+        "seconds": args.seconds,
+        "jpeg_bytes": len(jpeg),
+        "body_bytes": len(body),
+        "settings": extra_env,
+        "raw": [asdict(r) for r in raw],
+        "served": [asdict(r) for r in served],
+        "one_batch_worker": [asdict(r) for r in one_worker],
+        "bf16_served": [asdict(r) for r in bf16],
+        "trivial": [asdict(r) for r in trivial],
+        "components": components,
+        "agreement": agreements,
     }
     print(write_report(run, args.out))
 

@@ -1,5 +1,6 @@
 """Admin: model versions (upload, validation report, activate, roll back, retire) and where each serving
 process stands with them. A thin UI over classifier.versions; the settings models are listed read-only."""
+
 import tempfile
 from pathlib import Path
 
@@ -20,7 +21,9 @@ class ModelVersionUploadForm(forms.ModelForm):
     """A new version: its model folder's files one by one, or the whole folder as one .zip/.tar.gz.
     Validating the form runs the registration (and so the validation gate), so that a refusal shows on it."""
 
-    archive = forms.FileField(required=False, help_text="The model folder as one .zip or .tar.gz (instead of the files).")
+    archive = forms.FileField(
+        required=False, help_text="The model folder as one .zip or .tar.gz (instead of the files)."
+    )
     model_upload = forms.FileField(required=False, label="Model file", help_text=", ".join(MODEL_FILES))
     labels_upload = forms.FileField(required=False, label="labels.json")
     config_upload = forms.FileField(required=False, label="config.json", help_text="Optional.")
@@ -48,11 +51,19 @@ class ModelVersionUploadForm(forms.ModelForm):
         data = self.cleaned_data
         with tempfile.TemporaryDirectory(prefix="model-upload-") as scratch:
             try:
-                upload = (self._write_archive(data["archive"], Path(scratch)) if data.get("archive")
-                          else self._write_files(data, Path(scratch)))
+                upload = (
+                    self._write_archive(data["archive"], Path(scratch))
+                    if data.get("archive")
+                    else self._write_files(data, Path(scratch))
+                )
                 self.registered = versions.model_version_register(
-                    name=data["name"], version=data["version"], path=upload, engine=data.get("engine", ""),
-                    precision=data.get("precision", ""), notes=data.get("notes", ""), created_by=self.user,
+                    name=data["name"],
+                    version=data["version"],
+                    path=upload,
+                    engine=data.get("engine", ""),
+                    precision=data.get("precision", ""),
+                    notes=data.get("notes", ""),
+                    created_by=self.user,
                 )
             except versions.ModelVersionError as exc:
                 self.add_error(None, str(exc))
@@ -89,13 +100,36 @@ def _write_upload(upload, target: Path) -> None:
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "status", "validated", "summary", "engine", "precision", "created_by", "created_at",
-                    "activated_at"]
+    list_display = [
+        "__str__",
+        "status",
+        "validated",
+        "summary",
+        "engine",
+        "precision",
+        "created_by",
+        "created_at",
+        "activated_at",
+    ]
     list_filter = ["status", "name"]
     search_fields = ["name", "version", "notes", "sha256"]
-    readonly_fields = ["name", "version", "status", "validated", "validation_report", "sha256", "model_file",
-                       "labels_file", "config_file", "engine", "precision", "created_by", "created_at",
-                       "activated_at", "workers"]
+    readonly_fields = [
+        "name",
+        "version",
+        "status",
+        "validated",
+        "validation_report",
+        "sha256",
+        "model_file",
+        "labels_file",
+        "config_file",
+        "engine",
+        "precision",
+        "created_by",
+        "created_at",
+        "activated_at",
+        "workers",
+    ]
     actions = ["activate_version", "retire_versions", "validate_again"]
     change_form_template = "admin/classifier/modelversion/change_form.html"
     change_list_template = "admin/classifier/modelversion/change_list.html"
@@ -113,13 +147,31 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     def get_fieldsets(self, request, obj=None):
         if obj is None:
-            return [(None, {"fields": ["name", "version", "archive", "model_upload", "labels_upload", "config_upload",
-                                       "engine", "precision", "notes"],
-                            "description": "Uploading validates the version in a separate process before it is saved; "
-                                           "then activate it here (or with manage.py activate_model)."})]
-        return [(None, {"fields": [*self.readonly_fields[:5], "notes"]}),
-                ("Files", {"fields": self.readonly_fields[5:11]}),
-                ("History", {"fields": self.readonly_fields[11:]})]
+            return [
+                (
+                    None,
+                    {
+                        "fields": [
+                            "name",
+                            "version",
+                            "archive",
+                            "model_upload",
+                            "labels_upload",
+                            "config_upload",
+                            "engine",
+                            "precision",
+                            "notes",
+                        ],
+                        "description": "Uploading validates the version in a separate process before it is saved; "
+                        "then activate it here (or with manage.py activate_model).",
+                    },
+                )
+            ]
+        return [
+            (None, {"fields": [*self.readonly_fields[:5], "notes"]}),
+            ("Files", {"fields": self.readonly_fields[5:11]}),
+            ("History", {"fields": self.readonly_fields[11:]}),
+        ]
 
     def get_readonly_fields(self, request, obj=None):
         return [] if obj is None else self.readonly_fields
@@ -149,25 +201,42 @@ class ModelVersionAdmin(admin.ModelAdmin):
     @admin.display(description="validation report")
     def validation_report(self, obj: ModelVersion):
         checks = obj.report.get("checks", [])
-        rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", (
-            (check["check"], "passed" if check["passed"] else "FAILED", check["detail"]) for check in checks))
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((check["check"], "passed" if check["passed"] else "FAILED", check["detail"]) for check in checks),
+        )
         latency = obj.report.get("latency_ms", {})
         return format_html(
             '<p class="validation-summary">{}</p><table class="validation-checks"><tr><th>check</th><th>result</th>'
             "<th>detail</th></tr>{}</table><p>Latency (median ms): {} · validated {}</p>",
-            obj.report.get("summary", "Not validated."), rows,
-            ", ".join(f"{key}: {value}" for key, value in latency.items()) or "-", obj.report.get("validated_at", "-"),
+            obj.report.get("summary", "Not validated."),
+            rows,
+            ", ".join(f"{key}: {value}" for key, value in latency.items()) or "-",
+            obj.report.get("validated_at", "-"),
         )
 
     @admin.display(description="serving processes")
     def workers(self, obj: ModelVersion):
         statuses = ModelLoadStatus.objects.filter(name=obj.name, version=obj.version)
-        return format_html_join("", "<div>{}: {} (serving {}) {}</div>", (
-            (s.worker, s.outcome, s.serving or "-", s.reason) for s in statuses)) or "-"
+        return (
+            format_html_join(
+                "",
+                "<div>{}: {} (serving {}) {}</div>",
+                ((s.worker, s.outcome, s.serving or "-", s.reason) for s in statuses),
+            )
+            or "-"
+        )
 
     def get_urls(self):
-        return [path("<int:version_id>/activate/", self.admin_site.admin_view(self.activate_view),
-                     name="classifier_modelversion_activate"), *super().get_urls()]
+        return [
+            path(
+                "<int:version_id>/activate/",
+                self.admin_site.admin_view(self.activate_view),
+                name="classifier_modelversion_activate",
+            ),
+            *super().get_urls(),
+        ]
 
     def activate_view(self, request, version_id: int):
         """The change page's Activate / Roll back button (POST)."""
@@ -187,8 +256,9 @@ class ModelVersionAdmin(admin.ModelAdmin):
             self.message_user(request, str(exc), messages.ERROR)
             return
         verb = "Rolled back to" if was == ModelVersion.Status.RETIRED else "Activated"
-        self.message_user(request, f"{verb} {model_version}; every server switches to it within seconds.",
-                          messages.SUCCESS)
+        self.message_user(
+            request, f"{verb} {model_version}; every server switches to it within seconds.", messages.SUCCESS
+        )
 
     @admin.action(description="Activate (or roll back to) the selected version")
     def activate_version(self, request, queryset) -> None:

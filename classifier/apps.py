@@ -22,9 +22,7 @@ def is_serving_process(argv: list[str], environ=os.environ) -> bool:
         if command not in SERVING_COMMANDS:
             return False
         return environ.get("RUN_MAIN") == "true" or "--noreload" in argv
-    if "pytest" in program or "py.test" in program:
-        return False
-    return True
+    return not ("pytest" in program or "py.test" in program)
 
 
 class ClassifierConfig(AppConfig):

@@ -5,6 +5,7 @@ keyed by the image bytes' SHA-256, the model's weights fingerprint and top_k. A 
 random weights has no fingerprint (every process draws its own) and is never cached. A failing
 cache backend is a miss, never an error: the model answers instead.
 """
+
 import hashlib
 import logging
 

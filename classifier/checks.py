@@ -6,6 +6,7 @@ The check is a deployment check (``manage.py check --deploy``, README's deployme
 a plain one: plain checks also run before ``migrate`` and every other command, which in a fresh
 deployment come before ``collectstatic``.
 """
+
 from django.contrib.staticfiles import finders
 from django.contrib.staticfiles.storage import ManifestFilesMixin, staticfiles_storage
 from django.core import checks
@@ -24,18 +25,25 @@ def static_files_collected(app_configs=None, **kwargs) -> list[checks.CheckMessa
         return []
     hint = "Run: python manage.py collectstatic --noinput (README, Deployment)."
     if not storage.exists(storage.manifest_name):
-        return [checks.Error(
-            f"Static files have not been collected: {storage.manifest_name} is missing from STATIC_ROOT, so with "
-            "DJANGO_DEBUG off every page would answer 500.", hint=hint, id="classifier.E001",
-        )]
+        return [
+            checks.Error(
+                f"Static files have not been collected: {storage.manifest_name} is missing from STATIC_ROOT, so with "
+                "DJANGO_DEBUG off every page would answer 500.",
+                hint=hint,
+                id="classifier.E001",
+            )
+        ]
     collected, _ = storage.load_manifest()
     missing = sorted(path for path, _ in _static_files() if path not in collected)
     if missing:
-        return [checks.Error(
-            f"{len(missing)} static files are not in the collected manifest (collectstatic ran before they were "
-            f"added): {', '.join(missing[:_MISSING_SHOWN])}{' ...' if len(missing) > _MISSING_SHOWN else ''}.",
-            hint=hint, id="classifier.E002",
-        )]
+        return [
+            checks.Error(
+                f"{len(missing)} static files are not in the collected manifest (collectstatic ran before they were "
+                f"added): {', '.join(missing[:_MISSING_SHOWN])}{' ...' if len(missing) > _MISSING_SHOWN else ''}.",
+                hint=hint,
+                id="classifier.E002",
+            )
+        ]
     return []
 
 
@@ -49,6 +57,7 @@ def run_start_checks() -> None:
     messages = checks.run_checks() + checks.run_checks(tags=[STATIC_FILES_TAG], include_deployment_checks=True)
     errors = [message for message in messages if message.is_serious() and not message.is_silenced()]
     if errors:
-        raise ImproperlyConfigured("The server cannot start:\n" + "\n".join(
-            f"{error}" + (f"\n\tHINT: {error.hint}" if error.hint else "") for error in errors
-        ))
+        raise ImproperlyConfigured(
+            "The server cannot start:\n"
+            + "\n".join(f"{error}" + (f"\n\tHINT: {error.hint}" if error.hint else "") for error in errors)
+        )

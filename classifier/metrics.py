@@ -4,6 +4,7 @@ With several worker processes set ``PROMETHEUS_MULTIPROC_DIR`` to an empty direc
 them (prometheus_client then keeps the values in files there and ``/metrics`` sums every
 worker); without it each process reports only its own numbers.
 """
+
 import atexit
 import os
 
@@ -21,18 +22,24 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
 
 REQUESTS = Counter(
-    "aiserver_requests", "API requests answered, by endpoint (route), method and status.", ["endpoint", "method", "status"]
+    "aiserver_requests",
+    "API requests answered, by endpoint (route), method and status.",
+    ["endpoint", "method", "status"],
 )
 REQUEST_LATENCY = Histogram(
-    "aiserver_request_duration_seconds", "Time from the request reaching Django to its answer.",
-    ["endpoint", "status"], buckets=LATENCY_BUCKETS,
+    "aiserver_request_duration_seconds",
+    "Time from the request reaching Django to its answer.",
+    ["endpoint", "status"],
+    buckets=LATENCY_BUCKETS,
 )
 QUEUE_DEPTH = Gauge(
     "aiserver_queue_depth", "Images waiting for a forward pass.", ["model"], multiprocess_mode="livesum"
 )
 BATCH_SIZE = Histogram("aiserver_batch_size", "Images per forward pass.", ["model"], buckets=BATCH_BUCKETS)
 INFERENCE_SECONDS = Histogram(
-    "aiserver_inference_duration_seconds", "Time of one forward pass (a whole batch).", ["model"],
+    "aiserver_inference_duration_seconds",
+    "Time of one forward pass (a whole batch).",
+    ["model"],
     buckets=LATENCY_BUCKETS,
 )
 CACHE_LOOKUPS = Counter("aiserver_result_cache_lookups", "Result cache lookups, by result.", ["result"])

@@ -5,6 +5,7 @@ A version's files live in Django's default storage (MEDIA_ROOT, or S3 and the li
 django-storages); every serving process copies the active one into its local CLASSIFIER_MODEL_CACHE_DIR,
 checks its sha256 and loads it beside the version it serves (``classifier.watcher``).
 """
+
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
@@ -43,19 +44,27 @@ class ModelVersion(models.Model):
 
     name = models.CharField(max_length=64, validators=[name_validator], help_text="The model's name in the API.")
     version = models.CharField(max_length=64, validators=[name_validator], help_text="e.g. 1, 2026-12-01, v2.1")
-    model_file = models.FileField(upload_to=version_file_path, max_length=255,
-                                  help_text="model.pt (a state_dict), model.ts (TorchScript) or model.onnx")
+    model_file = models.FileField(
+        upload_to=version_file_path,
+        max_length=255,
+        help_text="model.pt (a state_dict), model.ts (TorchScript) or model.onnx",
+    )
     labels_file = models.FileField(upload_to=version_file_path, max_length=255, help_text="labels.json")
-    config_file = models.FileField(upload_to=version_file_path, max_length=255, blank=True,
-                                   help_text="config.json (optional)")
-    sha256 = models.CharField(max_length=64, editable=False, help_text="Of the files, in the order model, labels, config.")
+    config_file = models.FileField(
+        upload_to=version_file_path, max_length=255, blank=True, help_text="config.json (optional)"
+    )
+    sha256 = models.CharField(
+        max_length=64, editable=False, help_text="Of the files, in the order model, labels, config."
+    )
     engine = models.CharField(max_length=16, choices=Engine.choices, blank=True, default="")
     precision = models.CharField(max_length=8, choices=Precision.choices, blank=True, default="")
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.STAGED)
-    report = models.JSONField(default=dict, blank=True, editable=False,
-                              help_text="The validation gate's report (classifier.validation).")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+    report = models.JSONField(
+        default=dict, blank=True, editable=False, help_text="The validation gate's report (classifier.validation)."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     activated_at = models.DateTimeField(null=True, blank=True, editable=False)
     notes = models.TextField(blank=True)
@@ -64,8 +73,9 @@ class ModelVersion(models.Model):
         ordering = ["name", "-created_at"]
         constraints = [
             models.UniqueConstraint(fields=["name", "version"], name="model_version_unique_name_version"),
-            models.UniqueConstraint(fields=["name"], condition=models.Q(status="active"),
-                                    name="model_version_one_active_per_name"),
+            models.UniqueConstraint(
+                fields=["name"], condition=models.Q(status="active"), name="model_version_one_active_per_name"
+            ),
         ]
         indexes = [models.Index(fields=["status", "name"], name="model_version_status_name")]
 

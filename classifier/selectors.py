@@ -1,5 +1,6 @@
 """Reads: model versions (what is active: the serving processes' one cheap query; one version; the list), and
 whether the database answers (readiness)."""
+
 from django.db import connection
 
 from .models import ModelLoadStatus, ModelVersion

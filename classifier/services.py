@@ -1,4 +1,5 @@
 """Classification as one service call: decode and preprocess here, infer in the batcher."""
+
 import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -9,8 +10,8 @@ from django.conf import settings
 from rest_framework.exceptions import APIException
 
 from . import cache
-from .runtime import preprocessing as pipeline
 from .api.exceptions import BatcherClosed, ImageTooLarge, InferenceFailed, InferenceTimeout, InvalidImage, ModelNotFound
+from .runtime import preprocessing as pipeline
 from .runtime.budget import PixelBudget
 from .runtime.registry import LoadedModel, registry
 
@@ -107,7 +108,10 @@ class BatchClassification:
 
 
 def classify_batch(
-    images: list[bytes | APIException], *, top_k: int, model_name: str | None = None,
+    images: list[bytes | APIException],
+    *,
+    top_k: int,
+    model_name: str | None = None,
     model_version: str | None = None,
 ) -> BatchClassification:
     """Classify a v2 batch whose images may already have failed to decode (an APIException in their place).
@@ -116,9 +120,7 @@ def classify_batch(
     """
     started = time.perf_counter()
     readable = [data for data in images if not isinstance(data, APIException)]
-    model, outcomes = classify_images(
-        readable, top_k=top_k, model_name=model_name, model_version=model_version
-    )
+    model, outcomes = classify_images(readable, top_k=top_k, model_name=model_name, model_version=model_version)
     answers = iter(outcomes)
     results = [data if isinstance(data, APIException) else next(answers) for data in images]
     elapsed_ms = round((time.perf_counter() - started) * 1000.0, 2)

@@ -4,6 +4,7 @@
 The validation gate runs in a separate process (``manage.py validate_model_folder``) with
 CLASSIFIER_VALIDATION_TIMEOUT_SECONDS to finish; a version whose report did not pass cannot be activated.
 """
+
 import hashlib
 import json
 import os
@@ -32,7 +33,13 @@ class ModelVersionError(Exception):
 
 
 def model_version_register(
-    *, name: str, version: str, path: Path, engine: str = "", precision: str = "", notes: str = "",
+    *,
+    name: str,
+    version: str,
+    path: Path,
+    engine: str = "",
+    precision: str = "",
+    notes: str = "",
     created_by=None,
 ) -> ModelVersion:
     """Store the model folder (or .zip/.tar.gz of one) at ``path`` as version ``version`` of ``name``, staged,
@@ -44,8 +51,16 @@ def model_version_register(
         folder = _unpacked(Path(path), Path(scratch))
         files = _model_files(folder)
         report = run_validation_gate(folder, engine=engine, precision=precision)
-        model_version = ModelVersion(name=name, version=version, engine=engine, precision=precision, notes=notes,
-                                     created_by=created_by, report=report, sha256=files_sha256(files.values()))
+        model_version = ModelVersion(
+            name=name,
+            version=version,
+            engine=engine,
+            precision=precision,
+            notes=notes,
+            created_by=created_by,
+            report=report,
+            sha256=files_sha256(files.values()),
+        )
         try:
             with transaction.atomic():
                 for field, file_path in files.items():
@@ -75,11 +90,15 @@ def model_version_activate(*, name: str, version: str) -> ModelVersion:
         if target is None:
             raise ModelVersionError(f"No version {version!r} of model {name!r} is registered.")
         if not target.passed:
-            raise ModelVersionError(f"{target} did not pass validation and cannot be activated: "
-                                    f"{target.report.get('summary', 'it has no validation report')}")
+            raise ModelVersionError(
+                f"{target} did not pass validation and cannot be activated: "
+                f"{target.report.get('summary', 'it has no validation report')}"
+            )
         if target.status == ModelVersion.Status.ACTIVE:
             return target
-        ModelVersion.objects.filter(name=name, status=ModelVersion.Status.ACTIVE).update(status=ModelVersion.Status.RETIRED)
+        ModelVersion.objects.filter(name=name, status=ModelVersion.Status.ACTIVE).update(
+            status=ModelVersion.Status.RETIRED
+        )
         target.status, target.activated_at = ModelVersion.Status.ACTIVE, timezone.now()
         target.save(update_fields=["status", "activated_at"])
     return target
@@ -95,7 +114,11 @@ def model_version_retire(*, model_version: ModelVersion) -> ModelVersion:
 def model_version_local_folder(*, model_version: ModelVersion) -> Path:
     """This machine's copy of the version's files as a model folder (under CLASSIFIER_MODEL_CACHE_DIR),
     fetched from the default storage once and checked against its sha256. Raises ModelVersionError."""
-    folder = Path(settings.CLASSIFIER_MODEL_CACHE_DIR) / model_version.name / f"{model_version.version}-{model_version.sha256[:12]}"
+    folder = (
+        Path(settings.CLASSIFIER_MODEL_CACHE_DIR)
+        / model_version.name
+        / f"{model_version.version}-{model_version.sha256[:12]}"
+    )
     if (folder / COMPLETE_MARKER).is_file():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -121,10 +144,14 @@ def model_version_local_folder(*, model_version: ModelVersion) -> Path:
     return folder
 
 
-def model_load_status_record(*, worker: str, name: str, version: str, outcome: str, serving: str, reason: str = "") -> None:
+def model_load_status_record(
+    *, worker: str, name: str, version: str, outcome: str, serving: str, reason: str = ""
+) -> None:
     """What worker ``worker`` did with ``name@version`` (loaded, or failed and why) and what it serves now."""
     ModelLoadStatus.objects.update_or_create(
-        worker=worker, name=name, defaults={"version": version, "outcome": outcome, "serving": serving, "reason": reason},
+        worker=worker,
+        name=name,
+        defaults={"version": version, "outcome": outcome, "serving": serving, "reason": reason},
     )
 
 
@@ -134,20 +161,41 @@ def run_validation_gate(folder: Path, *, engine: str = "", precision: str = "") 
     timeout = settings.CLASSIFIER_VALIDATION_TIMEOUT_SECONDS
     with tempfile.TemporaryDirectory(prefix="model-report-") as scratch:
         output = Path(scratch) / "report.json"
-        command = [sys.executable, "-m", "django", "validate_model_folder", str(folder), "--output", str(output),
-                   "--engine", engine, "--precision", precision]
-        environment = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "aiserver.settings")}
+        command = [
+            sys.executable,
+            "-m",
+            "django",
+            "validate_model_folder",
+            str(folder),
+            "--output",
+            str(output),
+            "--engine",
+            engine,
+            "--precision",
+            precision,
+        ]
+        environment = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "aiserver.settings"),
+        }
         try:
-            finished = subprocess.run(command, cwd=settings.BASE_DIR, env=environment, capture_output=True, text=True,
-                                      timeout=timeout)
+            finished = subprocess.run(
+                command, cwd=settings.BASE_DIR, env=environment, capture_output=True, text=True, timeout=timeout
+            )
         except subprocess.TimeoutExpired:
-            report = _gate_failure(f"the validation process ran past CLASSIFIER_VALIDATION_TIMEOUT_SECONDS ({timeout:g} s)")
+            report = _gate_failure(
+                f"the validation process ran past CLASSIFIER_VALIDATION_TIMEOUT_SECONDS ({timeout:g} s)"
+            )
         else:
             if finished.returncode == 0 and output.is_file():
                 report = json.loads(output.read_text())
             else:
-                last = (finished.stderr.strip().splitlines() or ["no output"])[-1].replace(str(folder), "<model folder>")
-                report = _gate_failure(f"the validation process failed (exit status {finished.returncode}: {last[:300]})")
+                last = (finished.stderr.strip().splitlines() or ["no output"])[-1].replace(
+                    str(folder), "<model folder>"
+                )
+                report = _gate_failure(
+                    f"the validation process failed (exit status {finished.returncode}: {last[:300]})"
+                )
     report["validated_at"] = timezone.now().isoformat()
     return report
 
@@ -163,8 +211,11 @@ def files_sha256(paths) -> str:
 
 
 def _gate_failure(detail: str) -> dict:
-    return {"passed": False, "checks": [{"check": "loads", "passed": False, "detail": detail}],
-            "summary": f"Refused: {detail}."}
+    return {
+        "passed": False,
+        "checks": [{"check": "loads", "passed": False, "detail": detail}],
+        "summary": f"Refused: {detail}.",
+    }
 
 
 def _check_names(name: str, version: str, engine: str, precision: str) -> None:

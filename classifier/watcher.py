@@ -8,6 +8,7 @@ this worker's ModelLoadStatus row (shown in the admin); the watcher tries it aga
 version has been activated. A name whose active version is retired goes back to its CLASSIFIER_MODELS
 model, or (a name only the database knew) stops being served.
 """
+
 import gc
 import logging
 import os
@@ -68,9 +69,12 @@ class VersionWatcher:
         active = selectors.active_version_ids()
         switched = []
         for name, version_id in active.items():
-            if self.serving.get(name) != version_id and self.tried.get(name) != version_id:
-                if self._switch(name, version_id):
-                    switched.append(name)
+            if (
+                self.serving.get(name) != version_id
+                and self.tried.get(name) != version_id
+                and self._switch(name, version_id)
+            ):
+                switched.append(name)
         for name in [name for name in self.serving if name not in active]:
             self._fall_back(name)
             switched.append(name)
@@ -89,8 +93,16 @@ class VersionWatcher:
         except versions.ModelVersionError as exc:
             self._failed(model_version, str(exc))
             return False
-        slot = load_slot(ModelSource(name=name, architecture=None, folder=folder, version=model_version.version,
-                                     engine=model_version.engine, precision=model_version.precision))
+        slot = load_slot(
+            ModelSource(
+                name=name,
+                architecture=None,
+                folder=folder,
+                version=model_version.version,
+                engine=model_version.engine,
+                precision=model_version.precision,
+            )
+        )
         if slot.status != LOADED:
             self._failed(model_version, slot.reason)
             return False
@@ -134,8 +146,9 @@ class VersionWatcher:
         slot = self.registry.peek(name)
         serving = slot.model.version if slot is not None and slot.model is not None else ""
         try:
-            versions.model_load_status_record(worker=self.worker, name=name, version=version, outcome=outcome,
-                                              serving=serving, reason=reason)
+            versions.model_load_status_record(
+                worker=self.worker, name=name, version=version, outcome=outcome, serving=serving, reason=reason
+            )
         except Exception:  # noqa: BLE001 - the status row is for the admin; serving goes on without it
             logger.exception("could not record the load status of %s", name)
 

@@ -1,4 +1,5 @@
 """Calling an ASGI app in-process, the way uvicorn calls it (tests and bench.overhead)."""
+
 import asyncio
 import json
 
@@ -16,10 +17,18 @@ async def call(app, path, *, method="GET", headers=(), body=b""):
         sent.append(message)
 
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "scheme": "http",
-        "method": method, "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "scheme": "http",
+        "method": method,
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
         "headers": [(b"host", b"testserver"), (b"content-length", str(len(body)).encode()), *headers],
-        "client": ("127.0.0.1", 5000), "server": ("testserver", 80),
+        "client": ("127.0.0.1", 5000),
+        "server": ("testserver", 80),
     }
     await app(scope, receive, send)
     return sent[0]["status"], json.loads(b"".join(m.get("body", b"") for m in sent[1:]))

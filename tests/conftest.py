@@ -7,7 +7,14 @@ from rest_framework.test import APIClient
 
 from accounts.services import api_key_create
 from classifier.runtime.registry import LOADED, registry
-from tests.model_weights import ARTIFACT_KINDS, FLOWERS, fine_tuned_flowers, make_probe_weights, make_weights, write_model_folder
+from tests.model_weights import (
+    ARTIFACT_KINDS,
+    FLOWERS,
+    fine_tuned_flowers,
+    make_probe_weights,
+    make_weights,
+    write_model_folder,
+)
 
 
 @pytest.fixture(scope="session")
@@ -142,6 +149,8 @@ def static_manifest_root(tmp_path_factory):
     paths = {path: path for finder in finders.get_finders() for path, _ in finder.list(["CVS", ".*", "*~"])}
     (root / "staticfiles.json").write_text(json.dumps({"version": "1.1", "paths": paths, "hash": ""}))
     return root
+
+
 @pytest.fixture
 def version_storage(settings, tmp_path):
     """Model versions' files and the local copies in this test's own folders (MEDIA_ROOT, the cache)."""
@@ -157,5 +166,7 @@ def relabelled_flowers(tmp_path_factory, flowers_network):
     root = tmp_path_factory.mktemp("versions")
     return {
         "v1": write_model_folder(root / "v1", "torchscript", flowers_network),
-        "v2": write_model_folder(root / "v2", "torchscript", flowers_network, labels=[f"{label}-v2" for label in FLOWERS]),
+        "v2": write_model_folder(
+            root / "v2", "torchscript", flowers_network, labels=[f"{label}-v2" for label in FLOWERS]
+        ),
     }

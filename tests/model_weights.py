@@ -3,6 +3,7 @@ a few synthetic pictures map confidently to chosen ImageNet labels.
 
 Used by the in-process tests and by the live-server tests (through CLASSIFIER_WEIGHTS).
 """
+
 import io
 import json
 import warnings
@@ -128,8 +129,15 @@ def write_model_folder(folder: Path, kind: str, model: torch.nn.Module, labels: 
     elif kind == "onnx":
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, (example,), str(folder / "model.onnx"), dynamo=False, input_names=["input"],
-                              output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+            torch.onnx.export(
+                model,
+                (example,),
+                str(folder / "model.onnx"),
+                dynamo=False,
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            )
         (folder / "labels.json").write_text(json.dumps(labels))
     else:
         raise ValueError(kind)

@@ -3,6 +3,7 @@
 Tests that need one skip when it is absent, except under CI (``under_ci()``), where a missing
 service fails the run instead of silently testing less.
 """
+
 import os
 import uuid
 from collections.abc import Iterator, Mapping

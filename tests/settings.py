@@ -1,4 +1,5 @@
 """Test settings: the production settings with a throwaway secret (tests never read a real one)."""
+
 import os
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-secret-key-not-for-production")

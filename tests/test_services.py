@@ -1,4 +1,5 @@
 """tests.services: under CI a missing service fails the test; elsewhere it skips it."""
+
 import pytest
 
 from tests import services

@@ -8,7 +8,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -17,70 +16,112 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='ApiKey',
+            name="ApiKey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True)),
-                ('prefix', models.CharField(editable=False, max_length=16, unique=True)),
-                ('hashed_key', models.CharField(editable=False, max_length=64)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('expires_at', models.DateTimeField(blank=True, help_text='Empty: never expires.', null=True)),
-                ('revoked_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('last_used_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('rate_limit', models.PositiveIntegerField(default=accounts.models._default_rate_limit, help_text='Requests (v2: images) admitted per window.')),
-                ('rate_window_seconds', models.PositiveIntegerField(default=accounts.models._default_rate_window, help_text='Length of the sliding window in seconds.')),
-                ('owner', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='api_keys', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100, unique=True)),
+                ("prefix", models.CharField(editable=False, max_length=16, unique=True)),
+                ("hashed_key", models.CharField(editable=False, max_length=64)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("expires_at", models.DateTimeField(blank=True, help_text="Empty: never expires.", null=True)),
+                ("revoked_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("last_used_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                (
+                    "rate_limit",
+                    models.PositiveIntegerField(
+                        default=accounts.models._default_rate_limit,
+                        help_text="Requests (v2: images) admitted per window.",
+                    ),
+                ),
+                (
+                    "rate_window_seconds",
+                    models.PositiveIntegerField(
+                        default=accounts.models._default_rate_window,
+                        help_text="Length of the sliding window in seconds.",
+                    ),
+                ),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="api_keys",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'API key',
-                'ordering': ['-created_at'],
+                "verbose_name": "API key",
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='RateLimitEvent',
+            name="RateLimitEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('at', models.FloatField(help_text='Unix time the request was admitted.')),
-                ('cost', models.PositiveIntegerField(default=1)),
-                ('api_key', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='accounts.apikey')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("at", models.FloatField(help_text="Unix time the request was admitted.")),
+                ("cost", models.PositiveIntegerField(default=1)),
+                (
+                    "api_key",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="accounts.apikey"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='RequestLog',
+            name="RequestLog",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('endpoint', models.CharField(max_length=200)),
-                ('method', models.CharField(max_length=10)),
-                ('status_code', models.PositiveSmallIntegerField()),
-                ('response_time_ms', models.FloatField()),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('client_ip', models.GenericIPAddressField(blank=True, null=True)),
-                ('request_id', models.CharField(blank=True, default='', max_length=64)),
-                ('images', models.PositiveIntegerField(default=0, help_text='Images this request asked to classify.')),
-                ('api_key', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='logs', to='accounts.apikey')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("endpoint", models.CharField(max_length=200)),
+                ("method", models.CharField(max_length=10)),
+                ("status_code", models.PositiveSmallIntegerField()),
+                ("response_time_ms", models.FloatField()),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                ("client_ip", models.GenericIPAddressField(blank=True, null=True)),
+                ("request_id", models.CharField(blank=True, default="", max_length=64)),
+                ("images", models.PositiveIntegerField(default=0, help_text="Images this request asked to classify.")),
+                (
+                    "api_key",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="logs",
+                        to="accounts.apikey",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.AddConstraint(
-            model_name='apikey',
-            constraint=models.CheckConstraint(condition=models.Q(('rate_limit__gte', 1)), name='apikey_rate_limit_positive'),
+            model_name="apikey",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("rate_limit__gte", 1)), name="apikey_rate_limit_positive"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='apikey',
-            constraint=models.CheckConstraint(condition=models.Q(('rate_window_seconds__gte', 1)), name='apikey_rate_window_positive'),
+            model_name="apikey",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("rate_window_seconds__gte", 1)), name="apikey_rate_window_positive"
+            ),
         ),
         migrations.AddIndex(
-            model_name='ratelimitevent',
-            index=models.Index(fields=['api_key', 'at'], name='ratelimit_key_at'),
+            model_name="ratelimitevent",
+            index=models.Index(fields=["api_key", "at"], name="ratelimit_key_at"),
         ),
         migrations.AddIndex(
-            model_name='requestlog',
-            index=models.Index(fields=['api_key', 'created_at'], name='requestlog_key_time'),
+            model_name="requestlog",
+            index=models.Index(fields=["api_key", "created_at"], name="requestlog_key_time"),
         ),
         migrations.AddConstraint(
-            model_name='requestlog',
-            constraint=models.CheckConstraint(condition=models.Q(('status_code__gte', 100), ('status_code__lte', 599)), name='requestlog_status_code_valid'),
+            model_name="requestlog",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("status_code__gte", 100), ("status_code__lte", 599)),
+                name="requestlog_status_code_valid",
+            ),
         ),
     ]

@@ -5,25 +5,33 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0001_initial'),
+        ("accounts", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='apikey',
-            name='allowed_models',
-            field=models.JSONField(blank=True, default=list, help_text='The models this key may call, by name (as /api/v2/models lists them). Empty: every model.', validators=[accounts.models.validate_model_names]),
+            model_name="apikey",
+            name="allowed_models",
+            field=models.JSONField(
+                blank=True,
+                default=list,
+                help_text="The models this key may call, by name (as /api/v2/models lists them). Empty: every model.",
+                validators=[accounts.models.validate_model_names],
+            ),
         ),
         migrations.AddField(
-            model_name='requestlog',
-            name='model_name',
-            field=models.CharField(blank=True, default='', help_text='The model that answered; blank: none did.', max_length=64),
+            model_name="requestlog",
+            name="model_name",
+            field=models.CharField(
+                blank=True, default="", help_text="The model that answered; blank: none did.", max_length=64
+            ),
         ),
         migrations.AddField(
-            model_name='requestlog',
-            name='model_version',
-            field=models.CharField(blank=True, default='', help_text='Its version; blank: none or unversioned.', max_length=64),
+            model_name="requestlog",
+            name="model_version",
+            field=models.CharField(
+                blank=True, default="", help_text="Its version; blank: none or unversioned.", max_length=64
+            ),
         ),
     ]

@@ -4,37 +4,43 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0002_key_models_and_log_model'),
+        ("accounts", "0002_key_models_and_log_model"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AnonymousRequestCount',
+            name="AnonymousRequestCount",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('minute', models.DateTimeField(help_text='The start of the minute (UTC).')),
-                ('client', models.CharField(max_length=50)),
-                ('route', models.CharField(help_text='The matched route, or "unmatched".', max_length=200)),
-                ('status_code', models.PositiveSmallIntegerField()),
-                ('count', models.PositiveIntegerField(default=0)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("minute", models.DateTimeField(help_text="The start of the minute (UTC).")),
+                ("client", models.CharField(max_length=50)),
+                ("route", models.CharField(help_text='The matched route, or "unmatched".', max_length=200)),
+                ("status_code", models.PositiveSmallIntegerField()),
+                ("count", models.PositiveIntegerField(default=0)),
             ],
             options={
-                'verbose_name': 'anonymous request count',
-                'ordering': ['-minute', '-count'],
+                "verbose_name": "anonymous request count",
+                "ordering": ["-minute", "-count"],
             },
         ),
         migrations.AddIndex(
-            model_name='requestlog',
-            index=models.Index(fields=['api_key', 'status_code', 'created_at', 'images'], name='requestlog_key_status_time'),
+            model_name="requestlog",
+            index=models.Index(
+                fields=["api_key", "status_code", "created_at", "images"], name="requestlog_key_status_time"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='anonymousrequestcount',
-            constraint=models.UniqueConstraint(fields=('minute', 'client', 'route', 'status_code'), name='anonymous_count_unique'),
+            model_name="anonymousrequestcount",
+            constraint=models.UniqueConstraint(
+                fields=("minute", "client", "route", "status_code"), name="anonymous_count_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='anonymousrequestcount',
-            constraint=models.CheckConstraint(condition=models.Q(('status_code__gte', 100), ('status_code__lte', 599)), name='anonymous_count_status_code_valid'),
+            model_name="anonymousrequestcount",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("status_code__gte", 100), ("status_code__lte", 599)),
+                name="anonymous_count_status_code_valid",
+            ),
         ),
     ]

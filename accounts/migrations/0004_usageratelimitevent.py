@@ -5,22 +5,26 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0003_anonymous_request_count'),
+        ("accounts", "0003_anonymous_request_count"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='UsageRateLimitEvent',
+            name="UsageRateLimitEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('at', models.FloatField(help_text='Unix time the request was admitted.')),
-                ('cost', models.PositiveIntegerField(default=1)),
-                ('api_key', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='accounts.apikey')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("at", models.FloatField(help_text="Unix time the request was admitted.")),
+                ("cost", models.PositiveIntegerField(default=1)),
+                (
+                    "api_key",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="accounts.apikey"
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['api_key', 'at'], name='usage_ratelimit_key_at')],
+                "indexes": [models.Index(fields=["api_key", "at"], name="usage_ratelimit_key_at")],
             },
         ),
     ]

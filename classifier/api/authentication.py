@@ -1,4 +1,5 @@
 """API key authentication: ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``, never the query string."""
+
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
@@ -27,7 +28,9 @@ class ApiKeyAuthentication(BaseAuthentication):
         parts = get_authorization_header(request).split()
         if parts and parts[0].lower() == self.keyword.lower().encode():
             if len(parts) != 2:
-                raise AuthenticationFailed("Malformed Authorization header; use 'Bearer <key>'.", code="invalid_api_key")
+                raise AuthenticationFailed(
+                    "Malformed Authorization header; use 'Bearer <key>'.", code="invalid_api_key"
+                )
             return parts[1].decode("latin-1")
         header = request.META.get("HTTP_X_API_KEY")
         return header.strip() if header else None

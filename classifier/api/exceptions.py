@@ -1,4 +1,5 @@
 """The API's errors and the one handler that renders every error as {"detail", "code"}."""
+
 import logging
 
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent

@@ -1,4 +1,5 @@
 """Request-boundary middleware: the request log, v2 request ids and the body size limit."""
+
 import logging
 import re
 import time

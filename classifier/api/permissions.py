@@ -3,8 +3,8 @@ import hmac
 from django.conf import settings
 from rest_framework.permissions import BasePermission
 
-from .exceptions import ModelNotAllowed
 from ..runtime.registry import registry
+from .exceptions import ModelNotAllowed
 
 VERSION_SEPARATOR = "@"  # "name@version": access is judged by the name
 

@@ -9,6 +9,7 @@ matching them is accepted.
 Adding an error answer to an operation is one entry in its ``errors(...)`` call; a new kind of
 error is one entry in ``ERRORS``.
 """
+
 import re
 
 from django.conf import settings
@@ -34,7 +35,9 @@ def _filename_field() -> serializers.CharField:
 
 def _top_k_field() -> serializers.IntegerField:
     return serializers.IntegerField(
-        required=False, min_value=1, max_value=settings.CLASSIFIER_MAX_TOP_K,
+        required=False,
+        min_value=1,
+        max_value=settings.CLASSIFIER_MAX_TOP_K,
         help_text=f"Predictions per image; default {settings.CLASSIFIER_TOP_K}.",
     )
 
@@ -43,7 +46,8 @@ def _model_field() -> serializers.RegexField:
     """A configured name, or ``name@version`` (the version served: see /api/v2/models)."""
     names = "|".join(re.escape(name) for name in registry.names())
     return serializers.RegexField(
-        rf"^(?:{names})(?:@{VERSION_PATTERN.lstrip('^').rstrip('$')})?$", required=False,
+        rf"^(?:{names})(?:@{VERSION_PATTERN.lstrip('^').rstrip('$')})?$",
+        required=False,
         help_text="A name from /api/v2/models, or name@version for the version it serves; default: the first.",
     )
 
@@ -75,7 +79,9 @@ class ClassifyBatchJson(serializers.Serializer):
     def get_fields(self):
         return {
             "images": serializers.ListField(
-                child=ImageItem(), min_length=1, max_length=settings.CLASSIFIER_MAX_BATCH_IMAGES,
+                child=ImageItem(),
+                min_length=1,
+                max_length=settings.CLASSIFIER_MAX_BATCH_IMAGES,
                 help_text="The images, in order.",
             ),
             "top_k": _top_k_field(),
@@ -89,8 +95,10 @@ class ClassifyBatchMultipart(serializers.Serializer):
     def get_fields(self):
         return {
             "files": serializers.ListField(
-                child=serializers.FileField(allow_empty_file=True), min_length=1,
-                max_length=settings.CLASSIFIER_MAX_BATCH_IMAGES, help_text="One part per image, in order.",
+                child=serializers.FileField(allow_empty_file=True),
+                min_length=1,
+                max_length=settings.CLASSIFIER_MAX_BATCH_IMAGES,
+                help_text="One part per image, in order.",
             ),
             "top_k": _top_k_field(),
             "model": _model_field(),
@@ -102,9 +110,14 @@ class ClassifyBatchMultipart(serializers.Serializer):
 
 def error(description: str, *examples: tuple[str, str]) -> OpenApiResponse:
     """An ErrorOutput answer with one example per (code, detail)."""
-    return OpenApiResponse(ErrorOutput, description=description, examples=[
-        OpenApiExample(code, value={"detail": detail, "code": code}, response_only=True) for code, detail in examples
-    ])
+    return OpenApiResponse(
+        ErrorOutput,
+        description=description,
+        examples=[
+            OpenApiExample(code, value={"detail": detail, "code": code}, response_only=True)
+            for code, detail in examples
+        ],
+    )
 
 
 ERRORS = {
@@ -127,7 +140,9 @@ ERRORS = {
         "No API endpoint at this path (every unknown path under /api/ answers this, whatever the method).",
         ("not_found", "No API endpoint at /api/v3/classify."),
     ),
-    405: error("The method is not allowed here; no quota is spent.", ("method_not_allowed", 'Method "PUT" not allowed.')),
+    405: error(
+        "The method is not allowed here; no quota is spent.", ("method_not_allowed", 'Method "PUT" not allowed.')
+    ),
     413: error(
         "The body, or an image's pixels, over the configured limit (CLASSIFIER_MAX_UPLOAD_BYTES, CLASSIFIER_MAX_IMAGE_PIXELS).",
         ("payload_too_large", "The request body is larger than the server accepts."),
@@ -164,8 +179,10 @@ V2_CLASSIFY_ERRORS = {
         "not 400.",
         ("no_images", "The batch has no images."),
         ("too_many_images", "The batch has 17 images; at most 16 are accepted per request."),
-        ("batch_exceeds_limit", "The request costs more units than the API key's whole rate limit; "
-         "it could never be admitted."),
+        (
+            "batch_exceeds_limit",
+            "The request costs more units than the API key's whole rate limit; it could never be admitted.",
+        ),
     ),
     429: error(
         "The batch does not fit the remaining quota; Retry-After says when all of its images will.",
@@ -192,7 +209,8 @@ USAGE_ERRORS = {
 }
 MODELS_BAD_QUERY = error("A bad query: all is not a boolean.", ("invalid", "all: Must be a valid boolean."))
 DATABASE_UNAVAILABLE = error(
-    "The database is unreachable; retry shortly.", ("database_unavailable", "The database is unavailable; retry shortly.")
+    "The database is unreachable; retry shortly.",
+    ("database_unavailable", "The database is unavailable; retry shortly."),
 )
 
 
@@ -212,29 +230,62 @@ def errors(*statuses: int, **overrides: OpenApiResponse) -> dict[int, OpenApiRes
 # Sent on every answer after the quota check (a 400 there spent quota too); not on 401/403/503, which come before.
 QUOTA_STATUSES = [200, 400, 413, 429]
 QUOTA_HEADERS = [
-    OpenApiParameter("X-RateLimit-Limit", OpenApiTypes.INT, OpenApiParameter.HEADER, response=QUOTA_STATUSES,
-                     description="Units (images) per window."),
-    OpenApiParameter("X-RateLimit-Remaining", OpenApiTypes.INT, OpenApiParameter.HEADER, response=QUOTA_STATUSES,
-                     description="Units left in the window now."),
-    OpenApiParameter("X-RateLimit-Reset", OpenApiTypes.INT, OpenApiParameter.HEADER, response=QUOTA_STATUSES,
-                     description="Seconds until the next unit frees."),
-    OpenApiParameter("RateLimit-Policy", OpenApiTypes.STR, OpenApiParameter.HEADER, response=QUOTA_STATUSES,
-                     description='IETF draft: "sliding";q=LIMIT;w=WINDOW_SECONDS.'),
-    OpenApiParameter("RateLimit", OpenApiTypes.STR, OpenApiParameter.HEADER, response=QUOTA_STATUSES,
-                     description='IETF draft: "sliding";r=REMAINING;t=RESET_SECONDS.'),
+    OpenApiParameter(
+        "X-RateLimit-Limit",
+        OpenApiTypes.INT,
+        OpenApiParameter.HEADER,
+        response=QUOTA_STATUSES,
+        description="Units (images) per window.",
+    ),
+    OpenApiParameter(
+        "X-RateLimit-Remaining",
+        OpenApiTypes.INT,
+        OpenApiParameter.HEADER,
+        response=QUOTA_STATUSES,
+        description="Units left in the window now.",
+    ),
+    OpenApiParameter(
+        "X-RateLimit-Reset",
+        OpenApiTypes.INT,
+        OpenApiParameter.HEADER,
+        response=QUOTA_STATUSES,
+        description="Seconds until the next unit frees.",
+    ),
+    OpenApiParameter(
+        "RateLimit-Policy",
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        response=QUOTA_STATUSES,
+        description='IETF draft: "sliding";q=LIMIT;w=WINDOW_SECONDS.',
+    ),
+    OpenApiParameter(
+        "RateLimit",
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        response=QUOTA_STATUSES,
+        description='IETF draft: "sliding";r=REMAINING;t=RESET_SECONDS.',
+    ),
 ]
 
 
 def retry_after(*statuses: int) -> OpenApiParameter:
     """The Retry-After header (whole seconds) on the answers ``statuses``."""
-    return OpenApiParameter("Retry-After", OpenApiTypes.INT, OpenApiParameter.HEADER, response=list(statuses),
-                            description="Seconds to wait before retrying.")
+    return OpenApiParameter(
+        "Retry-After",
+        OpenApiTypes.INT,
+        OpenApiParameter.HEADER,
+        response=list(statuses),
+        description="Seconds to wait before retrying.",
+    )
 
 
 # --- operations: each view method's declaration (``@schema.V1_CLASSIFY`` and so on) ------------------------
 
 REQUEST_ID = OpenApiParameter(
-    "X-Request-ID", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+    "X-Request-ID",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=False,
     description="Your id for this request (up to 64 of A-Z a-z 0-9 . _ : -); echoed back, else one is made.",
 )
 
@@ -249,20 +300,41 @@ V1_CLASSIFY = extend_schema(
         OpenApiExample(
             "Result",
             response_only=True,
-            value={"model": "resnet18", "model_version": "settings",
-                   "predictions": [{"label": "tabby", "confidence": 0.8123}]},
+            value={
+                "model": "resnet18",
+                "model_version": "settings",
+                "predictions": [{"label": "tabby", "confidence": 0.8123}],
+            },
         ),
     ],
 )
 
-V1_USAGE = extend_schema(operation_id="v1_usage", summary="This key's classification usage", parameters=[retry_after(429)],
-               responses={200: s.UsageOutput, **errors(
-                   401, 404, 405, 429, 503, s429=USAGE_ERRORS[429], s503=DATABASE_UNAVAILABLE,
-               )})
+V1_USAGE = extend_schema(
+    operation_id="v1_usage",
+    summary="This key's classification usage",
+    parameters=[retry_after(429)],
+    responses={
+        200: s.UsageOutput,
+        **errors(
+            401,
+            404,
+            405,
+            429,
+            503,
+            s429=USAGE_ERRORS[429],
+            s503=DATABASE_UNAVAILABLE,
+        ),
+    },
+)
 
-V1_MODEL_INFO = extend_schema(operation_id="v1_model_info", summary="The model this server serves", responses={
-    200: s.ModelInfoOutput, **errors(404, 405),
-})
+V1_MODEL_INFO = extend_schema(
+    operation_id="v1_model_info",
+    summary="The model this server serves",
+    responses={
+        200: s.ModelInfoOutput,
+        **errors(404, 405),
+    },
+)
 
 V2_CLASSIFY = extend_schema(
     operation_id="v2_classify",
@@ -272,16 +344,31 @@ V2_CLASSIFY = extend_schema(
     "its own `error` and the rest are still classified.",
     parameters=[REQUEST_ID, *QUOTA_HEADERS, retry_after(429, 503)],
     request={"application/json": ClassifyBatchJson, "multipart/form-data": ClassifyBatchMultipart},
-    responses={200: s.ClassifyBatchOutput, **errors(
-        400, 401, 403, 404, 405, 413, 415, 429, 503,
-        s400=V2_CLASSIFY_ERRORS[400], s429=V2_CLASSIFY_ERRORS[429],
-    )},
+    responses={
+        200: s.ClassifyBatchOutput,
+        **errors(
+            400,
+            401,
+            403,
+            404,
+            405,
+            413,
+            415,
+            429,
+            503,
+            s400=V2_CLASSIFY_ERRORS[400],
+            s429=V2_CLASSIFY_ERRORS[429],
+        ),
+    },
     examples=[
         OpenApiExample(
             "JSON batch",
             request_only=True,
             value={
-                "images": [{"image": EXAMPLE_PNG, "filename": "cat.png"}, {"image": "bm90IGFuIGltYWdl", "filename": "notes.txt"}],
+                "images": [
+                    {"image": EXAMPLE_PNG, "filename": "cat.png"},
+                    {"image": "bm90IGFuIGltYWdl", "filename": "notes.txt"},
+                ],
                 "top_k": 2,
                 "model": "resnet18",
             },
@@ -296,11 +383,23 @@ V2_CLASSIFY = extend_schema(
                 "created": "2026-11-22T21:45:04.123456Z",
                 "processing_time_ms": 41.7,
                 "results": [
-                    {"index": 0, "filename": "cat.png", "predictions": [
-                        {"label": "tabby", "confidence": 0.8123}, {"label": "tiger cat", "confidence": 0.1011}]},
-                    {"index": 1, "filename": "notes.txt", "error": {
-                        "detail": "The data is not a readable image.", "code": "invalid_image",
-                        "message": "The data is not a readable image."}},
+                    {
+                        "index": 0,
+                        "filename": "cat.png",
+                        "predictions": [
+                            {"label": "tabby", "confidence": 0.8123},
+                            {"label": "tiger cat", "confidence": 0.1011},
+                        ],
+                    },
+                    {
+                        "index": 1,
+                        "filename": "notes.txt",
+                        "error": {
+                            "detail": "The data is not a readable image.",
+                            "code": "invalid_image",
+                            "message": "The data is not a readable image.",
+                        },
+                    },
                 ],
             },
         ),
@@ -313,21 +412,50 @@ V2_MODELS = extend_schema(
     description="Public. With an API key, only the models that key may use (its allowed models) are listed.",
     parameters=[OpenApiParameter("all", OpenApiTypes.BOOL, description="Also list every registered version.")],
     responses={200: s.ModelsOutput, **errors(400, 401, 404, 405, s400=MODELS_BAD_QUERY)},
-    examples=[OpenApiExample("Two models", response_only=True, value={
-        "max_batch_images": 16,
-        "max_top_k": 20,
-        "models": [{
-            "name": "resnet18", "version": "settings", "default": True, "status": "loaded", "reason": "",
-            "weights": "default",
-            "pretrained": True, "num_labels": 1000, "input_size": 224, "device": "cpu",
-            "artifact": "torchvision", "engine": "onnxruntime", "precision": "fp32", "exact": True,
-        }, {
-            "name": "flowers", "version": "2", "default": False, "status": "loaded", "reason": "",
-            "weights": "version:2",
-            "pretrained": True, "num_labels": 5, "input_size": 224, "device": "cpu",
-            "artifact": "state_dict", "engine": "onnxruntime", "precision": "fp32", "exact": True,
-        }],
-    })],
+    examples=[
+        OpenApiExample(
+            "Two models",
+            response_only=True,
+            value={
+                "max_batch_images": 16,
+                "max_top_k": 20,
+                "models": [
+                    {
+                        "name": "resnet18",
+                        "version": "settings",
+                        "default": True,
+                        "status": "loaded",
+                        "reason": "",
+                        "weights": "default",
+                        "pretrained": True,
+                        "num_labels": 1000,
+                        "input_size": 224,
+                        "device": "cpu",
+                        "artifact": "torchvision",
+                        "engine": "onnxruntime",
+                        "precision": "fp32",
+                        "exact": True,
+                    },
+                    {
+                        "name": "flowers",
+                        "version": "2",
+                        "default": False,
+                        "status": "loaded",
+                        "reason": "",
+                        "weights": "version:2",
+                        "pretrained": True,
+                        "num_labels": 5,
+                        "input_size": 224,
+                        "device": "cpu",
+                        "artifact": "state_dict",
+                        "engine": "onnxruntime",
+                        "precision": "fp32",
+                        "exact": True,
+                    },
+                ],
+            },
+        )
+    ],
 )
 
 V2_USAGE = extend_schema(
@@ -335,29 +463,65 @@ V2_USAGE = extend_schema(
     summary="This key's classification usage (v1 and v2) over a range, and its limit now",
     parameters=[
         REQUEST_ID,
-        OpenApiParameter("days", {"type": "integer", "minimum": 1, "maximum": settings.ACCOUNTS_USAGE_MAX_RANGE_DAYS},
-                         description="The last N days."),
-        OpenApiParameter("since", OpenApiTypes.DATETIME, description="ISO-8601 start (inclusive); default when "
-                         f"the key was made, at most {settings.ACCOUNTS_USAGE_MAX_RANGE_DAYS} days before until."),
+        OpenApiParameter(
+            "days",
+            {"type": "integer", "minimum": 1, "maximum": settings.ACCOUNTS_USAGE_MAX_RANGE_DAYS},
+            description="The last N days.",
+        ),
+        OpenApiParameter(
+            "since",
+            OpenApiTypes.DATETIME,
+            description="ISO-8601 start (inclusive); default when "
+            f"the key was made, at most {settings.ACCOUNTS_USAGE_MAX_RANGE_DAYS} days before until.",
+        ),
         OpenApiParameter("until", OpenApiTypes.DATETIME, description="ISO-8601 end (exclusive); default now."),
         retry_after(429, 503),
     ],
-    responses={200: s.UsageReportOutput, **errors(
-        400, 401, 404, 405, 429, 503,
-        s400=USAGE_ERRORS[400], s429=USAGE_ERRORS[429], s503=USAGE_ERRORS[503],
-    )},
-    examples=[OpenApiExample("A day of use", response_only=True, value={
-        "key": {"name": "team-a", "prefix": "ais_3f2c9a7e", "rate_limit": 600, "rate_window_seconds": 60,
-                "created_at": "2026-11-01T09:00:00Z", "expires_at": None},
-        "since": "2026-11-21T21:45:04Z", "until": "2026-11-22T21:45:04Z",
-        "requests": 9, "images": 100, "throttled": 1,
-        "by_endpoint": [{"endpoint": "/api/v2/classify", "requests": 9, "images": 100}],
-        "by_model": [{"name": "flowers", "version": "", "requests": 2, "images": 20},
-                     {"name": "resnet18", "version": "", "requests": 6, "images": 80}],
-        "by_status": {"200": 8, "429": 1},
-        "latency_ms": {"p50": 310.5, "p95": 402.1, "p99": 402.1},
-        "daily": [{"date": "2026-11-21", "requests": 0, "images": 0},
-                  {"date": "2026-11-22", "requests": 9, "images": 100}],
-        "limit": {"limit": 600, "window_seconds": 60, "remaining": 520, "reset_seconds": 12},
-    })],
+    responses={
+        200: s.UsageReportOutput,
+        **errors(
+            400,
+            401,
+            404,
+            405,
+            429,
+            503,
+            s400=USAGE_ERRORS[400],
+            s429=USAGE_ERRORS[429],
+            s503=USAGE_ERRORS[503],
+        ),
+    },
+    examples=[
+        OpenApiExample(
+            "A day of use",
+            response_only=True,
+            value={
+                "key": {
+                    "name": "team-a",
+                    "prefix": "ais_3f2c9a7e",
+                    "rate_limit": 600,
+                    "rate_window_seconds": 60,
+                    "created_at": "2026-11-01T09:00:00Z",
+                    "expires_at": None,
+                },
+                "since": "2026-11-21T21:45:04Z",
+                "until": "2026-11-22T21:45:04Z",
+                "requests": 9,
+                "images": 100,
+                "throttled": 1,
+                "by_endpoint": [{"endpoint": "/api/v2/classify", "requests": 9, "images": 100}],
+                "by_model": [
+                    {"name": "flowers", "version": "", "requests": 2, "images": 20},
+                    {"name": "resnet18", "version": "", "requests": 6, "images": 80},
+                ],
+                "by_status": {"200": 8, "429": 1},
+                "latency_ms": {"p50": 310.5, "p95": 402.1, "p99": 402.1},
+                "daily": [
+                    {"date": "2026-11-21", "requests": 0, "images": 0},
+                    {"date": "2026-11-22", "requests": 9, "images": 100},
+                ],
+                "limit": {"limit": 600, "window_seconds": 60, "remaining": 520, "reset_seconds": 12},
+            },
+        )
+    ],
 )

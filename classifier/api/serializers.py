@@ -1,4 +1,5 @@
 """Request validation and response shapes of the classification API."""
+
 import binascii
 import datetime as dt
 import re
@@ -10,8 +11,8 @@ from rest_framework import serializers
 from rest_framework.exceptions import APIException
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
-from .exceptions import InvalidImage, error_body, first_error
 from ..runtime.registry import registry
+from .exceptions import InvalidImage, error_body, first_error
 
 _DATA_URL = re.compile(r"^data:image/[a-zA-Z0-9.+-]+;base64,")
 _WHITESPACE = re.compile(r"\s+")
@@ -81,8 +82,10 @@ def _predictions(predictions) -> list[dict]:
     return [{"label": str(p.label), "confidence": float(p.confidence)} for p in predictions]
 
 
-MODEL_VERSION_HELP = ("The version that answered: a registered version (README, \"Model versions\"), or "
-                      "\"settings\" for a model configured in CLASSIFIER_MODELS.")
+MODEL_VERSION_HELP = (
+    'The version that answered: a registered version (README, "Model versions"), or '
+    '"settings" for a model configured in CLASSIFIER_MODELS.'
+)
 
 
 class ClassifyOutput(serializers.Serializer):
@@ -93,8 +96,11 @@ class ClassifyOutput(serializers.Serializer):
     def to_representation(self, instance) -> dict:
         """What the declared fields give (they are the schema), built directly: DRF's walk over the
         fields deep-copies and visits every one of them on each answer (~0.3 ms of CPU for v1)."""
-        return {"model": str(instance.model), "model_version": str(instance.model_version),
-                "predictions": _predictions(instance.predictions)}
+        return {
+            "model": str(instance.model),
+            "model_version": str(instance.model_version),
+            "predictions": _predictions(instance.predictions),
+        }
 
 
 class ModelDescriptionOutput(serializers.Serializer):
@@ -113,7 +119,8 @@ class ModelDescriptionOutput(serializers.Serializer):
     input_size = serializers.IntegerField(allow_null=True)
     device = serializers.CharField(allow_null=True)
     artifact = serializers.ChoiceField(
-        choices=["torchvision", "state_dict", "torchscript", "onnx"], allow_null=True,
+        choices=["torchvision", "state_dict", "torchscript", "onnx"],
+        allow_null=True,
         help_text="What the model was loaded from.",
     )
     engine = serializers.ChoiceField(choices=["torch", "onnxruntime"], allow_null=True, help_text="What runs it.")
@@ -174,7 +181,8 @@ class ClassifyBatchInput(serializers.Serializer):
     )
     top_k = serializers.IntegerField(required=False, help_text="Predictions per image, 1..CLASSIFIER_MAX_TOP_K (20).")
     model = serializers.CharField(
-        required=False, help_text="A name from /api/v2/models (default: the first), or name@version to insist on "
+        required=False,
+        help_text="A name from /api/v2/models (default: the first), or name@version to insist on "
         "a version: the one being served, else 404 model_not_found (a staged or retired version is never served).",
     )
 
@@ -227,7 +235,10 @@ class ClassifyBatchInput(serializers.Serializer):
         """Each image's bytes, or in its place the error that makes it unreadable (bad base64, empty)."""
         if "images" in self.validated_data:
             return [_decode_item(item["image"]) for item in self.validated_data["images"]]
-        return [upload.read() or InvalidImage("The file is empty.", code="empty_image") for upload in self.validated_data["files"]]
+        return [
+            upload.read() or InvalidImage("The file is empty.", code="empty_image")
+            for upload in self.validated_data["files"]
+        ]
 
 
 def _decode_item(value: str) -> bytes | APIException:
@@ -310,8 +321,9 @@ class ModelOutput(ModelDescriptionOutput):
 class VersionOutput(serializers.Serializer):
     name = serializers.CharField()
     version = serializers.CharField()
-    status = serializers.ChoiceField(choices=["staged", "active", "retired"],
-                                     help_text="Only the active version of a name is served.")
+    status = serializers.ChoiceField(
+        choices=["staged", "active", "retired"], help_text="Only the active version of a name is served."
+    )
     validated = serializers.BooleanField(help_text="Whether it passed the validation gate.")
     sha256 = serializers.CharField()
     created_at = serializers.DateTimeField()
@@ -319,8 +331,9 @@ class VersionOutput(serializers.Serializer):
 
 
 class ModelsQueryInput(serializers.Serializer):
-    all = serializers.BooleanField(required=False, default=False,
-                                   help_text="Also list every registered version (staged, active, retired).")
+    all = serializers.BooleanField(
+        required=False, default=False, help_text="Also list every registered version (staged, active, retired)."
+    )
 
 
 class ModelsOutput(serializers.Serializer):
@@ -348,7 +361,9 @@ class UsageQueryInput(serializers.Serializer):
         try:
             earliest = until - longest
         except OverflowError:
-            raise serializers.ValidationError("until is before the first day a report can start.", code="invalid_range")
+            raise serializers.ValidationError(
+                "until is before the first day a report can start.", code="invalid_range"
+            ) from None
         if "days" in attrs:
             since = until - dt.timedelta(days=attrs["days"])
         elif "since" in attrs:
@@ -366,7 +381,8 @@ class UsageQueryInput(serializers.Serializer):
     def _too_long() -> serializers.ValidationError:
         return serializers.ValidationError(
             f"The range is longer than {settings.ACCOUNTS_USAGE_MAX_RANGE_DAYS} days (ACCOUNTS_USAGE_MAX_RANGE_DAYS); "
-            "ask for it in parts.", code="range_too_long",
+            "ask for it in parts.",
+            code="range_too_long",
         )
 
 
@@ -411,7 +427,8 @@ class UsageReportOutput(serializers.Serializer):
     throttled = serializers.IntegerField(help_text="Requests refused with 429.")
     by_endpoint = EndpointUsageOutput(many=True)
     by_model = ModelUsageOutput(
-        many=True, help_text="The requests a model answered, per model name and version; requests refused before "
+        many=True,
+        help_text="The requests a model answered, per model name and version; requests refused before "
         "any model ran (429, 400, 403) are in no row.",
     )
     by_status = serializers.DictField(child=serializers.IntegerField(), help_text="Requests per HTTP status.")

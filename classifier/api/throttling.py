@@ -1,11 +1,15 @@
 """Sliding-window rate limiting per API key, exact across processes (see accounts.windows)."""
+
 import time
 
 from django.conf import settings
 from rest_framework.throttling import BaseThrottle
 
 from accounts.windows import (
-    WindowState, WindowStoreUnavailable, usage_window_store_from_settings, window_store_from_settings,
+    WindowState,
+    WindowStoreUnavailable,
+    usage_window_store_from_settings,
+    window_store_from_settings,
 )
 
 from .exceptions import BatchExceedsLimit, RateLimiterUnavailable
@@ -79,8 +83,11 @@ class UsageThrottle(_WindowThrottle):
         if api_key is None:
             return True
         return self._acquire(
-            request, key_id=api_key.pk, limit=settings.ACCOUNTS_USAGE_RATE_LIMIT,
-            window=settings.ACCOUNTS_USAGE_RATE_WINDOW_SECONDS, cost=1,
+            request,
+            key_id=api_key.pk,
+            limit=settings.ACCOUNTS_USAGE_RATE_LIMIT,
+            window=settings.ACCOUNTS_USAGE_RATE_WINDOW_SECONDS,
+            cost=1,
         ).allowed
 
 

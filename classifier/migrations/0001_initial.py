@@ -8,7 +8,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -17,46 +16,147 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='ModelLoadStatus',
+            name="ModelLoadStatus",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('worker', models.CharField(max_length=128)),
-                ('name', models.CharField(max_length=64)),
-                ('version', models.CharField(help_text='The version this row is about.', max_length=64)),
-                ('outcome', models.CharField(choices=[('loaded', 'Loaded'), ('failed', 'Failed')], max_length=8)),
-                ('serving', models.CharField(blank=True, help_text='The version the worker serves now.', max_length=64)),
-                ('reason', models.TextField(blank=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("worker", models.CharField(max_length=128)),
+                ("name", models.CharField(max_length=64)),
+                ("version", models.CharField(help_text="The version this row is about.", max_length=64)),
+                ("outcome", models.CharField(choices=[("loaded", "Loaded"), ("failed", "Failed")], max_length=8)),
+                (
+                    "serving",
+                    models.CharField(blank=True, help_text="The version the worker serves now.", max_length=64),
+                ),
+                ("reason", models.TextField(blank=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'verbose_name_plural': 'model load statuses',
-                'ordering': ['name', 'worker'],
-                'constraints': [models.UniqueConstraint(fields=('worker', 'name'), name='model_load_status_unique_worker_name')],
+                "verbose_name_plural": "model load statuses",
+                "ordering": ["name", "worker"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("worker", "name"), name="model_load_status_unique_worker_name")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ModelVersion',
+            name="ModelVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text="The model's name in the API.", max_length=64, validators=[django.core.validators.RegexValidator('^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$', 'Use up to 64 of A-Z a-z 0-9 . _ - (starting with a letter or digit).')])),
-                ('version', models.CharField(help_text='e.g. 1, 2026-12-01, v2.1', max_length=64, validators=[django.core.validators.RegexValidator('^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$', 'Use up to 64 of A-Z a-z 0-9 . _ - (starting with a letter or digit).')])),
-                ('model_file', models.FileField(help_text='model.pt (a state_dict), model.ts (TorchScript) or model.onnx', max_length=255, upload_to=classifier.models.version_file_path)),
-                ('labels_file', models.FileField(help_text='labels.json', max_length=255, upload_to=classifier.models.version_file_path)),
-                ('config_file', models.FileField(blank=True, help_text='config.json (optional)', max_length=255, upload_to=classifier.models.version_file_path)),
-                ('sha256', models.CharField(editable=False, help_text='Of the files, in the order model, labels, config.', max_length=64)),
-                ('engine', models.CharField(blank=True, choices=[('', 'CLASSIFIER_ENGINE'), ('torch', 'Torch'), ('onnxruntime', 'Onnxruntime')], default='', max_length=16)),
-                ('precision', models.CharField(blank=True, choices=[('', 'CLASSIFIER_PRECISION'), ('fp32', 'Fp32'), ('bf16', 'Bf16'), ('fp16', 'Fp16')], default='', max_length=8)),
-                ('status', models.CharField(choices=[('staged', 'Staged'), ('active', 'Active'), ('retired', 'Retired')], default='staged', max_length=8)),
-                ('report', models.JSONField(blank=True, default=dict, editable=False, help_text="The validation gate's report (classifier.validation).")),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('activated_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('notes', models.TextField(blank=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "name",
+                    models.CharField(
+                        help_text="The model's name in the API.",
+                        max_length=64,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+                                "Use up to 64 of A-Z a-z 0-9 . _ - (starting with a letter or digit).",
+                            )
+                        ],
+                    ),
+                ),
+                (
+                    "version",
+                    models.CharField(
+                        help_text="e.g. 1, 2026-12-01, v2.1",
+                        max_length=64,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+                                "Use up to 64 of A-Z a-z 0-9 . _ - (starting with a letter or digit).",
+                            )
+                        ],
+                    ),
+                ),
+                (
+                    "model_file",
+                    models.FileField(
+                        help_text="model.pt (a state_dict), model.ts (TorchScript) or model.onnx",
+                        max_length=255,
+                        upload_to=classifier.models.version_file_path,
+                    ),
+                ),
+                (
+                    "labels_file",
+                    models.FileField(
+                        help_text="labels.json", max_length=255, upload_to=classifier.models.version_file_path
+                    ),
+                ),
+                (
+                    "config_file",
+                    models.FileField(
+                        blank=True,
+                        help_text="config.json (optional)",
+                        max_length=255,
+                        upload_to=classifier.models.version_file_path,
+                    ),
+                ),
+                (
+                    "sha256",
+                    models.CharField(
+                        editable=False, help_text="Of the files, in the order model, labels, config.", max_length=64
+                    ),
+                ),
+                (
+                    "engine",
+                    models.CharField(
+                        blank=True,
+                        choices=[("", "CLASSIFIER_ENGINE"), ("torch", "Torch"), ("onnxruntime", "Onnxruntime")],
+                        default="",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "precision",
+                    models.CharField(
+                        blank=True,
+                        choices=[("", "CLASSIFIER_PRECISION"), ("fp32", "Fp32"), ("bf16", "Bf16"), ("fp16", "Fp16")],
+                        default="",
+                        max_length=8,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("staged", "Staged"), ("active", "Active"), ("retired", "Retired")],
+                        default="staged",
+                        max_length=8,
+                    ),
+                ),
+                (
+                    "report",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        editable=False,
+                        help_text="The validation gate's report (classifier.validation).",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("activated_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("notes", models.TextField(blank=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name', '-created_at'],
-                'indexes': [models.Index(fields=['status', 'name'], name='model_version_status_name')],
-                'constraints': [models.UniqueConstraint(fields=('name', 'version'), name='model_version_unique_name_version'), models.UniqueConstraint(condition=models.Q(('status', 'active')), fields=('name',), name='model_version_one_active_per_name')],
+                "ordering": ["name", "-created_at"],
+                "indexes": [models.Index(fields=["status", "name"], name="model_version_status_name")],
+                "constraints": [
+                    models.UniqueConstraint(fields=("name", "version"), name="model_version_unique_name_version"),
+                    models.UniqueConstraint(
+                        condition=models.Q(("status", "active")),
+                        fields=("name",),
+                        name="model_version_one_active_per_name",
+                    ),
+                ],
             },
         ),
     ]

@@ -1,4 +1,5 @@
 """The staff usage dashboard: every key's traffic (reads only, through accounts' selectors)."""
+
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import permission_required
@@ -21,13 +22,17 @@ def usage_dashboard_view(request):
     dashboard = usage_dashboard(
         since=selected.since, until=selected.until, bucket=selected.bucket, api_key=selected.api_key
     )
-    return render(request, "staff/usage.html", {
-        **admin.site.each_context(request),
-        "title": "API usage",
-        "form": form,
-        "dashboard": dashboard,
-        "chart_data": chart_data(dashboard),
-    })
+    return render(
+        request,
+        "staff/usage.html",
+        {
+            **admin.site.each_context(request),
+            "title": "API usage",
+            "form": form,
+            "dashboard": dashboard,
+            "chart_data": chart_data(dashboard),
+        },
+    )
 
 
 def chart_data(dashboard: UsageDashboard) -> dict:

@@ -1,4 +1,5 @@
 """The public pages: what this server is, and a page to classify images from the browser."""
+
 from django.conf import settings
 from django.urls import reverse
 from django.views.generic import TemplateView
@@ -12,7 +13,11 @@ class LandingView(TemplateView):
     template_name = "index.html"
 
     def get_context_data(self, **kwargs):
-        return {**super().get_context_data(**kwargs), "models": registry.describe(), "ready": registry.slot().status == LOADED}
+        return {
+            **super().get_context_data(**kwargs),
+            "models": registry.describe(),
+            "ready": registry.slot().status == LOADED,
+        }
 
 
 class TryView(TemplateView):
@@ -27,5 +32,8 @@ class TryView(TemplateView):
             "max_top_k": settings.CLASSIFIER_MAX_TOP_K,
             "default_top_k": settings.CLASSIFIER_TOP_K,
             # for the page's text and, as JSON, for its script
-            "try_config": {"classify_url": reverse("v2-classify"), "max_batch_images": settings.CLASSIFIER_MAX_BATCH_IMAGES},
+            "try_config": {
+                "classify_url": reverse("v2-classify"),
+                "max_batch_images": settings.CLASSIFIER_MAX_BATCH_IMAGES,
+            },
         }

@@ -1,5 +1,6 @@
 """Unpacking a model folder sent as one archive (.zip, .tar.gz): regular files only, inside the target,
 within a size bound. Anything else is refused with ArchiveError, before any byte is written for it."""
+
 import shutil
 import tarfile
 import zipfile
@@ -33,7 +34,7 @@ def unpack_model_archive(archive: Path, target: Path, *, max_bytes: int) -> Path
     if total > max_bytes:
         raise ArchiveError(f"the archive's files are {total} bytes in all, over the limit of {max_bytes} bytes")
     written = 0
-    for relative, size, opener in members:
+    for relative, _size, opener in members:
         destination = target.joinpath(*relative.parts)
         destination.parent.mkdir(parents=True, exist_ok=True)
         with opener() as source, destination.open("wb") as sink:
@@ -66,7 +67,7 @@ def _zip_members(archive: Path) -> list:
 
 def _tar_members(archive: Path) -> list:
     try:
-        bundle = tarfile.open(archive, mode="r:gz")
+        bundle = tarfile.open(archive, mode="r:gz")  # noqa: SIM115 - the members' openers read from it; freed with them
         infos = bundle.getmembers()
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise ArchiveError(f"not a readable .tar.gz archive ({exc})") from exc

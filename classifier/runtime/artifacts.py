@@ -15,6 +15,7 @@ A model comes from one of two places:
 ``load_artifact`` turns either into an ``Artifact``, or raises ``ArtifactError`` whose message
 names the problem but never the server's paths (it is shown to API users).
 """
+
 import hashlib
 import json
 import logging
@@ -126,8 +127,12 @@ def _load_torchvision(name: str, weights: str) -> Artifact:
         _load_state_dict(module, path)
         fingerprint = f"{name}:file:{file_digest(path)}"
     return Artifact(
-        kind="torchvision", labels=labels, preprocessing=_from_transform(reference), pretrained=weights != "random",
-        fingerprint=fingerprint, module=module.eval(),
+        kind="torchvision",
+        labels=labels,
+        preprocessing=_from_transform(reference),
+        pretrained=weights != "random",
+        fingerprint=fingerprint,
+        module=module.eval(),
     )
 
 
@@ -160,8 +165,13 @@ def _load_folder(folder: Path) -> Artifact:
         if part.is_file():
             digest.update(part.read_bytes())
     return Artifact(
-        kind=kind, labels=labels, preprocessing=_preprocessing(config), pretrained=True,
-        fingerprint=f"{kind}:{digest.hexdigest()[:32]}", module=module.eval() if module is not None else None, onnx=onnx,
+        kind=kind,
+        labels=labels,
+        preprocessing=_preprocessing(config),
+        pretrained=True,
+        fingerprint=f"{kind}:{digest.hexdigest()[:32]}",
+        module=module.eval() if module is not None else None,
+        onnx=onnx,
     )
 
 
@@ -192,16 +202,23 @@ def _read_config(folder: Path) -> dict:
         raise ArtifactError(f"{CONFIG_FILE} must be an object")
     unknown = sorted(set(config) - CONFIG_KEYS)
     if unknown:
-        raise ArtifactError(f"{CONFIG_FILE}: unknown keys {', '.join(unknown)} (known: {', '.join(sorted(CONFIG_KEYS))})")
+        raise ArtifactError(
+            f"{CONFIG_FILE}: unknown keys {', '.join(unknown)} (known: {', '.join(sorted(CONFIG_KEYS))})"
+        )
     architecture = config.get("architecture")
     if architecture is not None and architecture not in torchvision.models.list_models(module=torchvision.models):
         raise ArtifactError(f"{CONFIG_FILE}: architecture {architecture!r} is not a torchvision classifier")
     for key in ("resize", "crop"):
-        if key in config and not (isinstance(config[key], int) and not isinstance(config[key], bool) and 1 <= config[key] <= 4096):
+        if key in config and not (
+            isinstance(config[key], int) and not isinstance(config[key], bool) and 1 <= config[key] <= 4096
+        ):
             raise ArtifactError(f"{CONFIG_FILE}: {key} must be an integer from 1 to 4096")
     for key in ("mean", "std"):
-        if key in config and not (isinstance(config[key], list) and len(config[key]) == 3
-                                  and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in config[key])):
+        if key in config and not (
+            isinstance(config[key], list)
+            and len(config[key]) == 3
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in config[key])
+        ):
             raise ArtifactError(f"{CONFIG_FILE}: {key} must be a list of 3 numbers")
     if "std" in config and any(v <= 0 for v in config["std"]):
         raise ArtifactError(f"{CONFIG_FILE}: std values must be positive")

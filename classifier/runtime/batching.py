@@ -7,6 +7,7 @@ CPU, one per core with one torch thread each: two single-threaded batches at onc
 two-threaded batch). A full queue refuses at once (load shedding) instead of letting
 latency grow without bound.
 """
+
 import logging
 import queue
 import threading

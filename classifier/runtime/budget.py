@@ -6,6 +6,7 @@ megapixels. Each image takes its pixel count from the budget before its pixels a
 is in the header) and gives it back once it is preprocessed, so a process never holds more decoded
 images than the budget, whatever the number of request threads.
 """
+
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager

@@ -12,6 +12,7 @@ class here. ``build_engine`` picks one from CLASSIFIER_ENGINE / CLASSIFIER_PRECI
 ``auto`` picks the fastest exact engine: on a CPU ONNX Runtime fp32 (about twice eager torch's
 rate on the 2-core machines of docs/benchmarks.md), on CUDA torch fp16 channels-last.
 """
+
 import hashlib
 import io
 import logging
@@ -97,7 +98,9 @@ class OnnxRuntimeEngine:
     precision = "fp32"
     exact = True
 
-    def __init__(self, graph: bytes, *, threads: int, takes_pixels: bool, preprocessing: Preprocessing, device: torch.device):
+    def __init__(
+        self, graph: bytes, *, threads: int, takes_pixels: bool, preprocessing: Preprocessing, device: torch.device
+    ):
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
@@ -135,15 +138,17 @@ class OnnxRuntimeEngine:
                 raise ArtifactError(f"the ONNX graph's input must have 3 channels in NCHW order (it has {shape[1]})")
             fixed = [size for size in shape[2:] if isinstance(size, int)]
             if any(size != crop for size in fixed):
-                raise ArtifactError(f"the ONNX graph takes {shape[2]}x{shape[3]} images but the preprocessing "
-                                    f"crops {crop}x{crop} (set crop in config.json)")
+                raise ArtifactError(
+                    f"the ONNX graph takes {shape[2]}x{shape[3]} images but the preprocessing "
+                    f"crops {crop}x{crop} (set crop in config.json)"
+                )
         self._batch_limit = shape[0] if isinstance(shape[0], int) else None
         return inputs[0].name
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         if self._batch_limit is not None and len(batch) > self._batch_limit:
             limit = self._batch_limit
-            return np.concatenate([self.run(batch[start:start + limit]) for start in range(0, len(batch), limit)])
+            return np.concatenate([self.run(batch[start : start + limit]) for start in range(0, len(batch), limit)])
         if self._takes_pixels:
             return self._session.run(None, {self._input: batch})[0]
         normalised = (batch.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0) - self._mean) / self._std
@@ -173,7 +178,13 @@ def onnxruntime_available() -> bool:
 
 
 def build_engine(
-    artifact: Artifact, *, device: torch.device, engine: str, precision: str, threads: int, cache_dir: Path | None,
+    artifact: Artifact,
+    *,
+    device: torch.device,
+    engine: str,
+    precision: str,
+    threads: int,
+    cache_dir: Path | None,
 ) -> Engine:
     """The engine for ``artifact`` under the CLASSIFIER_ENGINE/PRECISION choice; ArtifactError when the
     choice cannot serve it (the message says why)."""
@@ -182,8 +193,9 @@ def build_engine(
             raise ArtifactError("an ONNX model runs on onnxruntime; CLASSIFIER_ENGINE=torch cannot serve it")
         if precision not in ("auto", "fp32"):
             raise ArtifactError(f"an ONNX model is served in fp32; CLASSIFIER_PRECISION={precision} cannot serve it")
-        return OnnxRuntimeEngine(artifact.onnx, threads=threads, takes_pixels=False,
-                                 preprocessing=artifact.preprocessing, device=device)
+        return OnnxRuntimeEngine(
+            artifact.onnx, threads=threads, takes_pixels=False, preprocessing=artifact.preprocessing, device=device
+        )
     if precision == "auto":
         precision = "fp16" if device.type == "cuda" else "fp32"
     if precision == "fp16" and device.type != "cuda":
@@ -191,7 +203,9 @@ def build_engine(
     if precision == "bf16" and not bf16_supported(device):
         raise ArtifactError("this machine has no bf16 support; use fp32")
     if engine == "onnxruntime" and precision != "fp32":
-        raise ArtifactError(f"onnxruntime serves fp32 here; CLASSIFIER_PRECISION={precision} needs CLASSIFIER_ENGINE=torch")
+        raise ArtifactError(
+            f"onnxruntime serves fp32 here; CLASSIFIER_PRECISION={precision} needs CLASSIFIER_ENGINE=torch"
+        )
     wants_onnxruntime = engine == "onnxruntime" or (
         engine == "auto" and device.type == "cpu" and precision == "fp32" and onnxruntime_available()
     )
@@ -199,8 +213,13 @@ def build_engine(
         return TorchEngine(artifact.module, artifact.preprocessing, device=device, precision=precision)
     try:
         graph = export_onnx(artifact, cache_dir=cache_dir)
-        return OnnxRuntimeEngine(graph, threads=threads, takes_pixels=_exports_pixels(artifact),
-                                 preprocessing=artifact.preprocessing, device=device)
+        return OnnxRuntimeEngine(
+            graph,
+            threads=threads,
+            takes_pixels=_exports_pixels(artifact),
+            preprocessing=artifact.preprocessing,
+            device=device,
+        )
     except Exception as exc:  # noqa: BLE001 - auto falls back to the engine that always works
         if engine == "onnxruntime":
             raise ArtifactError(f"the model could not be exported to ONNX ({_first_line(exc)})") from exc
@@ -216,15 +235,24 @@ def export_onnx(artifact: Artifact, *, cache_dir: Path | None) -> bytes:
         return cache_path.read_bytes()
     crop = artifact.preprocessing.crop_size
     if _exports_pixels(artifact):
-        graph, example = ServingGraph(artifact.module, artifact.preprocessing).eval(), torch.zeros(1, crop, crop, 3, dtype=torch.uint8)
+        graph, example = (
+            ServingGraph(artifact.module, artifact.preprocessing).eval(),
+            torch.zeros(1, crop, crop, 3, dtype=torch.uint8),
+        )
     else:
         graph, example = artifact.module, torch.zeros(1, 3, crop, crop)
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation notice
         torch.onnx.export(
-            graph, (example,), buffer, dynamo=False, input_names=["input"], output_names=["output"],
-            opset_version=ONNX_OPSET, dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+            graph,
+            (example,),
+            buffer,
+            dynamo=False,
+            input_names=["input"],
+            output_names=["output"],
+            opset_version=ONNX_OPSET,
+            dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
         )
     data = buffer.getvalue()
     if cache_path is not None:

@@ -4,6 +4,7 @@ They use Pillow and NumPy only (they release the GIL and start no torch thread p
 threads run them in parallel with inference; the engines (``engines.py``) are the only place that
 runs a network, on a batch.
 """
+
 import io
 from dataclasses import dataclass
 
@@ -40,7 +41,10 @@ class Preprocessing:
 
 # torchvision's ImageNet classifiers' transform: the default for a model that names no other.
 IMAGENET = Preprocessing(
-    resize_size=256, crop_size=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+    resize_size=256,
+    crop_size=224,
+    mean=(0.485, 0.456, 0.406),
+    std=(0.229, 0.224, 0.225),
     resample=Image.Resampling.BILINEAR,
 )
 

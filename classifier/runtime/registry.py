@@ -4,6 +4,8 @@ Loading runs on a background thread so the server answers (``/healthz``, ``/read
 "loading") while weights load; a failure leaves that model ``unavailable`` with a reason, never
 raised into the server, and the other models still serve.
 """
+
+import contextlib
 import ctypes
 import logging
 import os
@@ -103,7 +105,9 @@ def torch_threads(environ=os.environ) -> int:
 def configured_sources() -> list[ModelSource]:
     """Every configured model, v1's (the default) first."""
     return model_sources(
-        settings.CLASSIFIER_MODELS, default_model=settings.CLASSIFIER_MODEL, default_weights=settings.CLASSIFIER_WEIGHTS,
+        settings.CLASSIFIER_MODELS,
+        default_model=settings.CLASSIFIER_MODEL,
+        default_weights=settings.CLASSIFIER_WEIGHTS,
     )
 
 
@@ -112,13 +116,21 @@ def build_model(source: ModelSource, device: torch.device) -> LoadedModel:
     cannot serve, and the network errors of a "default" download as they are."""
     artifact = load_artifact(source)
     engine = build_engine(
-        artifact, device=device, engine=source.engine or settings.CLASSIFIER_ENGINE,
+        artifact,
+        device=device,
+        engine=source.engine or settings.CLASSIFIER_ENGINE,
         precision=source.precision or settings.CLASSIFIER_PRECISION,
-        threads=torch_threads(), cache_dir=settings.CLASSIFIER_ENGINE_CACHE_DIR,
+        threads=torch_threads(),
+        cache_dir=settings.CLASSIFIER_ENGINE_CACHE_DIR,
     )
     model = LoadedModel(
-        name=source.name, kind=artifact.kind, pretrained=artifact.pretrained, labels=artifact.labels,
-        preprocessing=artifact.preprocessing, engine=engine, fingerprint=_fingerprint(artifact, engine),
+        name=source.name,
+        kind=artifact.kind,
+        pretrained=artifact.pretrained,
+        labels=artifact.labels,
+        preprocessing=artifact.preprocessing,
+        engine=engine,
+        fingerprint=_fingerprint(artifact, engine),
         version=source.version or SETTINGS_VERSION,
     )
     check_model(model, artifact, device)
@@ -148,17 +160,17 @@ def check_model(model: LoadedModel, artifact: Artifact, device: torch.device) ->
         reference = TorchEngine(artifact.module, artifact.preprocessing, device=device, precision="fp32")
         difference = float(np.abs(reference.run(sample) - model.engine.run(sample)).max())
         if difference > AGREEMENT_TOLERANCE:
-            raise ArtifactError(f"the {model.engine.name} engine differs from torch by {difference:.2g} on this model; "
-                                "set CLASSIFIER_ENGINE=torch")
+            raise ArtifactError(
+                f"the {model.engine.name} engine differs from torch by {difference:.2g} on this model; "
+                "set CLASSIFIER_ENGINE=torch"
+            )
 
 
 def release_freed_memory() -> None:
     """Hand the heap that loading freed (the eager model of the agreement check, an ONNX export) back to the
     system, so a worker's resident memory starts at what it serves with (glibc only; elsewhere nothing)."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def load_slot(source: ModelSource) -> Slot:
@@ -170,8 +182,13 @@ def load_slot(source: ModelSource) -> Slot:
         slot.reason = _explain(source, exc)
         slot.status = UNAVAILABLE
         # the reason is public and path-free; the log keeps where the model came from and the whole error
-        logger.error("model %s unavailable (from %s): %s", source.name, source.folder or source.weights, slot.reason,
-                     exc_info=exc)
+        logger.error(
+            "model %s unavailable (from %s): %s",
+            source.name,
+            source.folder or source.weights,
+            slot.reason,
+            exc_info=exc,
+        )
         return slot
     slot.model = model
     slot.batcher = MicroBatcher(
@@ -185,8 +202,14 @@ def load_slot(source: ModelSource) -> Slot:
         workers=batch_workers(torch.device(model.engine.device)),
     )
     slot.status, slot.reason = LOADED, ""
-    logger.info("model %s loaded (%s, %s %s on %s)", source.name, source.described, model.engine.name,
-                model.engine.precision, model.engine.device)
+    logger.info(
+        "model %s loaded (%s, %s %s on %s)",
+        source.name,
+        source.described,
+        model.engine.name,
+        model.engine.precision,
+        model.engine.device,
+    )
     return slot
 
 

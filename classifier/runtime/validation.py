@@ -9,6 +9,7 @@ validate_model_folder``) so that a model that crashes, hangs or eats memory cann
   finite probabilities that sum to 1 (and, for an exact engine other than eager torch, agree with it);
 - ``latency``: the median time of a forward pass at batch size 1 and at CLASSIFIER_MAX_BATCH_SIZE.
 """
+
 import io
 import statistics
 import time
@@ -38,7 +39,8 @@ def sample_images() -> list[bytes]:
         gradient = np.linspace(0, 60, size[0], dtype=np.float32)[None, :, None]
         pixels = np.clip(np.array(colour, dtype=np.float32)[None, None, :] + gradient, 0, 255).astype(np.uint8)
         Image.fromarray(np.broadcast_to(pixels, (size[1], size[0], 3)).copy()).save(
-            buffer, format="PNG" if index % 2 else "JPEG")
+            buffer, format="PNG" if index % 2 else "JPEG"
+        )
         images.append(buffer.getvalue())
     return images
 
@@ -52,16 +54,34 @@ def validate_folder(folder: Path, *, engine: str = "", precision: str = "") -> d
     device = resolve_device(settings.CLASSIFIER_DEVICE)
     try:
         artifact = load_artifact(source)
-        built = build_engine(artifact, device=device, engine=engine or settings.CLASSIFIER_ENGINE,
-                             precision=precision or settings.CLASSIFIER_PRECISION, threads=torch_threads(),
-                             cache_dir=settings.CLASSIFIER_ENGINE_CACHE_DIR)
+        built = build_engine(
+            artifact,
+            device=device,
+            engine=engine or settings.CLASSIFIER_ENGINE,
+            precision=precision or settings.CLASSIFIER_PRECISION,
+            threads=torch_threads(),
+            cache_dir=settings.CLASSIFIER_ENGINE_CACHE_DIR,
+        )
     except Exception as exc:  # noqa: BLE001 - whatever fails, the report says so
         checks.append(_failed("loads", _reason(exc)))
         return _summarised(report)
-    model = LoadedModel(name=source.name, kind=artifact.kind, pretrained=True, labels=artifact.labels,
-                        preprocessing=artifact.preprocessing, engine=built, fingerprint=artifact.fingerprint)
-    report.update(kind=artifact.kind, engine=built.name, precision=built.precision, device=built.device,
-                  num_labels=len(artifact.labels), input_size=artifact.preprocessing.crop_size)
+    model = LoadedModel(
+        name=source.name,
+        kind=artifact.kind,
+        pretrained=True,
+        labels=artifact.labels,
+        preprocessing=artifact.preprocessing,
+        engine=built,
+        fingerprint=artifact.fingerprint,
+    )
+    report.update(
+        kind=artifact.kind,
+        engine=built.name,
+        precision=built.precision,
+        device=built.device,
+        num_labels=len(artifact.labels),
+        input_size=artifact.preprocessing.crop_size,
+    )
     checks.append(_passed("loads", f"{artifact.kind} on {built.name} {built.precision} ({built.device})"))
     for check in (_check_labels, _check_forward, _check_latency):
         try:
@@ -81,15 +101,20 @@ def _check_labels(model: LoadedModel, artifact, device, report: dict) -> dict:
     outputs = rows.shape[1] if rows.ndim == 2 else None
     report["outputs"] = outputs
     if outputs != len(model.labels):
-        return _failed("labels", f"the model gives {outputs if outputs is not None else rows.shape} outputs but "
-                                 f"labels.json has {len(model.labels)} labels")
+        return _failed(
+            "labels",
+            f"the model gives {outputs if outputs is not None else rows.shape} outputs but "
+            f"labels.json has {len(model.labels)} labels",
+        )
     return _passed("labels", f"{outputs} outputs, {len(model.labels)} labels")
 
 
 def _check_forward(model: LoadedModel, artifact, device, report: dict) -> dict:
     spec = model.preprocessing
-    pixels = [pipeline.preprocess(pipeline.decode(data, max_pixels=settings.CLASSIFIER_MAX_IMAGE_PIXELS), spec)
-              for data in sample_images()]
+    pixels = [
+        pipeline.preprocess(pipeline.decode(data, max_pixels=settings.CLASSIFIER_MAX_IMAGE_PIXELS), spec)
+        for data in sample_images()
+    ]
     rows = model.run_batch(pixels)
     if not np.all(np.isfinite(rows)):
         return _failed("forward", "the model's answers to the sample images are not all finite numbers")
@@ -136,7 +161,10 @@ def _reason(exc: Exception) -> str:
 def _summarised(report: dict) -> dict:
     """Add the one-line ``summary`` an operator reads first."""
     failed = next((check for check in report["checks"] if not check["passed"]), None)
-    report["summary"] = (f"Refused: {failed['check']} failed: {failed['detail']}." if failed
-                         else "Passed: " + "; ".join(f"{c['check']}: {c['detail']}" for c in report["checks"]) + ".")
+    report["summary"] = (
+        f"Refused: {failed['check']} failed: {failed['detail']}."
+        if failed
+        else "Passed: " + "; ".join(f"{c['check']}: {c['detail']}" for c in report["checks"]) + "."
+    )
     report["torch"] = torch.__version__
     return report

@@ -107,8 +107,12 @@ def test_a_bad_model_name_in_the_admin_is_a_form_error(staff_client):
 
 def test_request_log_admin_shows_the_model_and_version(staff_client):
     RequestLog.objects.create(
-        endpoint="/api/v2/classify", method="POST", status_code=200, response_time_ms=1.0,
-        model_name="flowers", model_version="7",
+        endpoint="/api/v2/classify",
+        method="POST",
+        status_code=200,
+        response_time_ms=1.0,
+        model_name="flowers",
+        model_version="7",
     )
     listing = staff_client.get("/admin/accounts/requestlog/?model_name=flowers").content.decode()
     assert "flowers" in listing and ">7<" in listing
@@ -124,11 +128,14 @@ def test_request_log_admin_is_read_only(staff_client):
 
 def log_rows(api_key, statuses_and_endpoints):
     for status, endpoint in statuses_and_endpoints:
-        RequestLog.objects.create(api_key=api_key, endpoint=endpoint, method="POST", status_code=status,
-                                  response_time_ms=1.0)
+        RequestLog.objects.create(
+            api_key=api_key, endpoint=endpoint, method="POST", status_code=status, response_time_ms=1.0
+        )
 
 
-def test_request_log_list_filters_have_fixed_choices_and_its_queries_do_not_grow(staff_client, django_assert_max_num_queries):
+def test_request_log_list_filters_have_fixed_choices_and_its_queries_do_not_grow(
+    staff_client, django_assert_max_num_queries
+):
     api_key, _ = api_key_create(name="listed")
     log_rows(api_key, [(200, "/api/v1/classify"), (429, "/api/v1/classify"), (500, "/api/v2/classify")])
     with django_assert_max_num_queries(6) as few:
@@ -142,7 +149,10 @@ def test_request_log_list_filters_have_fixed_choices_and_its_queries_do_not_grow
     assert not any("DISTINCT" in query["sql"] for query in few.captured_queries)
     throttled = staff_client.get("/admin/accounts/requestlog/?status=429").content.decode()
     assert '<td class="field-status_code">429</td>' in throttled
-    assert '<td class="field-status_code">500</td>' not in throttled and '<td class="field-status_code">200</td>' not in throttled
+    assert (
+        '<td class="field-status_code">500</td>' not in throttled
+        and '<td class="field-status_code">200</td>' not in throttled
+    )
 
 
 def test_anonymous_counts_admin_lists_and_is_read_only(staff_client, client):

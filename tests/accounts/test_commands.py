@@ -11,7 +11,9 @@ pytestmark = pytest.mark.django_db
 
 def test_create_api_key_prints_the_key_alone_on_the_last_line():
     out = StringIO()
-    call_command("create_api_key", "--name", "cli", "--rate-limit", "5", "--window", "30", "--expires-days", "2", stdout=out)
+    call_command(
+        "create_api_key", "--name", "cli", "--rate-limit", "5", "--window", "30", "--expires-days", "2", stdout=out
+    )
     raw_key = out.getvalue().strip().splitlines()[-1]
     api_key = api_key_authenticate(raw_key=raw_key)
     assert api_key is not None and api_key.name == "cli"
@@ -94,4 +96,3 @@ def test_revoke_api_key_refuses_an_ambiguous_name_or_prefix_and_revokes_nothing(
 def test_revoke_api_key_takes_a_name_or_a_prefix_not_both():
     with pytest.raises(CommandError):
         call_command("revoke_api_key", "--name", "a", "--prefix", "b", stdout=StringIO())
-

@@ -23,5 +23,11 @@ def test_verify_accepts_only_the_exact_key():
 def test_parse_prefix_rejects_malformed_and_absurdly_long_keys():
     generated = crypto.generate_key()
     assert crypto.parse_prefix(generated.raw_key) == generated.prefix
-    for bad in ["", "ais_", "Bearer x", "ais_zzzzzzzz.secretsecretsecretsecret", generated.raw_key + "a" * crypto.MAX_KEY_LENGTH]:
+    for bad in [
+        "",
+        "ais_",
+        "Bearer x",
+        "ais_zzzzzzzz.secretsecretsecretsecret",
+        generated.raw_key + "a" * crypto.MAX_KEY_LENGTH,
+    ]:
         assert crypto.parse_prefix(bad) is None

@@ -38,12 +38,28 @@ def test_prepared_query_refuses_a_queryset_it_cannot_rebuild_rows_from():
 
 def test_request_log_row_holds_what_was_passed():
     api_key, _ = api_key_create(name="gina")
-    request_log_create(api_key_id=api_key.pk, endpoint="/api/v1/classify", method="POST", status_code=201,
-                       response_time_ms=1.23456, client_ip="::ffff:127.0.0.1", request_id="r-1", images=3)
-    request_log_create(api_key_id=None, endpoint="/api/x", method="GET", status_code=404, response_time_ms=0.5,
-                       client_ip=None)
+    request_log_create(
+        api_key_id=api_key.pk,
+        endpoint="/api/v1/classify",
+        method="POST",
+        status_code=201,
+        response_time_ms=1.23456,
+        client_ip="::ffff:127.0.0.1",
+        request_id="r-1",
+        images=3,
+    )
+    request_log_create(
+        api_key_id=None, endpoint="/api/x", method="GET", status_code=404, response_time_ms=0.5, client_ip=None
+    )
     first, second = RequestLog.objects.order_by("id")
-    assert (first.api_key_id, first.endpoint, first.method, first.status_code, first.response_time_ms,
-            first.request_id, first.images) == (api_key.pk, "/api/v1/classify", "POST", 201, 1.235, "r-1", 3)
+    assert (
+        first.api_key_id,
+        first.endpoint,
+        first.method,
+        first.status_code,
+        first.response_time_ms,
+        first.request_id,
+        first.images,
+    ) == (api_key.pk, "/api/v1/classify", "POST", 201, 1.235, "r-1", 3)
     assert first.client_ip == "::ffff:127.0.0.1" and timezone.now() - first.created_at < dt.timedelta(minutes=1)
     assert (second.api_key_id, second.client_ip, second.request_id, second.images) == (None, None, "", 0)

@@ -5,10 +5,15 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection
 from django.utils import timezone
 
-from accounts.models import ApiKey, RequestLog
 from accounts import crypto
+from accounts.models import ApiKey, RequestLog
 from accounts.services import (
-    KeyGenerationFailed, api_key_assign_secret, api_key_authenticate, api_key_create, api_key_revoke, request_log_create,
+    KeyGenerationFailed,
+    api_key_assign_secret,
+    api_key_authenticate,
+    api_key_create,
+    api_key_revoke,
+    request_log_create,
 )
 
 pytestmark = pytest.mark.django_db
@@ -68,16 +73,23 @@ def test_authenticate_records_last_use():
     assert ApiKey.objects.get(pk=api_key.pk).last_used_at is not None
 
 
-@pytest.mark.parametrize("client_ip,stored", [
-    ("203.0.113.9", "203.0.113.9"),
-    ("2001:db8::1", "2001:db8::1"),
-    ("testclient", None),  # what an ASGI test client, or a forged X-Forwarded-For, may make the client address
-    ("", None),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    "client_ip,stored",
+    [
+        ("203.0.113.9", "203.0.113.9"),
+        ("2001:db8::1", "2001:db8::1"),
+        ("testclient", None),  # what an ASGI test client, or a forged X-Forwarded-For, may make the client address
+        ("", None),
+        (None, None),
+    ],
+)
 def test_request_log_stores_the_client_address_only_when_it_is_one(client_ip, stored):
     request_log_create(
-        api_key_id=None, endpoint="/api/v1/classify", method="POST", status_code=200, response_time_ms=1.0,
+        api_key_id=None,
+        endpoint="/api/v1/classify",
+        method="POST",
+        status_code=200,
+        response_time_ms=1.0,
         client_ip=client_ip,
     )
     assert RequestLog.objects.get().client_ip == stored
@@ -85,11 +97,22 @@ def test_request_log_stores_the_client_address_only_when_it_is_one(client_ip, st
 
 def test_request_log_stores_the_model_name_and_version_blank_by_default():
     request_log_create(
-        api_key_id=None, endpoint="/api/v2/classify", method="POST", status_code=200, response_time_ms=1.0,
-        client_ip=None, model_name="flowers", model_version="3",
+        api_key_id=None,
+        endpoint="/api/v2/classify",
+        method="POST",
+        status_code=200,
+        response_time_ms=1.0,
+        client_ip=None,
+        model_name="flowers",
+        model_version="3",
     )
     request_log_create(
-        api_key_id=None, endpoint="/api/v2/models", method="GET", status_code=200, response_time_ms=1.0, client_ip=None,
+        api_key_id=None,
+        endpoint="/api/v2/models",
+        method="GET",
+        status_code=200,
+        response_time_ms=1.0,
+        client_ip=None,
     )
     rows = list(RequestLog.objects.order_by("id").values_list("model_name", "model_version"))
     assert rows == [("flowers", "3"), ("", "")]

@@ -1,4 +1,5 @@
 """The staff pages stay fast with a million request-log rows: bounded, indexed queries only."""
+
 import datetime as dt
 import time
 
@@ -27,8 +28,10 @@ def seed_request_logs(*, rows: int, key_ids: list[int], since: dt.datetime, span
     table = TABLE
     first, step = min(key_ids), len(key_ids)
     seconds = span.total_seconds() / rows
-    columns = ("api_key_id, endpoint, method, status_code, response_time_ms, created_at, client_ip, request_id, images, "
-               "model_name, model_version")
+    columns = (
+        "api_key_id, endpoint, method, status_code, response_time_ms, created_at, client_ip, request_id, images, "
+        "model_name, model_version"
+    )
     if connection.vendor == "postgresql":
         sql = (
             f"INSERT INTO {table} ({columns}) SELECT {first} + n %% {step}, '/api/v2/classify', 'POST', {STATUS_SQL}, "
@@ -43,7 +46,7 @@ def seed_request_logs(*, rows: int, key_ids: list[int], since: dt.datetime, span
             f"(n %% 997) / 10.0, strftime('%%Y-%%m-%%d %%H:%%M:%%f', %s, '+' || (n * {seconds}) || ' seconds'), "
             f"'127.0.0.1', '', 1, 'resnet18', '' FROM seq"
         )
-        params = [since.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")]
+        params = [since.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         if connection.vendor == "postgresql":
@@ -84,10 +87,12 @@ def test_staff_pages_read_a_million_log_rows_in_a_fixed_number_of_bounded_querie
     changelist, changelist_s, changelist_times, changelist_q = timed_get(client, "/admin/accounts/requestlog/")
 
     with capsys.disabled():
-        print(f"\n[{connection.vendor}] target {STAFF_PAGE_SECONDS} s; seeded {ROWS} rows in {seeded:.1f} s; /staff/usage/ {dashboard_s:.3f} s "
-              f"(of {', '.join(f'{t:.3f}' for t in dashboard_times)}; {len(dashboard_q)} queries); admin log list "
-              f"{changelist_s:.3f} s (of {', '.join(f'{t:.3f}' for t in changelist_times)}; {len(changelist_q)} "
-              f"queries, {len(changelist.content)} bytes)")
+        print(
+            f"\n[{connection.vendor}] target {STAFF_PAGE_SECONDS} s; seeded {ROWS} rows in {seeded:.1f} s; /staff/usage/ {dashboard_s:.3f} s "
+            f"(of {', '.join(f'{t:.3f}' for t in dashboard_times)}; {len(dashboard_q)} queries); admin log list "
+            f"{changelist_s:.3f} s (of {', '.join(f'{t:.3f}' for t in changelist_times)}; {len(changelist_q)} "
+            f"queries, {len(changelist.content)} bytes)"
+        )
         for query in [*dashboard_q.captured_queries, *changelist_q.captured_queries]:
             if float(query["time"]) >= 0.05:
                 print(f"  {query['time']} s: {query['sql'][:120]}")

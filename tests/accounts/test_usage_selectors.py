@@ -1,4 +1,5 @@
 """The staff dashboard's reads: every key's requests per bucket, status mix, latency, top keys."""
+
 import datetime as dt
 
 import pytest
@@ -18,14 +19,19 @@ from accounts.selectors import (
 )
 
 pytestmark = pytest.mark.django_db
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NOON = dt.datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
 def log(api_key=None, *, at, status=200, ms=10.0, images=1, endpoint="/api/v2/classify"):
     return RequestLog.objects.create(
-        api_key=api_key, endpoint=endpoint, method="POST", status_code=status, response_time_ms=ms,
-        created_at=at, images=images if status == 200 else 0,
+        api_key=api_key,
+        endpoint=endpoint,
+        method="POST",
+        status_code=status,
+        response_time_ms=ms,
+        created_at=at,
+        images=images if status == 200 else 0,
     )
 
 
@@ -92,9 +98,17 @@ def test_status_mix_and_latency_percentiles_over_the_range(keys):
     since, until = NOON, NOON + dt.timedelta(minutes=1)
 
     assert status_mix(since=since, until=until) == {"200": 100, "401": 1, "429": 1}
-    assert latency_percentiles(since=since, until=until) == {"p50": 51.0, "p95": 97.0, "p99": 1000.0}  # nearest rank of 102
+    assert latency_percentiles(since=since, until=until) == {
+        "p50": 51.0,
+        "p95": 97.0,
+        "p99": 1000.0,
+    }  # nearest rank of 102
     assert latency_percentiles(since=since, until=until, api_key=alpha) == {"p50": 50.0, "p95": 95.0, "p99": 99.0}
-    assert latency_percentiles(since=until, until=until + dt.timedelta(hours=1)) == {"p50": None, "p95": None, "p99": None}
+    assert latency_percentiles(since=until, until=until + dt.timedelta(hours=1)) == {
+        "p50": None,
+        "p95": None,
+        "p99": None,
+    }
 
 
 def test_top_keys_rank_by_requests_with_images_throttled_and_errors(keys):

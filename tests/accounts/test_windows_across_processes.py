@@ -6,6 +6,7 @@ all see room and together admit more than the limit. One burst can miss that rac
 runs several rounds, every one a burst of more attempts than places from workers that a start
 signal releases together, and every round must admit exactly the limit.
 """
+
 import os
 import subprocess
 import sys
@@ -27,12 +28,19 @@ class WindowWorkers:
     """``count`` tests.accounts.window_worker processes on one database; see that module for the commands."""
 
     def __init__(self, database_url: str, count: int):
-        env = {**os.environ, "DATABASE_URL": database_url,
-               "DJANGO_SETTINGS_MODULE": "tests.accounts.window_worker_settings"}
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "DJANGO_SETTINGS_MODULE": "tests.accounts.window_worker_settings",
+        }
         self.processes = [
             subprocess.Popen(
-                [sys.executable, "-m", "tests.accounts.window_worker"], cwd=ROOT, env=env,
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                [sys.executable, "-m", "tests.accounts.window_worker"],
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
             )
             for _ in range(count)
         ]

@@ -10,6 +10,7 @@ line on stdin and answers one line on stdout:
 The test writes the same ``acquire`` line to every worker at once: each worker waits on its
 stdin until then, so the line is the start signal that releases them together.
 """
+
 import os
 import sys
 

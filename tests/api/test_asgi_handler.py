@@ -1,4 +1,5 @@
 """aiserver.handlers.ASGIHandler, called in-process the way uvicorn calls it."""
+
 import asyncio
 import base64
 import json
@@ -157,7 +158,9 @@ def test_a_request_enters_its_thread_once_for_the_whole_middleware_chain(handler
     assert onto_loop == []
     # The request_started signal, the whole chain with the view, and closing the response.
     assert into_thread == [
-        "Signal.asend.<locals>.sync_send", "convert_exception_to_response.<locals>.inner", "HttpResponseBase.close",
+        "Signal.asend.<locals>.sync_send",
+        "convert_exception_to_response.<locals>.inner",
+        "HttpResponseBase.close",
     ]
 
 

@@ -1,4 +1,5 @@
 """Per-key model access: a key limited to some models is refused the others with 403, before any quota."""
+
 import base64
 import dataclasses
 from types import SimpleNamespace

@@ -1,5 +1,6 @@
 """A model that fails to load: the public answers (/api/v1/model/info, /api/v2/models, /readyz, the landing
 page) name the file and the error type, never the server's directories; the server log keeps the detail."""
+
 import json
 import pathlib
 
@@ -33,6 +34,7 @@ def folder(root, network, kind="state_dict", **files) -> pathlib.Path:
 def raise_permission_denied(path_of):
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied", str(path_of(*args)))
+
     return denied
 
 
@@ -67,7 +69,9 @@ def onnxruntime_error_naming_the_path(root, network, monkeypatch):
     model_folder = folder(root, network, kind="onnx")
 
     def failing_session(*args, **kwargs):
-        raise RuntimeError(f"[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model from {model_folder}/model.onnx failed")
+        raise RuntimeError(
+            f"[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model from {model_folder}/model.onnx failed"
+        )
 
     import onnxruntime
 
@@ -86,25 +90,38 @@ def torchscript_error_naming_the_path(root, network, monkeypatch):
 
 
 def engine_cache_not_writable(root, network, monkeypatch):
-    monkeypatch.setattr(engines, "export_onnx", raise_permission_denied(lambda *a, **k: root / "engine-cache" / "x.onnx"))
+    monkeypatch.setattr(
+        engines, "export_onnx", raise_permission_denied(lambda *a, **k: root / "engine-cache" / "x.onnx")
+    )
     return torchvision_source("random"), ["PermissionError", "x.onnx"]
 
 
 def download_cache_not_writable(root, network, monkeypatch):
-    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url",
-                        raise_permission_denied(lambda *a, **k: HUB_CACHE))
+    monkeypatch.setattr(
+        torchvision.models._api, "load_state_dict_from_url", raise_permission_denied(lambda *a, **k: HUB_CACHE)
+    )
     return torchvision_source("default"), ["PermissionError", "checkpoints", "CLASSIFIER_WEIGHTS"]
 
 
-FAILURES = [missing_file, corrupt_file, wrong_labels, unknown_architecture, permission_denied_on_weights,
-            permission_denied_in_a_folder, onnxruntime_error_naming_the_path, torchscript_error_naming_the_path,
-            engine_cache_not_writable, download_cache_not_writable]
+FAILURES = [
+    missing_file,
+    corrupt_file,
+    wrong_labels,
+    unknown_architecture,
+    permission_denied_on_weights,
+    permission_denied_in_a_folder,
+    onnxruntime_error_naming_the_path,
+    torchscript_error_naming_the_path,
+    engine_cache_not_writable,
+    download_cache_not_writable,
+]
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("failure", FAILURES, ids=lambda failure: failure.__name__)
-def test_a_failed_model_shows_no_server_path_in_public_answers(failure, tmp_path, flowers_network, monkeypatch,
-                                                               loaded_model, install_slot, client, caplog):
+def test_a_failed_model_shows_no_server_path_in_public_answers(
+    failure, tmp_path, flowers_network, monkeypatch, loaded_model, install_slot, client, caplog
+):
     root = tmp_path / "srv-private-models"
     root.mkdir()
     source, shown = failure(root, flowers_network, monkeypatch)
@@ -132,8 +149,11 @@ def test_a_failed_model_shows_no_server_path_in_public_answers(failure, tmp_path
 def test_only_absolute_paths_are_cut_to_their_file_names():
     from classifier.runtime.registry import _without_directories
 
-    text = ("download https://download.pytorch.org/models/resnet18-f37072fd.pth failed: [Errno 13] Permission "
-            "denied: '/home/app/.cache/torch/hub/checkpoints/' (model.onnx, config/labels.json, /srv/m/model.ts)")
+    text = (
+        "download https://download.pytorch.org/models/resnet18-f37072fd.pth failed: [Errno 13] Permission "
+        "denied: '/home/app/.cache/torch/hub/checkpoints/' (model.onnx, config/labels.json, /srv/m/model.ts)"
+    )
     assert _without_directories(text) == (
         "download https://download.pytorch.org/models/resnet18-f37072fd.pth failed: [Errno 13] Permission "
-        "denied: 'checkpoints' (model.onnx, config/labels.json, model.ts)")
+        "denied: 'checkpoints' (model.onnx, config/labels.json, model.ts)"
+    )

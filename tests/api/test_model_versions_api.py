@@ -1,4 +1,5 @@
 """Versions through the API: model_version in v1 and v2 answers, name@version, /api/v2/models?all=true."""
+
 import base64
 import re
 
@@ -32,8 +33,9 @@ def _classify(client, model: str):
 
 
 def test_v1_answers_say_which_version_answered(auth_client):
-    response = auth_client.post("/api/v1/classify", {"image": base64.b64encode(picture("goldfish")).decode()},
-                                format="json")
+    response = auth_client.post(
+        "/api/v1/classify", {"image": base64.b64encode(picture("goldfish")).decode()}, format="json"
+    )
     assert response.status_code == 200 and response.json()["model_version"] == "settings"
 
 
@@ -70,7 +72,10 @@ def test_models_lists_the_served_versions_and_with_all_every_registered_one(clie
     assert "versions" not in body
     every = client.get("/api/v2/models?all=true").json()["versions"]
     assert [(v["version"], v["status"], v["validated"]) for v in every] == [
-        ("3", "staged", False), ("2", "active", True), ("1", "retired", True)]
+        ("3", "staged", False),
+        ("2", "active", True),
+        ("1", "retired", True),
+    ]
     assert client.get("/api/v2/models?all=maybe").status_code == 400
 
 
@@ -88,4 +93,8 @@ def test_the_schema_documents_model_version_and_the_versions_list(client):
         pattern = re.compile(model["pattern"])
         served = registry.names()[0]
         assert pattern.match(served) and pattern.match(f"{served}@3") and pattern.match(f"{served}@v1.2-rc")
-        assert not pattern.match("not-a-served-model") and not pattern.match(f"{served}@") and not pattern.match(f"{served}@a@b")
+        assert (
+            not pattern.match("not-a-served-model")
+            and not pattern.match(f"{served}@")
+            and not pattern.match(f"{served}@a@b")
+        )

@@ -1,11 +1,12 @@
 """The answers' serializers build their dicts directly; they must give what the declared fields give."""
+
 import datetime as dt
 
 from rest_framework import serializers
 
 from classifier.api.exceptions import InvalidImage
-from classifier.runtime.preprocessing import Prediction
 from classifier.api.serializers import ClassifyBatchOutput, ClassifyOutput, image_results
+from classifier.runtime.preprocessing import Prediction
 from classifier.services import Classification
 
 PREDICTIONS = [Prediction("tabby", 0.8123), Prediction("tiger cat", 0.1)]
@@ -24,11 +25,19 @@ def test_v1_answer_matches_its_declared_fields():
 
 def test_v2_answer_matches_its_declared_fields_with_results_and_errors():
     instance = {
-        "id": "abc", "model": "resnet18", "model_version": "settings", "created": dt.datetime(2026, 11, 22, 21, 45, 4, 123456, tzinfo=dt.timezone.utc),
+        "id": "abc",
+        "model": "resnet18",
+        "model_version": "settings",
+        "created": dt.datetime(2026, 11, 22, 21, 45, 4, 123456, tzinfo=dt.UTC),
         "processing_time_ms": 41.7,
-        "results": image_results(["a.png", "b.txt"], [PREDICTIONS, InvalidImage("Not an image.", code="invalid_image")]),
+        "results": image_results(
+            ["a.png", "b.txt"], [PREDICTIONS, InvalidImage("Not an image.", code="invalid_image")]
+        ),
     }
     fast = ClassifyBatchOutput(instance).data
     assert fast == declared(ClassifyBatchOutput, instance)
     assert fast["created"] == "2026-11-22T21:45:04.123456Z"
-    assert [list(result) for result in fast["results"]] == [["index", "filename", "predictions"], ["index", "filename", "error"]]
+    assert [list(result) for result in fast["results"]] == [
+        ["index", "filename", "predictions"],
+        ["index", "filename", "error"],
+    ]

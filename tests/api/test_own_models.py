@@ -1,4 +1,5 @@
 """A user's own model through the API: its labels, how /api/v2/models describes it, per-model readiness."""
+
 import base64
 
 import pytest
@@ -39,8 +40,15 @@ def test_v2_answers_with_the_models_own_labels(auth_client, flowers):
 
 def test_models_lists_each_model_with_labels_count_engine_precision_artifact_and_status(client, flowers):
     models = {model["name"]: model for model in client.get("/api/v2/models").json()["models"]}
-    assert {key: models["flowers"][key] for key in ("status", "num_labels", "engine", "precision", "artifact", "exact")} == {
-        "status": "loaded", "num_labels": 5, "engine": "onnxruntime", "precision": "fp32", "artifact": "onnx", "exact": True,
+    assert {
+        key: models["flowers"][key] for key in ("status", "num_labels", "engine", "precision", "artifact", "exact")
+    } == {
+        "status": "loaded",
+        "num_labels": 5,
+        "engine": "onnxruntime",
+        "precision": "fp32",
+        "artifact": "onnx",
+        "exact": True,
     }
     assert models["resnet18"]["num_labels"] == 1000 and models["resnet18"]["artifact"] == "torchvision"
 
@@ -49,8 +57,9 @@ def test_models_lists_each_model_with_labels_count_engine_precision_artifact_and
 def test_a_loaded_model_serves_while_the_default_is_unavailable(auth_client, flowers, monkeypatch):
     monkeypatch.setattr(registry.slot(), "status", UNAVAILABLE)
     monkeypatch.setattr(registry.slot(), "reason", "the weights did not download")
-    ours = auth_client.post("/api/v2/classify", {"images": [{"image": b64(flower_picture("rose"))}], "model": "flowers"},
-                            format="json")
+    ours = auth_client.post(
+        "/api/v2/classify", {"images": [{"image": b64(flower_picture("rose"))}], "model": "flowers"}, format="json"
+    )
     assert ours.status_code == 200 and ours.json()["results"][0]["predictions"][0]["label"] == "rose"
     default = auth_client.post("/api/v2/classify", {"images": [{"image": b64(flower_picture("rose"))}]}, format="json")
     assert default.status_code == 503 and "the weights did not download" in default.json()["detail"]

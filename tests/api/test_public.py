@@ -47,7 +47,12 @@ def test_openapi_schema_documents_endpoints_and_both_auth_schemes(client):
     assert {"/api/v1/classify", "/api/v1/usage", "/api/v1/model/info"} <= set(schema["paths"])
     schemes = schema["components"]["securitySchemes"]
     assert schemes["BearerAuth"]["scheme"] == "bearer"
-    assert schemes["ApiKeyAuth"] == {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "X-API-Key: <key>"}
+    assert schemes["ApiKeyAuth"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "X-API-Key: <key>",
+    }
     classify = schema["paths"]["/api/v1/classify"]["post"]
     assert {"application/json", "multipart/form-data"} <= set(classify["requestBody"]["content"])
     assert {"200", "400", "401", "413", "415", "429", "503"} <= set(classify["responses"])

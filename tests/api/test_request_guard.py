@@ -1,4 +1,5 @@
 """aiserver.guard.RequestGuard in front of the real Django handler, fed by receive functions that stall or drip."""
+
 import asyncio
 import json
 import time
@@ -48,22 +49,35 @@ def handler():
 def guard(app) -> RequestGuard:
     """The guard as aiserver.asgi builds it, from the settings in force."""
     return RequestGuard(
-        app, max_body_bytes=settings.API_MAX_BODY_BYTES, max_header_bytes=settings.API_MAX_HEADER_BYTES,
-        body_timeout_s=settings.API_BODY_READ_TIMEOUT_SECONDS, idle_timeout_s=settings.API_BODY_IDLE_TIMEOUT_SECONDS,
+        app,
+        max_body_bytes=settings.API_MAX_BODY_BYTES,
+        max_header_bytes=settings.API_MAX_HEADER_BYTES,
+        body_timeout_s=settings.API_BODY_READ_TIMEOUT_SECONDS,
+        idle_timeout_s=settings.API_BODY_IDLE_TIMEOUT_SECONDS,
     )
 
 
 def scope_for(path: str, *, method: str = "POST", headers=()) -> dict:
     return {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "scheme": "http",
-        "method": method, "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-        "headers": [(b"host", b"testserver"), *headers], "client": ("127.0.0.1", 5000), "server": ("testserver", 80),
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "scheme": "http",
+        "method": method,
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), *headers],
+        "client": ("127.0.0.1", 5000),
+        "server": ("testserver", 80),
     }
 
 
 def stall_forever():
     async def stall():
         await asyncio.Future()  # the client never sends anything again (nor disconnects)
+
     return stall()
 
 
@@ -100,8 +114,15 @@ def anonymous_statuses() -> dict[int, int]:
 @override_settings(API_BODY_IDLE_TIMEOUT_SECONDS=0.05)
 def test_a_body_that_stops_arriving_is_answered_408_and_logged(handler):
     receive = receive_from([{"type": "http.request", "body": b"half", "more_body": True}])
-    status, body = asyncio.run(run(guard(handler), scope_for("/api/v1/classify", headers=[
-        (b"content-length", b"100000"), (b"content-type", b"application/json")]), receive))
+    status, body = asyncio.run(
+        run(
+            guard(handler),
+            scope_for(
+                "/api/v1/classify", headers=[(b"content-length", b"100000"), (b"content-type", b"application/json")]
+            ),
+            receive,
+        )
+    )
 
     assert (status, body["code"]) == (408, "request_timeout")
     assert str(settings.API_BODY_IDLE_TIMEOUT_SECONDS) in body["detail"]
@@ -139,7 +160,9 @@ def test_a_body_dripping_in_is_cut_at_the_whole_body_deadline(handler):
 def test_the_timeouts_end_with_the_body(handler):
     """Once the body has arrived the guard stops timing: Django's wait for a disconnect is left alone."""
     receive = receive_from([{"type": "http.request", "body": b"all of it", "more_body": False}])
-    status, body = asyncio.run(run(guard(handler), scope_for("/api/slow", headers=[(b"content-length", b"9")]), receive))
+    status, body = asyncio.run(
+        run(guard(handler), scope_for("/api/slow", headers=[(b"content-length", b"9")]), receive)
+    )
 
     assert (status, body) == (200, {"read": 9})
 
@@ -147,8 +170,13 @@ def test_the_timeouts_end_with_the_body(handler):
 @override_settings(API_MAX_BODY_BYTES=1000)
 def test_a_streamed_body_over_the_limit_is_cut_at_413(handler):
     chunk = {"type": "http.request", "body": b"x" * 600, "more_body": True}
-    status, body = asyncio.run(run(guard(handler), scope_for("/api/v1/classify", headers=[
-        (b"transfer-encoding", b"chunked")]), receive_from([chunk, chunk])))
+    status, body = asyncio.run(
+        run(
+            guard(handler),
+            scope_for("/api/v1/classify", headers=[(b"transfer-encoding", b"chunked")]),
+            receive_from([chunk, chunk]),
+        )
+    )
 
     assert (status, body["code"]) == (413, "payload_too_large")
 
@@ -179,6 +207,8 @@ def test_the_deployed_application_is_guarded_with_the_named_settings():
     app = aiserver.asgi.application
     assert isinstance(app, RequestGuard)
     assert (app.max_body_bytes, app.max_header_bytes, app.body_timeout_s, app.idle_timeout_s) == (
-        settings.API_MAX_BODY_BYTES, settings.API_MAX_HEADER_BYTES, settings.API_BODY_READ_TIMEOUT_SECONDS,
+        settings.API_MAX_BODY_BYTES,
+        settings.API_MAX_HEADER_BYTES,
+        settings.API_BODY_READ_TIMEOUT_SECONDS,
         settings.API_BODY_IDLE_TIMEOUT_SECONDS,
     )

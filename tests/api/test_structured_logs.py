@@ -1,4 +1,5 @@
 """DJANGO_LOG_FORMAT: one JSON object per log line (aiserver.log_format), and the request line's fields."""
+
 import base64
 import io
 import json
@@ -48,22 +49,34 @@ def test_a_record_is_one_json_line_with_its_exception():
 
     assert "\n" not in text
     assert (line["level"], line["logger"], line["message"], line["route"]) == (
-        "ERROR", "aiserver.test", "failed on x", "/api/v1/classify")
+        "ERROR",
+        "aiserver.test",
+        "failed on x",
+        "/api/v1/classify",
+    )
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00$", line["time"])
     assert "Traceback" in line["exception"] and "ValueError: bad\nthing" in line["exception"]
 
 
 @pytest.mark.django_db
-def test_the_request_line_has_id_key_prefix_route_method_status_and_latency(auth_client, api_key, loaded_model,
-                                                                           json_lines):
+def test_the_request_line_has_id_key_prefix_route_method_status_and_latency(
+    auth_client, api_key, loaded_model, json_lines
+):
     key, raw_key = api_key
     image = base64.b64encode(picture("goldfish")).decode()
     auth_client.post("/api/v2/classify", {"images": [{"image": image}]}, format="json", HTTP_X_REQUEST_ID="caller-id-1")
     auth_client.get("/api/v1/model/info")
 
     v2, info = request_lines(json_lines())
-    assert v2 == {**v2, "request_id": "caller-id-1", "key_prefix": key.prefix, "route": "/api/v2/classify",
-                  "method": "POST", "status": 200, "level": "INFO"}
+    assert v2 == {
+        **v2,
+        "request_id": "caller-id-1",
+        "key_prefix": key.prefix,
+        "route": "/api/v2/classify",
+        "method": "POST",
+        "status": 200,
+        "level": "INFO",
+    }
     assert isinstance(v2["latency_ms"], float) and v2["latency_ms"] > 0
     assert (info["route"], info["status"], info["request_id"]) == ("/api/v1/model/info", 200, None)
 
@@ -78,7 +91,10 @@ def test_no_log_line_holds_the_key_or_the_raw_path(client, api_key, json_lines):
 
     lines = json_lines()
     assert [(line["route"], line["status"]) for line in request_lines(lines)] == [
-        ("/api/v1/classify", 400), ("/api/v1/classify", 401), ("unmatched", 404)]
+        ("/api/v1/classify", 400),
+        ("/api/v1/classify", 401),
+        ("unmatched", 404),
+    ]
     for text in lines:
         assert raw_key not in text and wrong_key not in text and raw_key[8:] not in text
     assert not any("no-such-thing-chosen-by-the-caller" in line["message"] for line in request_lines(lines))

@@ -1,5 +1,6 @@
 """The usage endpoints' own bounds: the longest range (ACCOUNTS_USAGE_MAX_RANGE_DAYS) and their own per-key rate
 limit (ACCOUNTS_USAGE_RATE_LIMIT per ACCOUNTS_USAGE_RATE_WINDOW_SECONDS), which never spends classification quota."""
+
 import base64
 import datetime as dt
 
@@ -12,7 +13,7 @@ from tests.model_weights import picture
 
 pytestmark = pytest.mark.django_db
 V1, V2 = "/api/v1/usage", "/api/v2/usage"
-UNTIL = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.timezone.utc)
+UNTIL = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture
@@ -53,11 +54,14 @@ def test_a_range_one_second_over_the_maximum_is_400_range_too_long(keyed):
     assert str(django_settings.ACCOUNTS_USAGE_MAX_RANGE_DAYS) in response.json()["detail"]
 
 
-@pytest.mark.parametrize("query", [
-    {"since": "0001-01-02T00:00:00Z", "until": "9999-12-30T00:00:00Z"},  # the probe from issue 13
-    {"since": "2000-01-01T00:00:00Z"},  # until defaults to now
-    {"days": 367},
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"since": "0001-01-02T00:00:00Z", "until": "9999-12-30T00:00:00Z"},  # the probe from issue 13
+        {"since": "2000-01-01T00:00:00Z"},  # until defaults to now
+        {"days": 367},
+    ],
+)
 def test_longer_ranges_are_refused_before_any_query(keyed, query, django_assert_max_num_queries):
     client, _ = keyed
     with django_assert_max_num_queries(8):  # the key lookup and the usage window, not the logs
@@ -70,7 +74,9 @@ def test_the_maximum_range_is_a_setting(keyed, settings):
     client, _ = keyed
     assert client.get(V2, {"days": 2}).status_code == 200
     assert client.get(V2, {"days": 3}).json()["code"] == "range_too_long"
-    assert client.get(V2, {"since": iso(UNTIL - dt.timedelta(days=2, seconds=1)), "until": iso(UNTIL)}).status_code == 400
+    assert (
+        client.get(V2, {"since": iso(UNTIL - dt.timedelta(days=2, seconds=1)), "until": iso(UNTIL)}).status_code == 400
+    )
 
 
 def test_without_since_the_report_starts_when_the_key_was_made(keyed):
@@ -83,8 +89,15 @@ def test_without_since_the_report_starts_when_the_key_was_made(keyed):
 def test_without_since_an_old_key_gets_the_longest_range_back_from_until(keyed):
     client, api_key = keyed
     ApiKey.objects.filter(pk=api_key.pk).update(created_at=UNTIL - dt.timedelta(days=1000))
-    RequestLog.objects.create(api_key=api_key, endpoint="/api/v2/classify", method="POST", status_code=200,
-                              response_time_ms=1.0, images=2, created_at=UNTIL - dt.timedelta(days=900))
+    RequestLog.objects.create(
+        api_key=api_key,
+        endpoint="/api/v2/classify",
+        method="POST",
+        status_code=200,
+        response_time_ms=1.0,
+        images=2,
+        created_at=UNTIL - dt.timedelta(days=900),
+    )
     body = client.get(V2, {"until": iso(UNTIL)}).json()
     assert body["since"] == iso(UNTIL - dt.timedelta(days=django_settings.ACCOUNTS_USAGE_MAX_RANGE_DAYS))
     assert body["images"] == 0  # the request 900 days before until is outside the longest range
@@ -133,7 +146,9 @@ def test_a_refused_usage_query_is_still_charged(keyed, settings, frozen_usage_cl
 
 
 @pytest.mark.usefixtures("loaded_model")
-def test_usage_calls_spend_no_classification_quota_and_classify_calls_none_of_usage(keyed, settings, frozen_usage_clock):
+def test_usage_calls_spend_no_classification_quota_and_classify_calls_none_of_usage(
+    keyed, settings, frozen_usage_clock
+):
     settings.ACCOUNTS_USAGE_RATE_LIMIT = 3
     client, api_key = keyed
     for _ in range(3):

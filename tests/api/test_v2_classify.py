@@ -5,9 +5,9 @@ import pytest
 from django.conf import settings
 
 from accounts.models import RateLimitEvent, RequestLog
+from classifier.api.throttling import SlidingWindowThrottle
 from classifier.runtime.artifacts import ModelSource
 from classifier.runtime.registry import LOADING, Slot, load_slot
-from classifier.api.throttling import SlidingWindowThrottle
 from tests.model_weights import picture
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("loaded_model")]
@@ -77,7 +77,9 @@ def test_batch_with_good_and_bad_images_answers_each_in_input_order(v2):
     assert [r["index"] for r in results] == list(range(6))
     assert [r["filename"] for r in results] == [i["filename"] for i in images]
     assert [r["predictions"][0]["label"] for r in (results[0], results[2], results[5])] == [
-        "goldfish", "jellyfish", "tree frog"
+        "goldfish",
+        "jellyfish",
+        "tree frog",
     ]
     assert all(len(r["predictions"]) == 3 and "error" not in r for r in (results[0], results[2], results[5]))
     assert [results[i]["error"]["code"] for i in (1, 3, 4)] == ["invalid_image", "invalid_base64", "empty_image"]
@@ -85,8 +87,10 @@ def test_batch_with_good_and_bad_images_answers_each_in_input_order(v2):
 
 
 def test_a_per_image_error_has_the_one_error_shape_and_keeps_message_for_old_clients(v2):
-    images = [{"image": base64.b64encode(b"not an image").decode(), "filename": "notes.txt"},
-              {"image": "@@@", "filename": "bad.b64"}]
+    images = [
+        {"image": base64.b64encode(b"not an image").decode(), "filename": "notes.txt"},
+        {"image": "@@@", "filename": "bad.b64"},
+    ]
     response = v2.post(URL, {"images": images}, format="json")
     assert response.status_code == 200, response.content
     errors = [result["error"] for result in response.json()["results"]]
@@ -162,7 +166,11 @@ def test_malformed_requests_cost_one_unit_each_until_the_key_is_throttled(client
     limit, extra = 3, 2
     v2 = keyed_client(client, make_key, rate_limit=limit)
     body, kind = MALFORMED[code]()
-    send = (lambda: v2.post(URL, body, format="json")) if kind == "json" else (lambda: v2.post(URL, body, content_type=kind))
+    send = (
+        (lambda: v2.post(URL, body, format="json"))
+        if kind == "json"
+        else (lambda: v2.post(URL, body, content_type=kind))
+    )
     answers = [send() for _ in range(limit + extra)]
     assert [answer.status_code for answer in answers[:limit]] == [answers[0].status_code] * limit
     assert answers[0].status_code in (400, 415)

@@ -1,7 +1,7 @@
+from pathlib import Path
+
 import pytest
 from django.conf import settings
-
-from pathlib import Path
 
 from classifier.runtime.artifacts import ModelSource
 from classifier.runtime.registry import UNAVAILABLE, Slot
@@ -23,19 +23,43 @@ def test_models_is_public_and_describes_the_loaded_model(client):
 
 
 def test_further_models_are_listed_after_the_default_with_their_status(client, install_slot):
-    install_slot(Slot(source=ModelSource(name="vit_b_16", architecture="vit_b_16", weights="/srv/w.pt"), status=UNAVAILABLE, reason="no"))
+    install_slot(
+        Slot(
+            source=ModelSource(name="vit_b_16", architecture="vit_b_16", weights="/srv/w.pt"),
+            status=UNAVAILABLE,
+            reason="no",
+        )
+    )
     install_slot(Slot(source=ModelSource(name="flowers", architecture=None, folder=Path("/srv/models/flowers"))))
     models = client.get(URL).json()["models"]
     assert [m["name"] for m in models] == ["resnet18", "vit_b_16", "flowers"]
-    unloaded = {"pretrained": None, "num_labels": None, "input_size": None, "device": None, "artifact": None,
-                "engine": None, "precision": None, "exact": None}
+    unloaded = {
+        "pretrained": None,
+        "num_labels": None,
+        "input_size": None,
+        "device": None,
+        "artifact": None,
+        "engine": None,
+        "precision": None,
+        "exact": None,
+    }
     assert models[1] == {
-        "name": "vit_b_16", "default": False, "status": "unavailable", "reason": "no", "weights": "file:w.pt", "version": "settings",
+        "name": "vit_b_16",
+        "default": False,
+        "status": "unavailable",
+        "reason": "no",
+        "weights": "file:w.pt",
+        "version": "settings",
         **unloaded,
     }
     assert models[2] == {
-        "name": "flowers", "default": False, "status": "loading", "reason": "The model is loading.",
-        "weights": "folder:flowers", "version": "settings", **unloaded,
+        "name": "flowers",
+        "default": False,
+        "status": "loading",
+        "reason": "The model is loading.",
+        "weights": "folder:flowers",
+        "version": "settings",
+        **unloaded,
     }
 
 
@@ -46,7 +70,8 @@ def test_schema_documents_every_v2_endpoint_with_examples(client):
     for path, method in [("/api/v2/classify", "post"), ("/api/v2/models", "get"), ("/api/v2/usage", "get")]:
         operation = schema["paths"][path][method]
         assert any(
-            content.get("examples") for response in operation["responses"].values()
+            content.get("examples")
+            for response in operation["responses"].values()
             for content in response.get("content", {}).values()
         ), path
     request_examples = schema["paths"]["/api/v2/classify"]["post"]["requestBody"]["content"]["application/json"]

@@ -9,7 +9,7 @@ from tests.model_weights import picture
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v2/usage"
-NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture
@@ -21,8 +21,15 @@ def keyed(client, make_key):
 
 def log(api_key, *, endpoint="/api/v2/classify", status=200, ms=10.0, images=1, at=NOW, model="", version=""):
     return RequestLog.objects.create(
-        api_key=api_key, endpoint=endpoint, method="POST", status_code=status, response_time_ms=ms, images=images,
-        created_at=at, model_name=model, model_version=version,
+        api_key=api_key,
+        endpoint=endpoint,
+        method="POST",
+        status_code=status,
+        response_time_ms=ms,
+        images=images,
+        created_at=at,
+        model_name=model,
+        model_version=version,
     )
 
 
@@ -46,7 +53,9 @@ def test_usage_adds_up_exactly_to_what_was_sent_over_v1_and_v2(keyed):
         {"endpoint": "/api/v2/classify", "requests": 4, "images": 7},
     ]
     assert body["by_status"] == {"200": 3, "400": 1, "429": 1}
-    assert body["by_model"] == [{"name": "resnet18", "version": "settings", "requests": 3, "images": 7}]  # the answered ones
+    assert body["by_model"] == [
+        {"name": "resnet18", "version": "settings", "requests": 3, "images": 7}
+    ]  # the answered ones
     assert body["limit"]["limit"] == 10 and body["limit"]["window_seconds"] == 60
     assert body["limit"]["remaining"] == 2 and 0 < body["limit"]["reset_seconds"] <= 60
     assert sum(day["images"] for day in body["daily"]) == 8
@@ -72,7 +81,9 @@ def test_usage_breaks_the_answered_requests_down_by_model_and_version(keyed, mak
     log(api_key, status=429, images=0)  # refused: no model answered
     log(make_key(name="other")[0], model="flowers", version="2", images=16)  # another key's
     log(api_key, model="flowers", version="2", images=7, at=NOW - dt.timedelta(days=3))  # before the range
-    body = client.get(URL, {"since": (NOW - dt.timedelta(days=1)).isoformat(), "until": (NOW + dt.timedelta(hours=1)).isoformat()}).json()
+    body = client.get(
+        URL, {"since": (NOW - dt.timedelta(days=1)).isoformat(), "until": (NOW + dt.timedelta(hours=1)).isoformat()}
+    ).json()
     assert body["by_model"] == [
         {"name": "flowers", "version": "1", "requests": 1, "images": 3},
         {"name": "flowers", "version": "2", "requests": 2, "images": 6},
@@ -153,7 +164,9 @@ def test_an_empty_range_reports_zeros_and_no_latency(keyed):
     client, _ = keyed
     body = client.get(URL).json()
     assert body["requests"] == 0 and body["images"] == 0
-    assert body["daily"] and all(day["requests"] == day["images"] == 0 for day in body["daily"])  # since the key was made
+    assert body["daily"] and all(
+        day["requests"] == day["images"] == 0 for day in body["daily"]
+    )  # since the key was made
     assert body["latency_ms"] == {"p50": None, "p95": None, "p99": None}
     assert body["limit"]["remaining"] == 10 and body["limit"]["reset_seconds"] == 0
 

@@ -1,4 +1,5 @@
 """The model versions admin: upload (validated), the report, activate / roll back, settings models read-only."""
+
 import json
 import shutil
 
@@ -14,23 +15,37 @@ ADD_URL = "/admin/classifier/modelversion/add/"
 
 def _upload(admin_client, folder, version: str):
     with (folder / "model.ts").open("rb") as model, (folder / "labels.json").open("rb") as labels:
-        return admin_client.post(ADD_URL, {"name": "flowers", "version": version, "engine": "", "precision": "",
-                                           "notes": "from the admin", "model_upload": model, "labels_upload": labels})
+        return admin_client.post(
+            ADD_URL,
+            {
+                "name": "flowers",
+                "version": version,
+                "engine": "",
+                "precision": "",
+                "notes": "from the admin",
+                "model_upload": model,
+                "labels_upload": labels,
+            },
+        )
 
 
-def test_uploading_the_files_validates_and_stores_a_staged_version(admin_client, admin_user, relabelled_flowers,
-                                                                   version_storage, settings):
+def test_uploading_the_files_validates_and_stores_a_staged_version(
+    admin_client, admin_user, relabelled_flowers, version_storage, settings
+):
     settings.API_MAX_BODY_BYTES = 200 * 1024 * 1024  # the body limit covers the admin too
     response = _upload(admin_client, relabelled_flowers["v1"], "1")
-    assert response.status_code == 302, [line for line in response.content.decode().splitlines() if "errorlist" in line or "<li>" in line][:10]
+    assert response.status_code == 302, [
+        line for line in response.content.decode().splitlines() if "errorlist" in line or "<li>" in line
+    ][:10]
     registered = ModelVersion.objects.get(name="flowers", version="1")
     assert registered.passed and registered.status == "staged" and registered.created_by == admin_user
     page = admin_client.get(f"/admin/classifier/modelversion/{registered.pk}/change/").content.decode()
     assert "validation-checks" in page and "Passed: loads" in page and 'id="activate-version"' in page
 
 
-def test_an_upload_that_fails_the_gate_is_kept_staged_with_its_report(admin_client, relabelled_flowers,
-                                                                      version_storage, settings, tmp_path):
+def test_an_upload_that_fails_the_gate_is_kept_staged_with_its_report(
+    admin_client, relabelled_flowers, version_storage, settings, tmp_path
+):
     settings.API_MAX_BODY_BYTES = 200 * 1024 * 1024
     folder = shutil.copytree(relabelled_flowers["v1"], tmp_path / "wrong")
     (folder / "labels.json").write_text(json.dumps(["daisy", "rose"]))
@@ -67,8 +82,9 @@ def test_the_activate_button_activates_and_on_a_retired_version_rolls_back(admin
 def test_the_activate_action_takes_exactly_one_version(admin_client):
     rows = [version_row(version="1"), version_row(version="2")]
     url = "/admin/classifier/modelversion/"
-    response = admin_client.post(url, {"action": "activate_version", "_selected_action": [r.pk for r in rows]},
-                                 follow=True)
+    response = admin_client.post(
+        url, {"action": "activate_version", "_selected_action": [r.pk for r in rows]}, follow=True
+    )
     assert "Select exactly one version" in response.content.decode()
     admin_client.post(url, {"action": "activate_version", "_selected_action": [rows[1].pk]})
     assert ModelVersion.objects.get(status="active").version == "2"

@@ -57,8 +57,9 @@ def test_setting_zero_turns_the_cache_off(auth_client, loaded_model):
     assert images_through_model(loaded_model) == before + 1
 
 
-@override_settings(CACHES={"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-                                       "LOCATION": "redis://127.0.0.1:1/0"}})
+@override_settings(
+    CACHES={"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}}
+)
 def test_unreachable_cache_backend_falls_back_to_the_model(auth_client, caplog):
     response = auth_client.post(V1, {"image": b64(picture("tree frog"))}, format="json")
     assert response.status_code == 200
@@ -70,7 +71,10 @@ def test_random_weights_are_never_cached_and_file_weights_are_fingerprinted_by_c
     assert build_model(resnet18("random"), cpu()).fingerprint is None
     copy = tmp_path / "same.pt"
     copy.write_bytes(weights_path.read_bytes())
-    assert build_model(resnet18(str(copy)), cpu()).fingerprint == build_model(resnet18(str(weights_path)), cpu()).fingerprint
+    assert (
+        build_model(resnet18(str(copy)), cpu()).fingerprint
+        == build_model(resnet18(str(weights_path)), cpu()).fingerprint
+    )
     assert cache.result_key("a", b"x", 5) != cache.result_key("a", b"y", 5) != cache.result_key("a", b"x", 4)
 
 

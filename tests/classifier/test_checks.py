@@ -1,4 +1,5 @@
 """classifier.checks: with DJANGO_DEBUG off the server refuses to start until static files are collected."""
+
 import json
 import subprocess
 import sys
@@ -57,10 +58,16 @@ def test_check_deploy_runs_the_check(tmp_path):
 
 
 def test_the_asgi_application_refuses_to_start_without_collected_static_files(tmp_path):
-    env = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "aiserver.settings", "DJANGO_DEBUG": "false",
-           "DJANGO_SECRET_KEY": "check-test-secret", "DJANGO_STATIC_ROOT": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-c", "import aiserver.asgi"], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=120)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DJANGO_SETTINGS_MODULE": "aiserver.settings",
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": "check-test-secret",
+        "DJANGO_STATIC_ROOT": str(tmp_path),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", "import aiserver.asgi"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
 
     assert result.returncode != 0
     assert "Static files have not been collected" in result.stderr and "collectstatic --noinput" in result.stderr

@@ -1,4 +1,5 @@
 """register_model, activate_model and list_models: the operator's documented interface."""
+
 import zipfile
 from io import StringIO
 
@@ -17,8 +18,9 @@ def _run(*args) -> str:
     return out.getvalue()
 
 
-def test_register_model_from_a_zip_with_activate_validates_stores_and_activates(relabelled_flowers, version_storage,
-                                                                                tmp_path):
+def test_register_model_from_a_zip_with_activate_validates_stores_and_activates(
+    relabelled_flowers, version_storage, tmp_path
+):
     archive = tmp_path / "flowers.zip"
     with zipfile.ZipFile(archive, "w") as bundle:
         for path in relabelled_flowers["v2"].iterdir():

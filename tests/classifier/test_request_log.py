@@ -1,4 +1,5 @@
 """RequestLogMiddleware: what it stores, and that no failure of its own ever changes the answer."""
+
 import base64
 import logging
 
@@ -20,8 +21,15 @@ def test_a_nul_byte_in_the_path_gets_the_json_404_and_is_counted(client, api_key
 
 
 def test_control_characters_are_stripped_from_what_a_log_row_stores(api_key):
-    request_log_create(api_key_id=api_key[0].pk, endpoint="/api/v1/classify\x00", method="PO\x00ST",
-                       status_code=200, response_time_ms=1.0, client_ip="127.0.0.1", request_id="id\x00\n-1")
+    request_log_create(
+        api_key_id=api_key[0].pk,
+        endpoint="/api/v1/classify\x00",
+        method="PO\x00ST",
+        status_code=200,
+        response_time_ms=1.0,
+        client_ip="127.0.0.1",
+        request_id="id\x00\n-1",
+    )
     assert RequestLog.objects.values_list("endpoint", "method", "request_id").get() == (URL, "POST", "id-1")
 
 

@@ -1,4 +1,5 @@
 """Registering, validating (in a separate process), activating and rolling back model versions."""
+
 import json
 import shutil
 import tarfile
@@ -25,7 +26,8 @@ def test_a_registered_archive_is_validated_stored_and_staged(relabelled_flowers,
     assert registered.model_file.name == "model_versions/flowers/1/model.ts"
     assert default_storage.exists(registered.labels_file.name) and not registered.config_file
     assert registered.sha256 == versions.files_sha256(
-        [relabelled_flowers["v1"] / "model.ts", relabelled_flowers["v1"] / "labels.json"])
+        [relabelled_flowers["v1"] / "model.ts", relabelled_flowers["v1"] / "labels.json"]
+    )
     local = versions.model_version_local_folder(model_version=registered)
     assert (local / "model.ts").read_bytes() == (relabelled_flowers["v1"] / "model.ts").read_bytes()
 
@@ -43,13 +45,21 @@ def _not_loading_onnx(folder):
     (folder / "model.onnx").write_bytes(b"\x08\x07garbage, not an ONNX graph" * 10)
 
 
-@pytest.mark.parametrize("kind, spoil, expected", [
-    ("state_dict", _broken_state_dict, "Refused: loads failed: model.pt is not a loadable state_dict"),
-    ("torchscript", _wrong_labels, "Refused: labels failed: the model gives 5 outputs but labels.json has 2 labels"),
-    ("onnx", _not_loading_onnx, "Refused: loads failed: the ONNX graph does not load in onnxruntime"),
-])
+@pytest.mark.parametrize(
+    "kind, spoil, expected",
+    [
+        ("state_dict", _broken_state_dict, "Refused: loads failed: model.pt is not a loadable state_dict"),
+        (
+            "torchscript",
+            _wrong_labels,
+            "Refused: labels failed: the model gives 5 outputs but labels.json has 2 labels",
+        ),
+        ("onnx", _not_loading_onnx, "Refused: loads failed: the ONNX graph does not load in onnxruntime"),
+    ],
+)
 def test_a_version_that_fails_the_gate_is_staged_with_a_readable_report_and_cannot_be_activated(
-        flower_folders, version_storage, tmp_path, kind, spoil, expected):
+    flower_folders, version_storage, tmp_path, kind, spoil, expected
+):
     folder = shutil.copytree(flower_folders[kind], tmp_path / "spoilt")
     spoil(folder)
     registered = versions.model_version_register(name="flowers", version="bad", path=folder)

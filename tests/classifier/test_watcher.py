@@ -1,4 +1,5 @@
 """The version watcher of a serving process: load beside, swap, free the old, survive failures."""
+
 import json
 import shutil
 
@@ -80,7 +81,7 @@ def test_stored_files_that_do_not_match_their_sha256_are_not_loaded(watcher, rel
     row.sha256 = "f" * 64
     row.save()
     assert watcher.sync() == []
-    assert _status(watcher)[1:] == ("failed", "", f"the stored files of flowers@1 do not match its sha256")
+    assert _status(watcher)[1:] == ("failed", "", "the stored files of flowers@1 do not match its sha256")
     with pytest.raises(Exception):
         watcher.registry.get("flowers")
 
@@ -113,8 +114,12 @@ def test_a_request_that_took_a_replaced_version_runs_again_on_the_new_one(monkey
     from tests.model_weights import picture
 
     current = loaded_model.get()
-    closed = type(current)(source=current.source, status=current.status, model=current.model,
-                           batcher=type(current.batcher)(lambda images: None, max_batch_size=1, max_delay_s=0, queue_size=1))
+    closed = type(current)(
+        source=current.source,
+        status=current.status,
+        model=current.model,
+        batcher=type(current.batcher)(lambda images: None, max_batch_size=1, max_delay_s=0, queue_size=1),
+    )
     closed.batcher.close()
     answers = iter([closed, current])
     monkeypatch.setattr(services.registry, "get", lambda name=None: next(answers))

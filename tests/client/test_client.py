@@ -1,4 +1,5 @@
 """The client's retry and batching rules, against a scripted session (no server)."""
+
 import json
 
 import pytest
@@ -35,7 +36,14 @@ MODELS = (200, {"max_batch_images": 4, "max_top_k": 20, "models": []}, {})
 
 
 def ok(n):
-    return 200, {"model": "resnet18", "results": [{"index": i, "predictions": [{"label": "x", "confidence": 1}]} for i in range(n)]}, {}
+    return (
+        200,
+        {
+            "model": "resnet18",
+            "results": [{"index": i, "predictions": [{"label": "x", "confidence": 1}]} for i in range(n)],
+        },
+        {},
+    )
 
 
 def test_retry_after_is_honoured_then_the_answer_returned():
@@ -92,12 +100,21 @@ def test_the_usage_table_breaks_requests_down_by_model():
     from aiserver_client.cli import format_usage  # noqa: PLC0415
 
     body = {
-        "key": {"name": "team-a", "prefix": "ais_3f2c9a7e"}, "since": None, "until": "2026-11-22T21:45:04Z",
-        "requests": 3, "images": 9, "throttled": 0, "latency_ms": {"p50": 1.0, "p95": 2.0, "p99": 2.0},
+        "key": {"name": "team-a", "prefix": "ais_3f2c9a7e"},
+        "since": None,
+        "until": "2026-11-22T21:45:04Z",
+        "requests": 3,
+        "images": 9,
+        "throttled": 0,
+        "latency_ms": {"p50": 1.0, "p95": 2.0, "p99": 2.0},
         "limit": {"limit": 60, "window_seconds": 60, "remaining": 51, "reset_seconds": 3},
-        "by_endpoint": [{"endpoint": "/api/v2/classify", "requests": 3, "images": 9}], "by_status": {"200": 3},
-        "daily": [], "by_model": [{"name": "flowers", "version": "2", "requests": 2, "images": 8},
-                                  {"name": "resnet18", "version": "", "requests": 1, "images": 1}],
+        "by_endpoint": [{"endpoint": "/api/v2/classify", "requests": 3, "images": 9}],
+        "by_status": {"200": 3},
+        "daily": [],
+        "by_model": [
+            {"name": "flowers", "version": "2", "requests": 2, "images": 8},
+            {"name": "resnet18", "version": "", "requests": 1, "images": 1},
+        ],
     }
     rows = [line.split() for line in format_usage(body).splitlines()]
     assert ["MODEL", "VERSION", "REQUESTS", "IMAGES"] in rows

@@ -1,4 +1,5 @@
 """The client and its CLI end to end against a real uvicorn server."""
+
 import json
 import os
 import re
@@ -86,7 +87,11 @@ def test_module_entry_reads_url_and_key_from_the_environment(server, tmp_path):
 
     def run(*args):
         return subprocess.run(
-            [sys.executable, "-m", "aiserver_client", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+            [sys.executable, "-m", "aiserver_client", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
             timeout=120,
         )
 

@@ -8,6 +8,7 @@ Anything added that a client may ignore is compatible.
 Run as ``python -m tests.contract.compat OLD NEW`` (``make schema`` does, before it writes):
 prints each breaking change and exits 1 when there is one.
 """
+
 import json
 import sys
 

@@ -1,4 +1,5 @@
 """Reading an OpenAPI document: operations, request components, resolved references."""
+
 from tests.contract.compat import resolve
 
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}

@@ -3,6 +3,7 @@
 Every contract change shows up as a diff of docs/openapi.json (``make schema`` regenerates it);
 ``tests/contract/compat.py`` says which changes break a v1 client.
 """
+
 import copy
 import json
 from pathlib import Path
@@ -23,7 +24,8 @@ def committed_schema() -> dict:
 
 def test_the_served_schema_is_the_committed_one(served_schema, committed_schema):
     differing = sorted(
-        f"{method.upper()} {path}" for (path, method), operation in operations(served_schema).items()
+        f"{method.upper()} {path}"
+        for (path, method), operation in operations(served_schema).items()
         if operations(committed_schema).get((path, method)) != operation
     )
     assert served_schema == committed_schema, (
@@ -56,22 +58,42 @@ def test_an_unchanged_or_extended_schema_is_compatible(committed_schema):
     assert v1_breaking_changes(committed_schema, edited(committed_schema, extend)) == []
 
 
-@pytest.mark.parametrize(("edit", "change"), [
-    (lambda schema: schema["paths"]["/api/v1/usage"].pop("get"), "GET /api/v1/usage: the operation was removed"),
-    (lambda schema: schema["paths"]["/api/v1/classify"]["post"]["responses"].pop("429"),
-     "POST /api/v1/classify: response 429 was removed"),
-    (lambda schema: schema["components"]["schemas"]["PredictionOutput"]["properties"].pop("confidence"),
-     "POST /api/v1/classify: response 200 field predictions[].confidence was removed"),
-    (lambda schema: schema["components"]["schemas"]["ClassifyOutput"]["required"].remove("model"),
-     "POST /api/v1/classify: response 200 field model is no longer always sent"),
-    (lambda schema: schema["components"]["schemas"]["ClassifyJsonRequest"]["required"].append("filename"),
-     "POST /api/v1/classify: request field filename (application/json) is newly required"),
-    (lambda schema: schema["paths"]["/api/v1/classify"]["post"]["requestBody"]["content"].pop("multipart/form-data"),
-     "POST /api/v1/classify: the request body no longer takes multipart/form-data"),
-    (lambda schema: schema["paths"]["/api/v1/usage"]["get"].setdefault("parameters", []).append(
-        {"in": "query", "name": "days", "required": True, "schema": {"type": "integer"}}),
-     "GET /api/v1/usage: query parameter days is newly required"),
-])
+@pytest.mark.parametrize(
+    ("edit", "change"),
+    [
+        (lambda schema: schema["paths"]["/api/v1/usage"].pop("get"), "GET /api/v1/usage: the operation was removed"),
+        (
+            lambda schema: schema["paths"]["/api/v1/classify"]["post"]["responses"].pop("429"),
+            "POST /api/v1/classify: response 429 was removed",
+        ),
+        (
+            lambda schema: schema["components"]["schemas"]["PredictionOutput"]["properties"].pop("confidence"),
+            "POST /api/v1/classify: response 200 field predictions[].confidence was removed",
+        ),
+        (
+            lambda schema: schema["components"]["schemas"]["ClassifyOutput"]["required"].remove("model"),
+            "POST /api/v1/classify: response 200 field model is no longer always sent",
+        ),
+        (
+            lambda schema: schema["components"]["schemas"]["ClassifyJsonRequest"]["required"].append("filename"),
+            "POST /api/v1/classify: request field filename (application/json) is newly required",
+        ),
+        (
+            lambda schema: schema["paths"]["/api/v1/classify"]["post"]["requestBody"]["content"].pop(
+                "multipart/form-data"
+            ),
+            "POST /api/v1/classify: the request body no longer takes multipart/form-data",
+        ),
+        (
+            lambda schema: (
+                schema["paths"]["/api/v1/usage"]["get"]
+                .setdefault("parameters", [])
+                .append({"in": "query", "name": "days", "required": True, "schema": {"type": "integer"}})
+            ),
+            "GET /api/v1/usage: query parameter days is newly required",
+        ),
+    ],
+)
 def test_a_v1_breaking_change_is_named(committed_schema, edit, change):
     assert change in v1_breaking_changes(committed_schema, edited(committed_schema, edit))
 

@@ -7,6 +7,7 @@ that operation. The answer notes every field the client and the CLI read from it
 field must be declared in that operation's answer component. So renaming a field on either side
 fails here, and docs/openapi.json is the served schema (test_committed_schema.py).
 """
+
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -17,8 +18,8 @@ import pytest
 import requests
 
 from aiserver_client import ApiError, Client
-from aiserver_client.client import RETRY_STATUSES
 from aiserver_client.cli import main
+from aiserver_client.client import RETRY_STATUSES
 from tests.contract.helpers import closed, declared_fields, operations
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "openapi.json").read_text())
@@ -40,8 +41,10 @@ COMMANDS = {
     "usage": (["usage"], [USAGE]),
     "usage --days": (["usage", "--days", "7"], [USAGE]),
     "usage --since --until": (["usage", "--since", "2026-11-01T00:00:00Z", "--until", "2026-11-02T00:00:00Z"], [USAGE]),
-    "classify": (["classify", "cat.png", "notes.txt", "--top-k", "3", "--model", "resnet18", "--no-progress"],
-                 [MODELS, CLASSIFY]),
+    "classify": (
+        ["classify", "cat.png", "notes.txt", "--top-k", "3", "--model", "resnet18", "--no-progress"],
+        [MODELS, CLASSIFY],
+    ),
     "classify --batch-size": (["classify", "cat.png", "notes.txt", "--batch-size", "2", "--no-progress"], [CLASSIFY]),
 }
 
@@ -101,7 +104,11 @@ class SchemaServer:
         unexpected = set(kwargs) - {"headers", "timeout", "params", "json"}
         assert not unexpected, f"the client sends {unexpected}: check them here (multipart: field names, required ones)"
         prepared = requests.Request(
-            method, url, headers=kwargs.get("headers"), params=kwargs.get("params"), json=kwargs.get("json"),
+            method,
+            url,
+            headers=kwargs.get("headers"),
+            params=kwargs.get("params"),
+            json=kwargs.get("json"),
         ).prepare()
         operation = assert_declared_request(prepared)
         self.called.append(operation)

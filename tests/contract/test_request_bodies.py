@@ -4,6 +4,7 @@ A generator reading one shared component with every field optional builds reques
 refuses (issue 15); these tests pin the per-content-type components, their required fields and
 their bounds, read from the settings the schema is generated with.
 """
+
 import re
 
 import pytest
@@ -20,14 +21,22 @@ JSON = "application/json"
 MULTIPART = "multipart/form-data"
 
 
-@pytest.mark.parametrize(("path", "content_type", "component", "required", "absent"), [
-    (V1, JSON, "ClassifyJsonRequest", ["image"], "file"),
-    (V1, MULTIPART, "ClassifyMultipartRequest", ["file"], "image"),
-    (V2, JSON, "ClassifyBatchJsonRequest", ["images"], "files"),
-    (V2, MULTIPART, "ClassifyBatchMultipartRequest", ["files"], "images"),
-])
+@pytest.mark.parametrize(
+    ("path", "content_type", "component", "required", "absent"),
+    [
+        (V1, JSON, "ClassifyJsonRequest", ["image"], "file"),
+        (V1, MULTIPART, "ClassifyMultipartRequest", ["file"], "image"),
+        (V2, JSON, "ClassifyBatchJsonRequest", ["images"], "files"),
+        (V2, MULTIPART, "ClassifyBatchMultipartRequest", ["files"], "images"),
+    ],
+)
 def test_each_content_type_has_its_own_component_with_its_image_field_required(
-    served_schema, path, content_type, component, required, absent,
+    served_schema,
+    path,
+    content_type,
+    component,
+    required,
+    absent,
 ):
     name, body = request_body(served_schema, path, content_type)
     assert name == component

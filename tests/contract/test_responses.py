@@ -1,4 +1,5 @@
 """Every status an operation can answer is documented, with the ErrorOutput body, an example and its headers."""
+
 import pytest
 
 from tests.contract.helpers import operations
@@ -39,7 +40,7 @@ def test_every_error_answer_is_an_error_output_with_an_example_of_its_shape(serv
 @pytest.mark.parametrize("status", ["200", "400", "429"])
 def test_classify_answers_after_the_quota_check_document_the_quota_headers(served_schema, operation, status):
     headers = operations(served_schema)[operation]["responses"][status]["headers"]
-    assert QUOTA_HEADERS <= set(headers)
+    assert set(headers) >= QUOTA_HEADERS
     assert all(header["schema"]["type"] in {"integer", "string"} for header in headers.values())
 
 

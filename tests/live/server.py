@@ -1,4 +1,5 @@
 """Real uvicorn server processes for the tests that need them."""
+
 import atexit
 import json
 import os
@@ -22,8 +23,14 @@ GRACEFUL_SHUTDOWN_SECONDS = 35
 # (tests/live/test_slow_clients.py checks that the three lists agree): the protocol that times out half-sent
 # heads, the bound on a head's size, the connections (and requests) per worker, the keep-alive idle time.
 DEPLOYED_UVICORN_FLAGS = [
-    "--http", "aiserver.protocols:H11Protocol", "--h11-max-incomplete-event-size", "65536",
-    "--limit-concurrency", "512", "--timeout-keep-alive", "5",
+    "--http",
+    "aiserver.protocols:H11Protocol",
+    "--h11-max-incomplete-event-size",
+    "65536",
+    "--limit-concurrency",
+    "512",
+    "--timeout-keep-alive",
+    "5",
 ]
 
 
@@ -36,8 +43,12 @@ def collected_static_root(env: dict) -> Path:
     if not _COLLECTED_STATIC:
         root = Path(tempfile.mkdtemp(prefix="aiserver-live-static-"))
         atexit.register(shutil.rmtree, root, ignore_errors=True)
-        subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"], cwd=ROOT,
-                       env={**env, "DJANGO_STATIC_ROOT": str(root)}, check=True)
+        subprocess.run(
+            [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"],
+            cwd=ROOT,
+            env={**env, "DJANGO_STATIC_ROOT": str(root)},
+            check=True,
+        )
         _COLLECTED_STATIC.append(root)
     return _COLLECTED_STATIC[0]
 
@@ -83,8 +94,12 @@ class LiveServer:
     def manage(self, *args: str, env: dict | None = None) -> str:
         """Run a management command against this server's database (``env`` added); return its stdout."""
         result = subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=ROOT, env={**self.env, **(env or {})},
-            capture_output=True, text=True, check=True,
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            check=True,
         )
         return result.stdout
 
@@ -95,10 +110,26 @@ class LiveServer:
             self.env["DJANGO_STATIC_ROOT"] = str(collected_static_root(self.env))
         self.manage("migrate", "--noinput")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "aiserver.asgi:application", "--host", "127.0.0.1",
-             "--port", str(self.port), "--workers", str(self.workers), "--log-level", "warning",
-             "--timeout-graceful-shutdown", str(GRACEFUL_SHUTDOWN_SECONDS), *DEPLOYED_UVICORN_FLAGS],
-            cwd=ROOT, env=self.env, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "aiserver.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(self.workers),
+                "--log-level",
+                "warning",
+                "--timeout-graceful-shutdown",
+                str(GRACEFUL_SHUTDOWN_SECONDS),
+                *DEPLOYED_UVICORN_FLAGS,
+            ],
+            cwd=ROOT,
+            env=self.env,
+            start_new_session=True,
         )
         self._wait_ready(timeout)
         return self
@@ -174,5 +205,12 @@ class LiveServer:
 
     def create_superuser(self, username: str, password: str) -> None:
         """A staff superuser in this server's database, for the admin and the staff pages."""
-        self.manage("createsuperuser", "--noinput", "--username", username, "--email", f"{username}@example.com",
-                    env={"DJANGO_SUPERUSER_PASSWORD": password})
+        self.manage(
+            "createsuperuser",
+            "--noinput",
+            "--username",
+            username,
+            "--email",
+            f"{username}@example.com",
+            env={"DJANGO_SUPERUSER_PASSWORD": password},
+        )

@@ -1,4 +1,5 @@
 """Decoding memory under hostile images: 16 concurrent 40-megapixel 16-bit PNGs against one uvicorn worker."""
+
 import base64
 import io
 import os
@@ -31,7 +32,9 @@ SAMPLE_SECONDS = 0.02
 def server(tmp_path_factory, weights_path):
     database = tmp_path_factory.mktemp("decode-memory") / "db.sqlite3"
     live = LiveServer(
-        database_url=f"sqlite:///{database}", weights=str(weights_path), workers=1,
+        database_url=f"sqlite:///{database}",
+        weights=str(weights_path),
+        workers=1,
         extra_env={
             "CLASSIFIER_RESULT_CACHE_SECONDS": "0",  # every request decodes its image
             "CLASSIFIER_ENGINE_CACHE_DIR": str(tmp_path_factory.mktemp("engine-cache")),
@@ -91,8 +94,12 @@ def vm_hwm_bytes(pid: int) -> int:
 def test_concurrent_huge_images_stay_under_the_memory_target_and_small_requests_are_answered(server):
     key = server.create_key("decode-memory", rate_limit=100_000)
     headers = {"Authorization": f"Bearer {key}"}
-    big = requests.Request("POST", f"{server.url}/api/v2/classify", headers=headers,
-                           json={"images": [{"image": base64.b64encode(hostile_png()).decode()}]})
+    big = requests.Request(
+        "POST",
+        f"{server.url}/api/v2/classify",
+        headers=headers,
+        json={"images": [{"image": base64.b64encode(hostile_png()).decode()}]},
+    )
     small = {"image": base64.b64encode(picture("goldfish")).decode()}
     worker = worker_process(server)
     Path(f"/proc/{worker.pid}/clear_refs").write_text("5")  # VmHWM from now on, not from the model's load
@@ -106,7 +113,9 @@ def test_concurrent_huge_images_stay_under_the_memory_target_and_small_requests_
         while not loading.is_set():
             started = time.monotonic()
             try:
-                status = requests.post(f"{server.url}/api/v1/classify", headers=headers, json=small, timeout=60).status_code
+                status = requests.post(
+                    f"{server.url}/api/v1/classify", headers=headers, json=small, timeout=60
+                ).status_code
             except requests.ConnectionError:
                 status = 0
             small_answers.append((status, time.monotonic() - started))
@@ -126,9 +135,11 @@ def test_concurrent_huge_images_stay_under_the_memory_target_and_small_requests_
     assert not sampler.tripped, f"the worker passed {WATCHDOG_RSS_BYTES / 2**30:.0f} GiB RSS and was stopped"
     peak = max(vm_hwm_bytes(worker.pid), sampler.peak)
     statuses = [(answer.status_code, answer.json().get("code")) for answer in answers]
-    print(f"\nidle RSS {idle_rss / 2**20:.0f} MiB, peak RSS {peak / 2**20:.0f} MiB, {CONCURRENT_IMAGES} images "
-          f"in {elapsed:.1f} s: {sorted(statuses, key=str)}; small requests {len(small_answers)}, slowest "
-          f"{max(seconds for _, seconds in small_answers):.2f} s")
+    print(
+        f"\nidle RSS {idle_rss / 2**20:.0f} MiB, peak RSS {peak / 2**20:.0f} MiB, {CONCURRENT_IMAGES} images "
+        f"in {elapsed:.1f} s: {sorted(statuses, key=str)}; small requests {len(small_answers)}, slowest "
+        f"{max(seconds for _, seconds in small_answers):.2f} s"
+    )
     assert peak < PEAK_RSS_TARGET_BYTES, f"peak RSS {peak / 2**20:.0f} MiB"
     assert set(statuses) <= {(200, None), (503, "overloaded")} and (200, None) in statuses
     assert all(answer.headers.get("Retry-After") for answer in answers if answer.status_code == 503)

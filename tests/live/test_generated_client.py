@@ -4,6 +4,7 @@ As a consumer does it: fetch the schema the server serves, generate a package fr
 each operation with that package, multipart uploads included; the error answers (401, 413, 429)
 parse as ErrorOutput. A schema that gives a generator the wrong request shape fails here.
 """
+
 import base64
 import importlib
 import io
@@ -30,7 +31,9 @@ BODY_LIMIT_BYTES = 200_000  # API_MAX_BODY_BYTES of this server: the 413 needs a
 def server(tmp_path_factory, weights_path):
     folder = tmp_path_factory.mktemp("generated-client")
     live = LiveServer(
-        database_url=f"sqlite:///{folder / 'db.sqlite3'}", weights=str(weights_path), workers=1,
+        database_url=f"sqlite:///{folder / 'db.sqlite3'}",
+        weights=str(weights_path),
+        workers=1,
         extra_env={"API_MAX_BODY_BYTES": str(BODY_LIMIT_BYTES)},
     ).start()
     yield live
@@ -46,9 +49,21 @@ def api(server, tmp_path_factory):
     config = folder / "config.yaml"
     config.write_text(GENERATOR_CONFIG)
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "openapi-python-client"), "generate", "--path", str(schema),
-         "--output-path", str(folder / PACKAGE), "--meta", "none", "--config", str(config)],
-        capture_output=True, text=True, timeout=120,
+        [
+            str(Path(sys.executable).parent / "openapi-python-client"),
+            "generate",
+            "--path",
+            str(schema),
+            "--output-path",
+            str(folder / PACKAGE),
+            "--meta",
+            "none",
+            "--config",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Warning" not in result.stdout + result.stderr, result.stdout + result.stderr  # nothing left out
@@ -116,7 +131,8 @@ def test_v2_classify_json_and_multipart(api, server):
     bodies = [
         m.ClassifyBatchJsonRequest(
             images=[m.ImageItemRequest(image=inline(), filename="a.jpg"), m.ImageItemRequest(image=inline())],
-            top_k=3, model="resnet18",
+            top_k=3,
+            model="resnet18",
         ),
         m.ClassifyBatchMultipartRequest(files=[upload("a.jpg"), upload("b.jpg")], top_k=3, model="resnet18"),
     ]
@@ -149,13 +165,17 @@ def test_error_answers_parse_as_error_output(api, server):
 
     client = keyed(api, server, server.create_key("gen-limit", rate_limit=1))
     too_big = m.ClassifyMultipartRequest(
-        file=importlib.import_module(f"{PACKAGE}.types").File(payload=io.BytesIO(b"x" * BODY_LIMIT_BYTES), file_name="big.jpg")
+        file=importlib.import_module(f"{PACKAGE}.types").File(
+            payload=io.BytesIO(b"x" * BODY_LIMIT_BYTES), file_name="big.jpg"
+        )
     )
     refused = ops(api, "v1_classify").sync_detailed(client=client, body=too_big)
     assert refused.status_code == 413 and isinstance(refused.parsed, m.ErrorOutput)
     assert refused.parsed.code == "payload_too_large"
 
-    assert isinstance(ops(api, "v1_classify").sync(client=client, body=m.ClassifyJsonRequest(image=inline())), m.ClassifyOutput)
+    assert isinstance(
+        ops(api, "v1_classify").sync(client=client, body=m.ClassifyJsonRequest(image=inline())), m.ClassifyOutput
+    )
     throttled = ops(api, "v1_classify").sync_detailed(client=client, body=m.ClassifyJsonRequest(image=inline()))
     assert throttled.status_code == 429 and isinstance(throttled.parsed, m.ErrorOutput)
     assert throttled.parsed.code == "throttled"

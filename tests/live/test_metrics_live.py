@@ -1,12 +1,13 @@
 """/metrics of a real multi-worker server adds up every worker's numbers."""
+
 import base64
 import re
 
 import pytest
 import requests
 
-from tests.live.server import LiveServer
 from tests.live.load import fire
+from tests.live.server import LiveServer
 from tests.model_weights import picture
 
 pytestmark = pytest.mark.live
@@ -26,7 +27,9 @@ def test_metrics_sum_all_workers_and_need_the_token(tmp_path, weights_path):
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     server = LiveServer(
-        database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}", weights=str(weights_path), workers=2,
+        database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        weights=str(weights_path),
+        workers=2,
         extra_env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "METRICS_TOKEN": TOKEN},
     ).start()
     try:

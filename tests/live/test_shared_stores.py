@@ -1,4 +1,5 @@
 """Two separate servers (different ports, several worker processes) sharing PostgreSQL, and Redis."""
+
 import uuid
 from collections import Counter
 

@@ -1,4 +1,5 @@
 """SIGTERM drains: requests in flight when the server is told to stop are answered and logged."""
+
 import base64
 import sqlite3
 import time
@@ -52,9 +53,12 @@ def test_sigterm_answers_and_logs_every_request_in_flight(tmp_path, weights_path
     # One image per forward pass: each batch takes a while, with nothing slowed down artificially.
     # The queue holds every image sent: which worker accepts which connection is the kernel's choice,
     # and one worker taking most of them must not be answered 503 overloaded (a bound tested elsewhere).
-    server = LiveServer(database_url=f"sqlite:///{database}", weights=str(weights_path), workers=2,
-                        extra_env={"CLASSIFIER_MAX_BATCH_SIZE": "1",
-                                   "CLASSIFIER_QUEUE_SIZE": str(REQUESTS * IMAGES_PER_REQUEST)}).start()
+    server = LiveServer(
+        database_url=f"sqlite:///{database}",
+        weights=str(weights_path),
+        workers=2,
+        extra_env={"CLASSIFIER_MAX_BATCH_SIZE": "1", "CLASSIFIER_QUEUE_SIZE": str(REQUESTS * IMAGES_PER_REQUEST)},
+    ).start()
     try:
         key = server.create_key("drain", rate_limit=1000)
         batch = {"images": [{"image": base64.b64encode(picture("jellyfish")).decode()}] * IMAGES_PER_REQUEST}
@@ -63,8 +67,12 @@ def test_sigterm_answers_and_logs_every_request_in_flight(tmp_path, weights_path
             answers = pool.submit(send_concurrently, [call] * REQUESTS)
             # In flight: both workers have admitted a batch (its units are in the window), every
             # connection has been accepted, and no request has finished (no log row yet).
-            wait_until(lambda: query(database, "SELECT COALESCE(SUM(cost), 0) FROM accounts_ratelimitevent")
-                       >= 2 * IMAGES_PER_REQUEST)
+            wait_until(
+                lambda: (
+                    query(database, "SELECT COALESCE(SUM(cost), 0) FROM accounts_ratelimitevent")
+                    >= 2 * IMAGES_PER_REQUEST
+                )
+            )
             wait_until(lambda: listen_backlog(server.port) in (0, None))
             assert query(database, f"SELECT COUNT(*) FROM accounts_requestlog WHERE endpoint = '{ENDPOINT}'") == 0
             assert not answers.done()

@@ -3,7 +3,9 @@
 The timeouts are set short through their named settings, so each attack is cut within seconds; every
 wait below is bounded by a generous multiple of the setting, and none is asserted as a duration.
 """
+
 import base64
+import contextlib
 import json
 import re
 import select
@@ -32,8 +34,9 @@ H11_LIMIT = int(DEPLOYED_UVICORN_FLAGS[DEPLOYED_UVICORN_FLAGS.index("--h11-max-i
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, weights_path):
     root = tmp_path_factory.mktemp("slow-clients")
-    live = LiveServer(database_url=f"sqlite:///{root / 'db.sqlite3'}", weights=str(weights_path), workers=1,
-                      extra_env=SETTINGS).start()
+    live = LiveServer(
+        database_url=f"sqlite:///{root / 'db.sqlite3'}", weights=str(weights_path), workers=1, extra_env=SETTINGS
+    ).start()
     live.key = live.create_key("slow", rate_limit=1000)
     yield live
     live.stop()
@@ -57,16 +60,20 @@ def read_until_closed(sock: socket.socket) -> bytes:
 def small_requests_are_answered(server) -> None:
     assert requests.get(f"{server.url}/healthz", timeout=10).status_code == 200
     body = {"image": base64.b64encode(picture("goldfish")).decode()}
-    answer = requests.post(f"{server.url}/api/v1/classify", json=body, timeout=30,
-                           headers={"Authorization": f"Bearer {server.key}"})
+    answer = requests.post(
+        f"{server.url}/api/v1/classify", json=body, timeout=30, headers={"Authorization": f"Bearer {server.key}"}
+    )
     assert answer.status_code == 200, answer.text
 
 
 def requests_counted(server, status: str) -> float:
     """aiserver_requests_total for ``status``, every /api/ route together (one worker: no multiprocess dir)."""
     text = requests.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=10).text
-    return sum(float(value) for labels, value in re.findall(r'^aiserver_requests_total\{([^}]*)\} (\S+)$', text, re.M)
-               if f'status="{status}"' in labels)
+    return sum(
+        float(value)
+        for labels, value in re.findall(r"^aiserver_requests_total\{([^}]*)\} (\S+)$", text, re.M)
+        if f'status="{status}"' in labels
+    )
 
 
 def status_and_json(response: bytes) -> tuple[int, dict]:
@@ -75,8 +82,8 @@ def status_and_json(response: bytes) -> tuple[int, dict]:
         chunks = []
         while body and not body.startswith(b"0\r\n"):
             size, _, rest = body.partition(b"\r\n")
-            chunks.append(rest[:int(size, 16)])
-            body = rest[int(size, 16) + 2:]
+            chunks.append(rest[: int(size, 16)])
+            body = rest[int(size, 16) + 2 :]
         body = b"".join(chunks)
     return int(head.split()[1]), json.loads(body)
 
@@ -99,8 +106,10 @@ def test_a_half_sent_head_is_disconnected_while_others_are_served(server):
 def test_a_body_dripping_in_is_cut_with_408_and_logged(server):
     before = requests_counted(server, "408")
     sock = connect(server)
-    sock.sendall(b"POST /api/v1/classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                 b"Authorization: Bearer " + server.key.encode() + b"\r\nContent-Length: 100000\r\n\r\n")
+    sock.sendall(
+        b"POST /api/v1/classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer " + server.key.encode() + b"\r\nContent-Length: 100000\r\n\r\n"
+    )
     for sent in range(GIVE_UP_S * 4):  # one byte at a time, each well within the idle timeout
         if select.select([sock], [], [], 0)[0]:  # the server has answered
             break
@@ -123,8 +132,10 @@ def test_a_body_dripping_in_is_cut_with_408_and_logged(server):
 @pytest.mark.live
 def test_a_body_that_stops_is_cut_with_408(server):
     sock = connect(server)
-    sock.sendall(b"POST /api/v2/classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: 1000\r\n\r\n{\"images\": [")
+    sock.sendall(
+        b"POST /api/v2/classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 1000\r\n\r\n{"images": ['
+    )
     status, body = status_and_json(read_until_closed(sock))
     sock.close()
 
@@ -135,10 +146,8 @@ def test_a_body_that_stops_is_cut_with_408(server):
 def test_an_8_mb_header_is_refused_before_it_is_read(server):
     sock = connect(server)
     answered = b""
-    try:
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the server stops reading at its h11 limit
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * (8 << 20) + b"\r\n\r\n")
-    except (BrokenPipeError, ConnectionResetError):
-        pass  # the server stopped reading at its h11 limit and closed
     answered = read_until_closed(sock)
     sock.close()
 
@@ -150,8 +159,9 @@ def test_an_8_mb_header_is_refused_before_it_is_read(server):
 @pytest.mark.live
 def test_headers_over_the_app_limit_get_431_json(server):
     assert MAX_HEADER_BYTES < H11_LIMIT  # between the two limits the app answers, in its own words
-    answer = requests.get(f"{server.url}/api/v1/model/info", headers={"X-Big": "a" * (MAX_HEADER_BYTES + 1000)},
-                          timeout=10)
+    answer = requests.get(
+        f"{server.url}/api/v1/model/info", headers={"X-Big": "a" * (MAX_HEADER_BYTES + 1000)}, timeout=10
+    )
 
     assert answer.status_code == 431 and answer.json()["code"] == "headers_too_large"
     assert requests_counted(server, "431") == 1
@@ -165,6 +175,6 @@ def _flag_pairs(text: str) -> set[str]:
 def test_make_run_and_the_readme_use_the_flags_the_live_tests_run():
     wanted = {f"{flag} {value}" for flag, value in zip(DEPLOYED_UVICORN_FLAGS[::2], DEPLOYED_UVICORN_FLAGS[1::2])}
     readme = (ROOT / "README.md").read_text()
-    deployment = readme[readme.index("## Deployment"):]
+    deployment = readme[readme.index("## Deployment") :]
     assert wanted <= _flag_pairs((ROOT / "Makefile").read_text())
-    assert wanted <= _flag_pairs(deployment[:deployment.index("```", deployment.index("```sh") + 5)])
+    assert wanted <= _flag_pairs(deployment[: deployment.index("```", deployment.index("```sh") + 5)])

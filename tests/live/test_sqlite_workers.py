@@ -1,4 +1,5 @@
 """Real uvicorn worker processes sharing the embedded SQLite database."""
+
 import base64
 from collections import Counter
 
@@ -22,7 +23,9 @@ BURST_SIZE = 64  # requests released together, on their own connections to the t
 def server(tmp_path_factory, weights_path):
     database = tmp_path_factory.mktemp("live") / "db.sqlite3"
     live = LiveServer(
-        database_url=f"sqlite:///{database}", weights=str(weights_path), workers=2,
+        database_url=f"sqlite:///{database}",
+        weights=str(weights_path),
+        workers=2,
         extra_env={"API_MAX_BODY_BYTES": str(MAX_BODY_BYTES)},
     ).start()
     yield live

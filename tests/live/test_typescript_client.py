@@ -3,6 +3,7 @@ openapi-fetch, and the call works against the server (clients/typescript/).
 
 Skips where Node is absent, except under CI=true, where that fails the run.
 """
+
 import base64
 import json
 import os
@@ -20,8 +21,14 @@ PROJECT = Path(__file__).resolve().parents[2] / "clients" / "typescript"
 
 
 def npx(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["npx", "--no-install", *args], cwd=PROJECT, env={**os.environ, **(env or {})},
-                          capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        ["npx", "--no-install", *args],
+        cwd=PROJECT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +43,9 @@ def node_project():
 
 
 def test_the_generated_types_typecheck_a_classify_call_that_works(node_project, tmp_path, weights_path):
-    server = LiveServer(database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}", weights=str(weights_path), workers=1).start()
+    server = LiveServer(
+        database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}", weights=str(weights_path), workers=1
+    ).start()
     try:
         generated = npx("openapi-typescript", f"{server.url}/api/schema/?format=json", "-o", "schema.d.ts")
         assert generated.returncode == 0, generated.stdout + generated.stderr
@@ -48,8 +57,14 @@ def test_the_generated_types_typecheck_a_classify_call_that_works(node_project, 
 
         def run(key: str) -> tuple[int, dict]:
             env = {"AISERVER_URL": server.url, "AISERVER_API_KEY": key, "IMAGE_BASE64": image}
-            result = subprocess.run(["node", "build/classify.js"], cwd=PROJECT, env={**os.environ, **env},
-                                    capture_output=True, text=True, timeout=60)
+            result = subprocess.run(
+                ["node", "build/classify.js"],
+                cwd=PROJECT,
+                env={**os.environ, **env},
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             return result.returncode, json.loads(result.stdout.strip().splitlines()[-1])
 
         assert run(server.create_key("typescript", rate_limit=10)) == (0, {"status": 200, "labels": ["jellyfish"]})

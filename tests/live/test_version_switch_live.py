@@ -2,6 +2,7 @@
 it, register v2 (other labels) and activate it, roll back to v1; every request is answered 200, and within
 CLASSIFIER_SWITCH_DEADLINE_SECONDS of each switch every answer is the new version's. Then on two servers
 sharing PostgreSQL, and memory over ten switches."""
+
 import base64
 import json
 import threading
@@ -13,8 +14,8 @@ import pytest
 import requests
 
 from tests.live.server import LiveServer
-from tests.services import throwaway_postgres_database
 from tests.model_weights import flower_picture
+from tests.services import throwaway_postgres_database
 
 pytestmark = pytest.mark.live
 SWITCH_DEADLINE_SECONDS = 5.0  # the issue's promise: every server answers with the new version within this
@@ -60,8 +61,12 @@ class ContinuousLoad:
                 turn += 1
                 sent = time.time()
                 try:
-                    response = session.post(f"{url}/api/v2/classify", headers={"X-API-Key": self.key}, timeout=60,
-                                            json={"images": [{"image": ROSE}], "model": "flowers", "top_k": 1})
+                    response = session.post(
+                        f"{url}/api/v2/classify",
+                        headers={"X-API-Key": self.key},
+                        timeout=60,
+                        json={"images": [{"image": ROSE}], "model": "flowers", "top_k": 1},
+                    )
                 except requests.RequestException as exc:
                     self.answers.append(Answer(sent, time.time(), 0, label=type(exc).__name__))
                     continue
@@ -82,8 +87,10 @@ LABEL_OF = {"1": "rose", "2": "rose-v2"}
 
 def _activate(server: LiveServer, version: str) -> float:
     """Activate flowers@version (the service activate_model calls); return the wall-clock time of its commit."""
-    code = ("import time\nfrom classifier.versions import model_version_activate\n"
-            f"model_version_activate(name='flowers', version={version!r})\nprint(time.time())")
+    code = (
+        "import time\nfrom classifier.versions import model_version_activate\n"
+        f"model_version_activate(name='flowers', version={version!r})\nprint(time.time())"
+    )
     return float(server.manage("shell", "-c", code).strip().splitlines()[-1])
 
 
@@ -108,8 +115,12 @@ def _wait_serving(urls: list[str], key: str, version: str, streak: int = 16, tim
     while seen < streak:
         assert time.time() < deadline, f"flowers@{version} is not served everywhere"
         url = urls[seen % len(urls)]
-        response = requests.post(f"{url}/api/v2/classify", headers={"X-API-Key": key}, timeout=30,
-                                 json={"images": [{"image": ROSE}], "model": "flowers", "top_k": 1})
+        response = requests.post(
+            f"{url}/api/v2/classify",
+            headers={"X-API-Key": key},
+            timeout=30,
+            json={"images": [{"image": ROSE}], "model": "flowers", "top_k": 1},
+        )
         seen = seen + 1 if response.status_code == 200 and response.json()["model_version"] == version else 0
         if not seen:
             time.sleep(0.2)
@@ -150,11 +161,17 @@ def _environment(tmp_path_factory, media_root) -> dict:
 
 
 @pytest.mark.timeout(1200)
-def test_two_sqlite_workers_switch_and_roll_back_under_load_with_no_failed_request(tmp_path_factory, relabelled_flowers):
+def test_two_sqlite_workers_switch_and_roll_back_under_load_with_no_failed_request(
+    tmp_path_factory, relabelled_flowers
+):
     media = tmp_path_factory.mktemp("media")
     database = tmp_path_factory.mktemp("versions-sqlite") / "db.sqlite3"
-    server = LiveServer(database_url=f"sqlite:///{database}", weights="random", workers=2,
-                        extra_env=_environment(tmp_path_factory, media)).start()
+    server = LiveServer(
+        database_url=f"sqlite:///{database}",
+        weights="random",
+        workers=2,
+        extra_env=_environment(tmp_path_factory, media),
+    ).start()
     try:
         measured = _register_switch_roll_back([server], relabelled_flowers)
         print(f"\nSQLite, 2 workers: switch seconds {measured}")
@@ -171,8 +188,12 @@ def test_two_sqlite_workers_switch_and_roll_back_under_load_with_no_failed_reque
 def test_two_servers_on_postgresql_switch_and_roll_back_under_load(tmp_path_factory, relabelled_flowers):
     media = tmp_path_factory.mktemp("media-shared")
     with throwaway_postgres_database("aiserver_versions") as url:
-        servers = [LiveServer(database_url=url, weights="random", workers=1,
-                              extra_env=_environment(tmp_path_factory, media)).start() for _ in range(2)]
+        servers = [
+            LiveServer(
+                database_url=url, weights="random", workers=1, extra_env=_environment(tmp_path_factory, media)
+            ).start()
+            for _ in range(2)
+        ]
         try:
             measured = _register_switch_roll_back(servers, relabelled_flowers)
             print(f"\nPostgreSQL, 2 servers: switch seconds {measured}")

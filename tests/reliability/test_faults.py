@@ -1,4 +1,5 @@
 """Documented behaviour when a dependency fails, and recovery without a restart."""
+
 import base64
 import datetime as dt
 import subprocess
@@ -13,9 +14,9 @@ from django.utils import timezone
 from accounts.models import AnonymousRequestCount, RequestLog
 from accounts.windows import RedisWindowStore
 from classifier import services
+from classifier.api.throttling import SlidingWindowThrottle, UsageThrottle
 from classifier.runtime.budget import PixelBudget
 from classifier.runtime.registry import registry
-from classifier.api.throttling import SlidingWindowThrottle, UsageThrottle
 from tests.live.server import ROOT
 from tests.model_weights import picture
 from tests.services import require_redis
@@ -47,7 +48,9 @@ def test_usage_report_with_unreachable_redis_is_a_503_not_a_500(client, make_key
 @pytest.mark.parametrize("url", ["/api/v1/usage", "/api/v2/usage"])
 def test_usage_with_its_own_window_store_unreachable_is_a_503_not_a_500(client, make_key, monkeypatch, url):
     _, raw = make_key()
-    monkeypatch.setattr(UsageThrottle, "store", RedisWindowStore("redis://127.0.0.1:1/0", prefix="aiserver:usage-window:"))
+    monkeypatch.setattr(
+        UsageThrottle, "store", RedisWindowStore("redis://127.0.0.1:1/0", prefix="aiserver:usage-window:")
+    )
     response = client.get(url, HTTP_X_API_KEY=raw)
     assert response.status_code == 503 and response.json()["code"] == "rate_limiter_unavailable"
     assert response["Retry-After"] == "1"
@@ -92,8 +95,9 @@ def test_prune_request_logs_deletes_only_old_rows():
     recent = RequestLog.objects.create(endpoint=URL, method="POST", status_code=200, response_time_ms=1)
     now = timezone.now().replace(second=0, microsecond=0)
     for minute in (now - dt.timedelta(days=40), now - dt.timedelta(days=31), now):
-        AnonymousRequestCount.objects.create(minute=minute, client="203.0.113.9", route="unmatched", status_code=404,
-                                             count=5)
+        AnonymousRequestCount.objects.create(
+            minute=minute, client="203.0.113.9", route="unmatched", status_code=404, count=5
+        )
     out = StringIO()
     call_command("prune_request_logs", "--older-than", "30", stdout=out)
     assert list(RequestLog.objects.values_list("pk", flat=True)) == [recent.pk]
@@ -117,7 +121,10 @@ def test_check_deploy_passes_with_production_settings(static_manifest_root):
     }
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT, env=env, capture_output=True, text=True,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -159,7 +166,12 @@ def test_decode_budget_is_given_back_after_good_and_unreadable_images(auth_clien
 
 
 def test_settings_refuse_a_decode_budget_smaller_than_the_largest_image():
-    env = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "aiserver.settings", "DJANGO_DEBUG": "true",
-           "CLASSIFIER_MAX_IMAGE_PIXELS": "40000000", "CLASSIFIER_DECODE_BUDGET_MEGAPIXELS": "39"}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DJANGO_SETTINGS_MODULE": "aiserver.settings",
+        "DJANGO_DEBUG": "true",
+        "CLASSIFIER_MAX_IMAGE_PIXELS": "40000000",
+        "CLASSIFIER_DECODE_BUDGET_MEGAPIXELS": "39",
+    }
     result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode != 0 and "CLASSIFIER_DECODE_BUDGET_MEGAPIXELS" in result.stderr

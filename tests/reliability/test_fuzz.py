@@ -13,6 +13,7 @@ Every request carries a valid key whose limit no run reaches, so a 429 cannot hi
 would still have to match the schema). ``test_the_fuzzed_schema_is_the_one_served`` ties the
 document fuzzed here to the one ``/api/schema/`` serves.
 """
+
 import pytest
 import schemathesis
 from django.core import signals
@@ -69,8 +70,15 @@ asgi_schema.app = aiserver.asgi.application  # what from_asgi sets: schemathesis
 # these codes): whether bytes are an image (and how many pixels it has), and how query parameters relate
 # (since before until and at most ACCOUNTS_USAGE_MAX_RANGE_DAYS apart; days or since/until), and which
 # version of a model is served now (`name@version` is in the schema as a pattern; another version is 404).
-BEYOND_THE_SCHEMA = {"invalid_image", "invalid_base64", "empty_image", "image_too_large", "invalid_range", "range_too_long",
-                     "model_not_found"}
+BEYOND_THE_SCHEMA = {
+    "invalid_image",
+    "invalid_base64",
+    "empty_image",
+    "image_too_large",
+    "invalid_range",
+    "range_too_long",
+    "model_not_found",
+}
 
 
 def positive_data_is_accepted(ctx, response, case):

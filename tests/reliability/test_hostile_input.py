@@ -1,4 +1,5 @@
 """Nasty inputs: each gets the right 4xx as JSON, and the next good request still succeeds."""
+
 import base64
 import io
 
@@ -9,7 +10,6 @@ from rest_framework.parsers import JSONParser
 from rest_framework.views import APIView
 
 from classifier.api.parsers import SafeJSONParser
-
 from tests.model_weights import picture
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("loaded_model")]
@@ -63,8 +63,11 @@ def test_no_view_parses_json_with_drfs_plain_parser():
     views = [pattern.callback.cls for pattern in _url_patterns(get_resolver()) if hasattr(pattern.callback, "cls")]
     parsers = {view: view().get_parsers() for view in views if issubclass(view, APIView)}
     assert parsers, "no DRF views found"
-    plain = [view.__name__ for view, instances in parsers.items()
-             if any(isinstance(parser, JSONParser) and not isinstance(parser, SafeJSONParser) for parser in instances)]
+    plain = [
+        view.__name__
+        for view, instances in parsers.items()
+        if any(isinstance(parser, JSONParser) and not isinstance(parser, SafeJSONParser) for parser in instances)
+    ]
     assert plain == []
 
 
@@ -93,7 +96,9 @@ def test_multipart_with_several_files_is_400(auth_client):
     assert response.status_code in (200, 400)
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/xml", "image/jpeg", "application/x-www-form-urlencoded"])
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/xml", "image/jpeg", "application/x-www-form-urlencoded"]
+)
 def test_wrong_content_types_are_415(auth_client, content_type):
     response = auth_client.post(URL, data=picture("goldfish"), content_type=content_type)
     assert_4xx_then_healthy(auth_client, response, 415, "unsupported_media_type")
@@ -102,9 +107,17 @@ def test_wrong_content_types_are_415(auth_client, content_type):
 def multipart_with_filename(filename: bytes) -> tuple[bytes, str]:
     boundary = b"xyzBOUNDARYxyz"
     body = (
-        b"--" + boundary + b"\r\n"
-        + b'Content-Disposition: form-data; name="file"; filename="' + filename + b'"\r\n'
-        + b"Content-Type: image/jpeg\r\n\r\n" + picture("goldfish") + b"\r\n--" + boundary + b"--\r\n"
+        b"--"
+        + boundary
+        + b"\r\n"
+        + b'Content-Disposition: form-data; name="file"; filename="'
+        + filename
+        + b'"\r\n'
+        + b"Content-Type: image/jpeg\r\n\r\n"
+        + picture("goldfish")
+        + b"\r\n--"
+        + boundary
+        + b"--\r\n"
     )
     return body, f"multipart/form-data; boundary={boundary.decode()}"
 
@@ -131,7 +144,9 @@ def test_overlong_json_filename_is_400(auth_client):
 
 
 def test_very_long_headers_and_keys(client):
-    response = client.post(URL, GOOD, format="json", HTTP_AUTHORIZATION="Bearer " + "k" * 1_000_000, HTTP_X_JUNK="j" * 100_000)
+    response = client.post(
+        URL, GOOD, format="json", HTTP_AUTHORIZATION="Bearer " + "k" * 1_000_000, HTTP_X_JUNK="j" * 100_000
+    )
     assert response.status_code == 401 and response.json()["code"] == "invalid_api_key"
 
 

@@ -1,4 +1,5 @@
 """Running a loaded model the way the service does: decode -> preprocess -> engine -> postprocess."""
+
 import numpy as np
 from django.test import override_settings
 
@@ -30,4 +31,6 @@ def probabilities(slot: Slot, images: list[bytes]) -> np.ndarray:
 
 
 def top_labels(slot: Slot, images: list[bytes], k: int = 1) -> list[list[str]]:
-    return [[p.label for p in preprocessing.postprocess(row, slot.model.labels, k)] for row in probabilities(slot, images)]
+    return [
+        [p.label for p in preprocessing.postprocess(row, slot.model.labels, k)] for row in probabilities(slot, images)
+    ]

@@ -1,4 +1,5 @@
 """Model folders sent as archives: unpacked safely or refused (classifier.runtime.archives)."""
+
 import io
 import tarfile
 import zipfile

@@ -3,8 +3,8 @@ import threading
 import numpy as np
 import pytest
 
-from classifier.runtime.batching import MicroBatcher
 from classifier.api.exceptions import Overloaded
+from classifier.runtime.batching import MicroBatcher
 
 
 def test_concurrent_images_share_forward_passes_bounded_by_max_batch_size():
@@ -43,7 +43,9 @@ def test_a_failing_batch_fails_only_its_own_requests():
 
 def test_full_queue_is_refused_at_once():
     gate = threading.Event()
-    batcher = MicroBatcher(lambda images: gate.wait(5) and np.stack(images), max_batch_size=1, max_delay_s=0, queue_size=2)
+    batcher = MicroBatcher(
+        lambda images: gate.wait(5) and np.stack(images), max_batch_size=1, max_delay_s=0, queue_size=2
+    )
     accepted = []
     with pytest.raises(Overloaded):
         for i in range(10):

@@ -1,5 +1,6 @@
 """Engines: the known answers on each, the ONNX export cache, and the reference comparison (orientation and
 layout): our decode -> preprocess -> engine against torchvision's own model and ``weights.transforms()``."""
+
 import io
 
 import numpy as np
@@ -36,13 +37,20 @@ def test_known_answers_on_every_engine(weights_path, choice):
 def test_auto_picks_onnxruntime_fp32_on_a_cpu(weights_path):
     described = describe_slot(load(torchvision_source(str(weights_path))), default=True)
     assert (described["engine"], described["precision"], described["exact"], described["device"]) == (
-        "onnxruntime", "fp32", True, "cpu")
+        "onnxruntime",
+        "fp32",
+        True,
+        "cpu",
+    )
 
 
-@pytest.mark.parametrize("engine,precision,reason", [
-    ("torch", "fp16", "fp16 needs a CUDA device"),
-    ("onnxruntime", "bf16", "CLASSIFIER_ENGINE=torch"),
-])
+@pytest.mark.parametrize(
+    "engine,precision,reason",
+    [
+        ("torch", "fp16", "fp16 needs a CUDA device"),
+        ("onnxruntime", "bf16", "CLASSIFIER_ENGINE=torch"),
+    ],
+)
 def test_an_engine_that_cannot_serve_says_why(weights_path, engine, precision, reason):
     slot = load(torchvision_source(str(weights_path)), engine=engine, precision=precision)
     assert slot.status == "unavailable" and reason in slot.reason
@@ -108,7 +116,9 @@ def photo_like_images() -> dict[str, Image.Image]:
     stripes[:, (np.arange(width) // 20) % 2 == 1] = (30, 60, 210)
     off_centre = Image.new("RGB", (500, 300), (40, 180, 60))
     ImageDraw.Draw(off_centre).ellipse((300, 40, 460, 200), fill=(220, 40, 30))
-    two_tone = np.concatenate([np.full((350, 300, 3), (220, 40, 30), np.uint8), np.full((350, 300, 3), (40, 180, 60), np.uint8)])
+    two_tone = np.concatenate(
+        [np.full((350, 300, 3), (220, 40, 30), np.uint8), np.full((350, 300, 3), (40, 180, 60), np.uint8)]
+    )
     rng = np.random.default_rng(7)
     noisy = np.clip(gradient[:300, :457] + rng.normal(0, 20, (300, 457, 3)), 0, 255).astype(np.uint8)
     return {
@@ -140,7 +150,9 @@ def reference(probe_weights_path):
 
 
 @pytest.mark.parametrize("choice", CHOICES, ids=ids)
-def test_the_pipeline_on_every_engine_matches_torchvisions_reference_on_asymmetric_pictures(probe_weights_path, reference, choice):
+def test_the_pipeline_on_every_engine_matches_torchvisions_reference_on_asymmetric_pictures(
+    probe_weights_path, reference, choice
+):
     engine, precision = choice
     slot = load(torchvision_source(str(probe_weights_path)), engine=engine, precision=precision)
     assert slot.status == LOADED, slot.reason
@@ -169,10 +181,18 @@ def probe_folders(probe_weights_path, tmp_path_factory):
     return folders
 
 
-@pytest.mark.parametrize("kind,engine", [
-    ("state_dict", "auto"), ("torchscript", "auto"), ("torchscript", "torch"), ("onnx", "auto"),
-])
-def test_every_artifact_kind_matches_torchvisions_reference_on_asymmetric_pictures(probe_folders, reference, kind, engine):
+@pytest.mark.parametrize(
+    "kind,engine",
+    [
+        ("state_dict", "auto"),
+        ("torchscript", "auto"),
+        ("torchscript", "torch"),
+        ("onnx", "auto"),
+    ],
+)
+def test_every_artifact_kind_matches_torchvisions_reference_on_asymmetric_pictures(
+    probe_folders, reference, kind, engine
+):
     slot = load(folder_source(probe_folders[kind]), engine=engine)
     assert slot.status == LOADED, slot.reason
     images = photo_like_images()

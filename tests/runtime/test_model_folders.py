@@ -1,4 +1,5 @@
 """A user's own model, served from a folder: every artifact kind, on every engine that can run it."""
+
 import json
 import pickle
 
@@ -13,7 +14,9 @@ from tests.runtime.helpers import folder_source, load, probabilities, top_labels
 
 EXACT = 1e-4  # an exact engine's largest probability difference from eager fp32 torch
 ENGINES_BY_KIND = [
-    (kind, engine) for kind in ARTIFACT_KINDS for engine in ("auto", "torch", "onnxruntime")
+    (kind, engine)
+    for kind in ARTIFACT_KINDS
+    for engine in ("auto", "torch", "onnxruntime")
     if not (kind == "onnx" and engine == "torch")
 ]
 PICTURES = [flower_picture(label) for label in FLOWERS]
@@ -21,8 +24,9 @@ PICTURES = [flower_picture(label) for label in FLOWERS]
 
 def reference_probabilities(network: torch.nn.Module, images: list[bytes]) -> np.ndarray:
     """Eager fp32 torch with torchvision's own transform: what every engine must agree with."""
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     transform = torchvision.models.ResNet18_Weights.DEFAULT.transforms()
     batch = torch.stack([transform(Image.open(io.BytesIO(data)).convert("RGB")) for data in images])
@@ -41,7 +45,11 @@ def test_a_fine_tuned_folder_answers_its_own_labels_on_every_engine(flower_folde
     expected_engine = "torch" if engine == "torch" else "onnxruntime"
     assert described["reason"] == "" and described["status"] == "loaded"
     assert (described["artifact"], described["engine"], described["precision"], described["exact"]) == (
-        kind, expected_engine, "fp32", True)
+        kind,
+        expected_engine,
+        "fp32",
+        True,
+    )
     assert described["num_labels"] == 5 and described["weights"] == f"folder:{flower_folders[kind].name}"
 
 
@@ -76,39 +84,87 @@ def _evil_pickle(folder):
 
 BROKEN = {
     "no labels": ("state_dict", lambda f: (f / "labels.json").unlink(), "no labels.json"),
-    "labels not json": ("state_dict", lambda f: (f / "labels.json").write_text("daisy, rose"), "labels.json is not valid JSON"),
+    "labels not json": (
+        "state_dict",
+        lambda f: (f / "labels.json").write_text("daisy, rose"),
+        "labels.json is not valid JSON",
+    ),
     "labels not strings": ("state_dict", lambda f: (f / "labels.json").write_text("[1, 2, 3, 4, 5]"), "label strings"),
-    "index gap": ("torchscript", lambda f: (f / "labels.json").write_text(json.dumps({"0": "a", "2": "b"})), "none missing"),
-    "state_dict with too few labels": ("state_dict", lambda f: (f / "labels.json").write_text('["a", "b", "c", "d"]'),
-                                       "does not fit the architecture"),
-    "torchscript with too few labels": ("torchscript", lambda f: (f / "labels.json").write_text('["a", "b", "c"]'),
-                                        "gives 5 outputs but there are 3 labels"),
-    "onnx with too many labels": ("onnx", lambda f: (f / "labels.json").write_text(json.dumps(list("abcdefg"))),
-                                  "gives 5 outputs but there are 7 labels"),
+    "index gap": (
+        "torchscript",
+        lambda f: (f / "labels.json").write_text(json.dumps({"0": "a", "2": "b"})),
+        "none missing",
+    ),
+    "state_dict with too few labels": (
+        "state_dict",
+        lambda f: (f / "labels.json").write_text('["a", "b", "c", "d"]'),
+        "does not fit the architecture",
+    ),
+    "torchscript with too few labels": (
+        "torchscript",
+        lambda f: (f / "labels.json").write_text('["a", "b", "c"]'),
+        "gives 5 outputs but there are 3 labels",
+    ),
+    "onnx with too many labels": (
+        "onnx",
+        lambda f: (f / "labels.json").write_text(json.dumps(list("abcdefg"))),
+        "gives 5 outputs but there are 7 labels",
+    ),
     "no model file": ("state_dict", lambda f: (f / "model.pt").unlink(), "no model file"),
     "two model files": ("state_dict", lambda f: (f / "model.ts").write_bytes(b"x"), "more than one model file"),
-    "corrupt torchscript": ("torchscript", lambda f: (f / "model.ts").write_bytes(b"not a zip archive"),
-                            "not a loadable TorchScript module"),
-    "corrupt onnx": ("onnx", lambda f: (f / "model.onnx").write_bytes(b"\x08\x07garbage"), "does not load in onnxruntime"),
-    "onnx of another input size": ("onnx", lambda f: (f / "config.json").write_text('{"crop": 192, "resize": 220}'),
-                                   "crops 192x192"),
-    "state_dict without architecture": ("state_dict", lambda f: (f / "config.json").unlink(), "must name its torchvision"),
-    "unknown architecture": ("state_dict", lambda f: (f / "config.json").write_text('{"architecture": "resnet9000"}'),
-                             "is not a torchvision classifier"),
-    "unknown config key": ("state_dict", lambda f: (f / "config.json").write_text('{"architecture": "resnet18", "mena": []}'),
-                           "unknown keys mena"),
-    "bad interpolation": ("state_dict", lambda f: (f / "config.json").write_text(
-        '{"architecture": "resnet18", "interpolation": "smooth"}'), "interpolation must be one of"),
-    "crop above resize": ("state_dict", lambda f: (f / "config.json").write_text(
-        '{"architecture": "resnet18", "resize": 200, "crop": 224}'), "crop must not be larger than resize"),
-    "bad std": ("state_dict", lambda f: (f / "config.json").write_text(
-        '{"architecture": "resnet18", "std": [0.2, 0, 0.2]}'), "std values must be positive"),
+    "corrupt torchscript": (
+        "torchscript",
+        lambda f: (f / "model.ts").write_bytes(b"not a zip archive"),
+        "not a loadable TorchScript module",
+    ),
+    "corrupt onnx": (
+        "onnx",
+        lambda f: (f / "model.onnx").write_bytes(b"\x08\x07garbage"),
+        "does not load in onnxruntime",
+    ),
+    "onnx of another input size": (
+        "onnx",
+        lambda f: (f / "config.json").write_text('{"crop": 192, "resize": 220}'),
+        "crops 192x192",
+    ),
+    "state_dict without architecture": (
+        "state_dict",
+        lambda f: (f / "config.json").unlink(),
+        "must name its torchvision",
+    ),
+    "unknown architecture": (
+        "state_dict",
+        lambda f: (f / "config.json").write_text('{"architecture": "resnet9000"}'),
+        "is not a torchvision classifier",
+    ),
+    "unknown config key": (
+        "state_dict",
+        lambda f: (f / "config.json").write_text('{"architecture": "resnet18", "mena": []}'),
+        "unknown keys mena",
+    ),
+    "bad interpolation": (
+        "state_dict",
+        lambda f: (f / "config.json").write_text('{"architecture": "resnet18", "interpolation": "smooth"}'),
+        "interpolation must be one of",
+    ),
+    "crop above resize": (
+        "state_dict",
+        lambda f: (f / "config.json").write_text('{"architecture": "resnet18", "resize": 200, "crop": 224}'),
+        "crop must not be larger than resize",
+    ),
+    "bad std": (
+        "state_dict",
+        lambda f: (f / "config.json").write_text('{"architecture": "resnet18", "std": [0.2, 0, 0.2]}'),
+        "std values must be positive",
+    ),
     "pickle in place of a state_dict": ("state_dict", _evil_pickle, "model.pt is not a loadable state_dict"),
 }
 
 
 @pytest.mark.parametrize("case", list(BROKEN))
-def test_each_way_an_artifact_can_be_bad_gives_an_unavailable_model_with_a_reason(tmp_path, flowers_network, capsys, case):
+def test_each_way_an_artifact_can_be_bad_gives_an_unavailable_model_with_a_reason(
+    tmp_path, flowers_network, capsys, case
+):
     kind, edit, expected = BROKEN[case]
     folder = broken(tmp_path / "broken", kind, flowers_network, edit=edit)
     slot = load(folder_source(folder, name="broken"))

@@ -9,8 +9,8 @@ import torch
 import torchvision
 from PIL import Image
 
-from classifier.runtime import preprocessing as pipeline
 from classifier.api.exceptions import ImageTooLarge, InvalidImage
+from classifier.runtime import preprocessing as pipeline
 from classifier.runtime.artifacts import ModelSource, load_artifact
 from tests.live.server import ROOT
 
@@ -75,7 +75,16 @@ def test_every_supported_format_decodes_to_rgb(fmt):
 
 @pytest.mark.parametrize(
     "mode,fmt",
-    [("P", "PNG"), ("RGBA", "PNG"), ("LA", "PNG"), ("L", "JPEG"), ("CMYK", "JPEG"), ("I;16", "PNG"), ("1", "BMP"), ("RGBA", "WEBP")],
+    [
+        ("P", "PNG"),
+        ("RGBA", "PNG"),
+        ("LA", "PNG"),
+        ("L", "JPEG"),
+        ("CMYK", "JPEG"),
+        ("I;16", "PNG"),
+        ("1", "BMP"),
+        ("RGBA", "WEBP"),
+    ],
 )
 def test_any_mode_becomes_rgb(mode, fmt):
     source = Image.new("RGB", (16, 16), (120, 120, 120)).convert(mode)
@@ -154,8 +163,13 @@ def peak_rss_growth(data: bytes, tmp_path) -> int:
         pytest.skip("needs Linux's /proc/self/clear_refs to reset the peak RSS")
     path = tmp_path / "image"
     path.write_bytes(data)
-    result = subprocess.run([sys.executable, "-c", PEAK_RSS_GROWTH, str(path), str(MAX_PIXELS)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS_GROWTH, str(path), str(MAX_PIXELS)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     return int(result.stdout.strip())
 

@@ -7,8 +7,8 @@ import torch
 import torchvision
 from django.test import override_settings
 
-from classifier.apps import is_serving_process
 from classifier.api.exceptions import ModelNotFound, ModelUnavailable
+from classifier.apps import is_serving_process
 from classifier.runtime.artifacts import ModelSource
 from classifier.runtime.registry import LOADED, UNAVAILABLE, ModelRegistry, build_model
 
@@ -51,7 +51,10 @@ def test_weights_file_that_is_an_arbitrary_pickle_is_refused(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"CLASSIFIER_WEIGHTS": "/nonexistent/weights.pt"}, {"CLASSIFIER_MODEL": "no_such_model", "CLASSIFIER_WEIGHTS": "random"}],
+    [
+        {"CLASSIFIER_WEIGHTS": "/nonexistent/weights.pt"},
+        {"CLASSIFIER_MODEL": "no_such_model", "CLASSIFIER_WEIGHTS": "random"},
+    ],
 )
 def test_bad_configuration_is_reported_not_raised(overrides):
     fresh = load(**overrides)
@@ -102,15 +105,20 @@ def test_model_loads_only_in_serving_processes(argv, environ, serving):
     assert is_serving_process(argv, environ) is serving
 
 
-@pytest.mark.parametrize("threads,workers,environ,expected", [
-    (3, 0, {"WEB_CONCURRENCY": "2"}, 3),  # an explicit setting wins
-    (0, 0, {}, 1),  # default: one batch worker per core, one thread each
-    (0, 1, {}, 4),  # one batch worker: every core of the process
-    (0, 1, {"WEB_CONCURRENCY": "2"}, 2),  # N processes share the cores
-    (0, 1, {"WEB_CONCURRENCY": "8"}, 1),  # never below one
-    (0, 1, {"WEB_CONCURRENCY": "lots"}, 4),
-])
-def test_torch_threads_split_the_cores_among_processes_and_batch_workers(monkeypatch, threads, workers, environ, expected):
+@pytest.mark.parametrize(
+    "threads,workers,environ,expected",
+    [
+        (3, 0, {"WEB_CONCURRENCY": "2"}, 3),  # an explicit setting wins
+        (0, 0, {}, 1),  # default: one batch worker per core, one thread each
+        (0, 1, {}, 4),  # one batch worker: every core of the process
+        (0, 1, {"WEB_CONCURRENCY": "2"}, 2),  # N processes share the cores
+        (0, 1, {"WEB_CONCURRENCY": "8"}, 1),  # never below one
+        (0, 1, {"WEB_CONCURRENCY": "lots"}, 4),
+    ],
+)
+def test_torch_threads_split_the_cores_among_processes_and_batch_workers(
+    monkeypatch, threads, workers, environ, expected
+):
     from classifier.runtime.registry import torch_threads
 
     monkeypatch.setattr("os.cpu_count", lambda: 4)
@@ -118,13 +126,18 @@ def test_torch_threads_split_the_cores_among_processes_and_batch_workers(monkeyp
         assert torch_threads(environ) == expected
 
 
-@pytest.mark.parametrize("configured,device,environ,expected", [
-    (0, "cpu", {}, 4),  # one per core
-    (0, "cpu", {"WEB_CONCURRENCY": "2"}, 2),  # one per core of this process
-    (0, "cuda", {}, 1),  # a GPU runs one batch at a time
-    (3, "cpu", {}, 3),
-])
-def test_batch_workers_default_to_one_per_core_on_cpu_and_one_on_gpu(monkeypatch, configured, device, environ, expected):
+@pytest.mark.parametrize(
+    "configured,device,environ,expected",
+    [
+        (0, "cpu", {}, 4),  # one per core
+        (0, "cpu", {"WEB_CONCURRENCY": "2"}, 2),  # one per core of this process
+        (0, "cuda", {}, 1),  # a GPU runs one batch at a time
+        (3, "cpu", {}, 3),
+    ],
+)
+def test_batch_workers_default_to_one_per_core_on_cpu_and_one_on_gpu(
+    monkeypatch, configured, device, environ, expected
+):
     from classifier.runtime.registry import batch_workers
 
     monkeypatch.setattr("os.cpu_count", lambda: 4)
@@ -147,6 +160,11 @@ def test_an_unknown_engine_or_precision_fails_at_start_naming_the_choices(variab
 
     from tests.live.server import ROOT
 
-    env = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "aiserver.settings", "DJANGO_DEBUG": "true", variable: value}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DJANGO_SETTINGS_MODULE": "aiserver.settings",
+        "DJANGO_DEBUG": "true",
+        variable: value,
+    }
     result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode != 0 and f"{variable} must be one of" in result.stderr and value in result.stderr

@@ -1,5 +1,6 @@
 """The validation gate's checks, in process (classifier.runtime.validation; the separate process is
 tests/classifier/test_versions.py's)."""
+
 import json
 import shutil
 
@@ -25,8 +26,11 @@ def test_a_label_count_that_is_not_the_output_count_fails_the_labels_check(flowe
     (folder / "labels.json").write_text(json.dumps(["daisy", "rose", "tulip"]))
     report = validate_folder(folder, engine="torch")
     assert not report["passed"]
-    assert report["checks"][-1] == {"check": "labels", "passed": False,
-                                    "detail": "the model gives 5 outputs but labels.json has 3 labels"}
+    assert report["checks"][-1] == {
+        "check": "labels",
+        "passed": False,
+        "detail": "the model gives 5 outputs but labels.json has 3 labels",
+    }
 
 
 def test_a_truncated_state_dict_fails_the_loads_check(flower_folders, tmp_path):

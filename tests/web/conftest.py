@@ -4,6 +4,7 @@ Chromium and ChromeDriver come from Debian's packages (`make browser`, run by `m
 cannot download browsers here. Without them the browser tests skip, except under CI (tests.services.under_ci),
 where they fail.
 """
+
 import json
 import os
 import re
@@ -20,9 +21,16 @@ ARTIFACTS = ROOT / "test-artifacts"
 STAFF_USER, STAFF_PASSWORD = "site-owner", "browser-test-password-7"
 # As root on these machines Chromium needs no sandbox, and must not reach out to Google's services.
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage", "--window-size=1280,1000",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1280,1000",
 ]
 
 

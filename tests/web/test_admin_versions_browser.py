@@ -1,6 +1,7 @@
 """The model versions admin in Debian's Chromium against a real uvicorn server (DJANGO_DEBUG off, the strict
 Content-Security-Policy): upload a version's files, read its validation report, activate it, upload a second,
 activate that, and roll back to the first with the Roll back button; the server answers with each in turn."""
+
 import base64
 import time
 
@@ -35,7 +36,8 @@ def versions_server(tmp_path_factory):
         weights="random",
         workers=1,
         extra_env={
-            "DJANGO_SESSION_COOKIE_SECURE": "false", "DJANGO_CSRF_COOKIE_SECURE": "false",
+            "DJANGO_SESSION_COOKIE_SECURE": "false",
+            "DJANGO_CSRF_COOKIE_SECURE": "false",
             "API_MAX_BODY_BYTES": str(200 * 1024 * 1024),
             "DJANGO_MEDIA_ROOT": str(root / "media"),
             "CLASSIFIER_MODEL_CACHE_DIR": str(root / "model-cache"),
@@ -72,7 +74,8 @@ def upload_version(driver, server, folder, version: str) -> None:
     driver.find_element(By.ID, "id_notes").send_keys(f"uploaded in the browser test, version {version}")
     driver.find_element(By.CSS_SELECTOR, "input[name=_save]").click()
     message = wait(driver, UPLOAD_PAGE_SECONDS).until(
-        EC.visibility_of_element_located((By.CSS_SELECTOR, "ul.messagelist li")))
+        EC.visibility_of_element_located((By.CSS_SELECTOR, "ul.messagelist li"))
+    )
     # The admin's base template shows messages through capfirst.
     assert message.text.startswith(f"Flowers@{version}: Passed: loads"), message.text
     assert "success" in message.get_attribute("class")
@@ -114,8 +117,12 @@ def wait_until_served(server, key: str, version: str) -> float:
     else:
         pytest.fail(f"flowers@{version} was not served within {WAIT_SECONDS} s; /api/v2/models lists {listed}")
     took = time.monotonic() - started
-    response = requests.post(f"{server.url}/api/v2/classify", headers={"X-API-Key": key}, timeout=30,
-                             json={"images": [{"image": ROSE}], "model": "flowers", "top_k": 1})
+    response = requests.post(
+        f"{server.url}/api/v2/classify",
+        headers={"X-API-Key": key},
+        timeout=30,
+        json={"images": [{"image": ROSE}], "model": "flowers", "top_k": 1},
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["model_version"] == version
@@ -129,8 +136,9 @@ def report_checks(driver) -> dict[str, str]:
 
 
 @pytest.mark.timeout(900)
-def test_upload_see_the_report_activate_and_roll_back_in_the_admin(browser, page_log, versions_server,
-                                                                   relabelled_flowers):
+def test_upload_see_the_report_activate_and_roll_back_in_the_admin(
+    browser, page_log, versions_server, relabelled_flowers
+):
     server = versions_server
     key = server.create_key("admin-versions", rate_limit=1000)
     browser.set_page_load_timeout(UPLOAD_PAGE_SECONDS)

@@ -2,6 +2,7 @@
 
 Each test saves a screenshot to test-artifacts/ and checks the page logged no console error.
 """
+
 import base64
 
 import pytest
@@ -24,7 +25,8 @@ def wait(driver):
 def external_or_failed(requests_seen: list[dict], origin: str) -> list[dict]:
     """Requests that left this server, got no answer, or were answered with an error status."""
     return [
-        r for r in requests_seen
+        r
+        for r in requests_seen
         if r["url"].startswith("http") and (not r["url"].startswith(origin) or r["failed"] or (r["status"] or 0) >= 400)
     ]
 
@@ -124,7 +126,9 @@ def test_dashboard_charts_the_requests_that_were_made(browser, page_log, web_ser
     key = web_server.create_key("dashboard-key", rate_limit=2)
     body = {"images": [{"image": base64.b64encode(picture("goldfish")).decode()}]}
     statuses = [
-        requests.post(f"{web_server.url}/api/v2/classify", json=body, headers={"X-API-Key": key}, timeout=60).status_code
+        requests.post(
+            f"{web_server.url}/api/v2/classify", json=body, headers={"X-API-Key": key}, timeout=60
+        ).status_code
         for _ in range(3)
     ]
     assert statuses == [200, 200, 429]
@@ -135,14 +139,18 @@ def test_dashboard_charts_the_requests_that_were_made(browser, page_log, web_ser
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
     wait(browser).until(EC.element_to_be_clickable((By.LINK_TEXT, "Usage dashboard"))).click()
     Select(wait(browser).until(EC.presence_of_element_located((By.ID, "id_key")))).select_by_visible_text(
-        next(o.text for o in Select(browser.find_element(By.ID, "id_key")).options if o.text.startswith("dashboard-key"))
+        next(
+            o.text for o in Select(browser.find_element(By.ID, "id_key")).options if o.text.startswith("dashboard-key")
+        )
     )
     browser.find_element(By.CSS_SELECTOR, "#usage-filter input[type=submit]").click()
 
-    datasets = wait(browser).until(lambda d: d.execute_script(
-        "const chart = window.Chart && Chart.getChart('requests-chart');"
-        "return chart && chart.data.datasets.map(s => [s.label, s.data.reduce((a, b) => a + b, 0)]);"
-    ))
+    datasets = wait(browser).until(
+        lambda d: d.execute_script(
+            "const chart = window.Chart && Chart.getChart('requests-chart');"
+            "return chart && chart.data.datasets.map(s => [s.label, s.data.reduce((a, b) => a + b, 0)]);"
+        )
+    )
     assert datasets == [["dashboard-key", 3]]
     status_chart = browser.execute_script(
         "const c = Chart.getChart('status-chart'); return [c.data.labels, c.data.datasets[0].data];"
@@ -163,27 +171,32 @@ def test_dashboard_charts_the_requests_that_were_made(browser, page_log, web_ser
 def test_swagger_ui_loads_offline_and_try_it_out_works_with_a_key(browser, page_log, web_server):
     key = web_server.create_key("swagger-key", rate_limit=10)
     browser.get(f"{web_server.url}/api/docs/")
-    operation = wait(browser).until(EC.element_to_be_clickable(
-        (By.XPATH, "//div[contains(@class,'opblock-get') and .//*[@data-path='/api/v2/usage']]")
-    ))
+    operation = wait(browser).until(
+        EC.element_to_be_clickable(
+            (By.XPATH, "//div[contains(@class,'opblock-get') and .//*[@data-path='/api/v2/usage']]")
+        )
+    )
 
     browser.find_element(By.CSS_SELECTOR, "button.authorize").click()
-    bearer = wait(browser).until(EC.visibility_of_element_located(
-        (By.XPATH, "//div[contains(@class,'auth-container') and .//h4[contains(., 'BearerAuth')]]//input")
-    ))
+    bearer = wait(browser).until(
+        EC.visibility_of_element_located(
+            (By.XPATH, "//div[contains(@class,'auth-container') and .//h4[contains(., 'BearerAuth')]]//input")
+        )
+    )
     bearer.send_keys(key)
     browser.find_element(
-        By.XPATH, "//div[contains(@class,'auth-container') and .//h4[contains(., 'BearerAuth')]]"
-                  "//button[contains(@class,'authorize')]"
+        By.XPATH,
+        "//div[contains(@class,'auth-container') and .//h4[contains(., 'BearerAuth')]]"
+        "//button[contains(@class,'authorize')]",
     ).click()
     browser.find_element(By.CSS_SELECTOR, ".modal-ux button.btn-done").click()
     operation.find_element(By.CSS_SELECTOR, ".opblock-summary").click()
     wait(browser).until(EC.element_to_be_clickable((By.CSS_SELECTOR, ".try-out__btn"))).click()
     wait(browser).until(EC.element_to_be_clickable((By.CSS_SELECTOR, "button.execute"))).click()
 
-    status = wait(browser).until(EC.visibility_of_element_located(
-        (By.CSS_SELECTOR, ".live-responses-table .response .response-col_status")
-    ))
+    status = wait(browser).until(
+        EC.visibility_of_element_located((By.CSS_SELECTOR, ".live-responses-table .response .response-col_status"))
+    )
     assert status.text == "200"
     assert '"name": "swagger-key"' in browser.find_element(By.CSS_SELECTOR, ".live-responses-table .microlight").text
     # persistAuthorization is off: the pasted key lives in the page only, never in localStorage.
@@ -195,9 +208,9 @@ def test_swagger_ui_loads_offline_and_try_it_out_works_with_a_key(browser, page_
 def test_redoc_loads_offline_with_no_failed_request(browser, page_log, web_server):
     browser.get(f"{web_server.url}/api/redoc/")
 
-    wait(browser).until(EC.visibility_of_element_located(
-        (By.XPATH, "//h1[contains(., 'aiserver image classification API')]")
-    ))
+    wait(browser).until(
+        EC.visibility_of_element_located((By.XPATH, "//h1[contains(., 'aiserver image classification API')]"))
+    )
     assert browser.find_elements(By.XPATH, "//*[contains(@data-section-id, 'v2_classify')]")
     seen = page_log.requests()
     assert any(r["url"].endswith("/api/schema/") and r["status"] == 200 for r in seen)
@@ -205,14 +218,29 @@ def test_redoc_loads_offline_with_no_failed_request(browser, page_log, web_serve
     assert page_log.console_errors() == []
 
 
-@pytest.mark.parametrize("status,headers,body,expected", [
-    (413, {}, {"detail": "The request body is over the limit of 10 bytes.", "code": "payload_too_large"},
-     "413 — the upload is too large: The request body is over the limit of 10 bytes. Send fewer or smaller images."),
-    (503, {"Retry-After": "7"}, {"detail": "The model is loading.", "code": "model_unavailable"},
-     "503 — the server cannot classify right now: The model is loading. Try again in 7 seconds."),
-    (429, {"RateLimit": '"sliding";r=0;t=1'}, {"detail": "Request was throttled.", "code": "throttled"},
-     "429 — rate limit reached for this key: Request was throttled. Try again in 1 second."),
-])
+@pytest.mark.parametrize(
+    "status,headers,body,expected",
+    [
+        (
+            413,
+            {},
+            {"detail": "The request body is over the limit of 10 bytes.", "code": "payload_too_large"},
+            "413 — the upload is too large: The request body is over the limit of 10 bytes. Send fewer or smaller images.",
+        ),
+        (
+            503,
+            {"Retry-After": "7"},
+            {"detail": "The model is loading.", "code": "model_unavailable"},
+            "503 — the server cannot classify right now: The model is loading. Try again in 7 seconds.",
+        ),
+        (
+            429,
+            {"RateLimit": '"sliding";r=0;t=1'},
+            {"detail": "Request was throttled.", "code": "throttled"},
+            "429 — rate limit reached for this key: Request was throttled. Try again in 1 second.",
+        ),
+    ],
+)
 def test_try_page_explains_each_error_answer(browser, web_server, tmp_path, status, headers, body, expected):
     """The page's own handling of answers hard to provoke on demand, with the browser's fetch answering them."""
     browser.get(f"{web_server.url}/try/")
@@ -222,7 +250,9 @@ def test_try_page_explains_each_error_answer(browser, web_server, tmp_path, stat
         "  window.sent = [url, init.method, init.headers.Authorization, init.body.getAll('files').length];"
         "  return new Response(JSON.stringify(body), {status, headers});"
         "};",
-        status, headers, body,
+        status,
+        headers,
+        body,
     )
     classify_path = images(tmp_path, ("goldfish", "PNG"))
     browser.find_element(By.ID, "api-key").send_keys("ais_12345678.some-key")
@@ -231,7 +261,12 @@ def test_try_page_explains_each_error_answer(browser, web_server, tmp_path, stat
 
     message = wait(browser).until(EC.visibility_of_element_located((By.CSS_SELECTOR, "#message.error")))
     assert message.text == expected
-    assert browser.execute_script("return window.sent") == ["/api/v2/classify", "POST", "Bearer ais_12345678.some-key", 1]
+    assert browser.execute_script("return window.sent") == [
+        "/api/v2/classify",
+        "POST",
+        "Bearer ais_12345678.some-key",
+        1,
+    ]
 
 
 def test_images_dropped_on_the_page_are_classified(browser, page_log, web_server):

@@ -1,5 +1,6 @@
 """The Content-Security-Policy on every page: scripts only from this server, inline styles only with the nonce.
 (tests/web/test_browser.py loads the pages in Chromium, where a violation is a console error.)"""
+
 import re
 
 import pytest
@@ -8,8 +9,16 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 pytestmark = pytest.mark.django_db
-PAGES = ["/", "/try/", "/staff/usage/", "/api/docs/", "/api/redoc/", "/admin/login/", "/admin/",
-         "/admin/accounts/apikey/add/"]
+PAGES = [
+    "/",
+    "/try/",
+    "/staff/usage/",
+    "/api/docs/",
+    "/api/redoc/",
+    "/admin/login/",
+    "/admin/",
+    "/admin/accounts/apikey/add/",
+]
 INLINE_SCRIPT = re.compile(r"<script\b(?![^>]*\bsrc=)(?![^>]*type=\"application/json\")[^>]*>", re.S)
 INLINE_STYLE = re.compile(r"<style\b[^>]*>", re.S)
 
@@ -41,15 +50,16 @@ def test_every_page_has_a_strict_policy_and_no_inline_script(superuser_client, u
         assert policy["style-src"] == ["'self'", "'unsafe-inline'"]
     else:
         assert "'unsafe-inline'" not in policy["style-src"]
-        nonce = next(value for value in policy["style-src"] if value.startswith("'nonce-"))[len("'nonce-"):-1]
+        nonce = next(value for value in policy["style-src"] if value.startswith("'nonce-"))[len("'nonce-") : -1]
         assert all(f'nonce="{nonce}"' in tag for tag in INLINE_STYLE.findall(html))
     assert not re.search(r"<[^>]+\sstyle=", html), "inline style attributes would be blocked"
     assert not re.search(r"<[^>]+\son[a-z]+=", html), "inline event handlers would be blocked"
 
 
 def test_each_response_gets_a_fresh_nonce(client):
-    nonces = {re.search(r"'nonce-([^']+)'", client.get("/api/docs/")["Content-Security-Policy"]).group(1)
-              for _ in range(3)}
+    nonces = {
+        re.search(r"'nonce-([^']+)'", client.get("/api/docs/")["Content-Security-Policy"]).group(1) for _ in range(3)
+    }
     assert len(nonces) == 3
 
 

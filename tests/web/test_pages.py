@@ -1,4 +1,5 @@
 """The browser-facing pages through Django's test client: landing, try-it, staff dashboard, docs, favicon."""
+
 import datetime as dt
 import json
 import re
@@ -61,7 +62,7 @@ def test_landing_page_shows_models_readiness_links_and_a_curl_example(client):
 def test_landing_page_says_not_ready_while_the_model_loads(client, monkeypatch):
     monkeypatch.setattr(registry.slot(), "status", LOADING)
     html = client.get("/").content.decode()
-    assert 'id="server-status">not ready<' in html and "model-status\">loading<" in html
+    assert 'id="server-status">not ready<' in html and 'model-status">loading<' in html
 
 
 @pytest.mark.usefixtures("loaded_model")
@@ -70,7 +71,8 @@ def test_try_page_loads_its_script_and_calls_the_public_v2_api(client, settings)
 
     assert '<script src="/static/classifier/try.js" defer>' in html
     assert json_script(html, "try-config") == {
-        "classify_url": "/api/v2/classify", "max_batch_images": settings.CLASSIFIER_MAX_BATCH_IMAGES,
+        "classify_url": "/api/v2/classify",
+        "max_batch_images": settings.CLASSIFIER_MAX_BATCH_IMAGES,
     }
     assert f'max="{settings.CLASSIFIER_MAX_TOP_K}"' in html and '<option value="resnet18" selected>' in html
     assert not EXTERNAL_URL.search(html)
@@ -100,7 +102,10 @@ def test_usage_dashboard_is_403_for_staff_without_both_view_permissions(permissi
     client = logged_in(staff_user(permissions=permissions))
     response = client.get("/staff/usage/")
     assert response.status_code == 403
-    assert b"staff-usage" not in response.content and 'id="usage-dashboard-link"' not in client.get("/admin/").content.decode()
+    assert (
+        b"staff-usage" not in response.content
+        and 'id="usage-dashboard-link"' not in client.get("/admin/").content.decode()
+    )
 
 
 def test_usage_dashboard_answers_staff_with_both_view_permissions_and_superusers(staff_client):
@@ -113,10 +118,21 @@ def test_usage_dashboard_renders_chart_data_tiles_and_top_keys(staff_client, mak
     alpha, _ = make_key("alpha")
     now = timezone.now()
     for status, ms in [(200, 10.0), (200, 30.0), (429, 2.0)]:
-        RequestLog.objects.create(api_key=alpha, endpoint="/api/v2/classify", method="POST", status_code=status,
-                                  response_time_ms=ms, created_at=now - dt.timedelta(minutes=5))
-    RequestLog.objects.create(endpoint="/api/v2/classify", method="POST", status_code=401, response_time_ms=1.0,
-                              created_at=now - dt.timedelta(days=3))  # outside the default 24 hours
+        RequestLog.objects.create(
+            api_key=alpha,
+            endpoint="/api/v2/classify",
+            method="POST",
+            status_code=status,
+            response_time_ms=ms,
+            created_at=now - dt.timedelta(minutes=5),
+        )
+    RequestLog.objects.create(
+        endpoint="/api/v2/classify",
+        method="POST",
+        status_code=401,
+        response_time_ms=1.0,
+        created_at=now - dt.timedelta(days=3),
+    )  # outside the default 24 hours
 
     response = staff_client.get("/staff/usage/")
 
@@ -138,10 +154,18 @@ def test_usage_dashboard_filters_by_key_and_period(staff_client, make_key):
     beta, _ = make_key("beta")
     now = timezone.now()
     for api_key, age in [(alpha, dt.timedelta(hours=1)), (beta, dt.timedelta(hours=2)), (beta, dt.timedelta(days=3))]:
-        RequestLog.objects.create(api_key=api_key, endpoint="/api/v1/classify", method="POST", status_code=200,
-                                  response_time_ms=5.0, created_at=now - age)
+        RequestLog.objects.create(
+            api_key=api_key,
+            endpoint="/api/v1/classify",
+            method="POST",
+            status_code=200,
+            response_time_ms=5.0,
+            created_at=now - age,
+        )
 
-    week_of_beta = json_script(staff_client.get(f"/staff/usage/?key={beta.pk}&period=7d").content.decode(), "usage-data")
+    week_of_beta = json_script(
+        staff_client.get(f"/staff/usage/?key={beta.pk}&period=7d").content.decode(), "usage-data"
+    )
     day_of_all = json_script(staff_client.get("/staff/usage/?period=24h").content.decode(), "usage-data")
 
     assert week_of_beta["bucket"] == "day" and len(week_of_beta["starts"]) == 8

@@ -1,4 +1,5 @@
 """Static files in production: DJANGO_DEBUG off, collectstatic done, real uvicorn, WhiteNoise serving."""
+
 import re
 from urllib.parse import urljoin
 
@@ -23,20 +24,25 @@ def staff_session(web_server):
     login = f"{web_server.url}/admin/login/"
     token = session.get(login, timeout=30).cookies["csrftoken"]
     response = session.post(
-        login, data={"username": STAFF_USER, "password": STAFF_PASSWORD, "csrfmiddlewaretoken": token,
-                     "next": "/admin/"}, headers={"Referer": login}, timeout=30,
+        login,
+        data={"username": STAFF_USER, "password": STAFF_PASSWORD, "csrfmiddlewaretoken": token, "next": "/admin/"},
+        headers={"Referer": login},
+        timeout=30,
     )
     assert response.url == f"{web_server.url}/admin/"
     return session
 
 
-@pytest.mark.parametrize("path,expected", [
-    ("/admin/login/", "admin/css/base."),
-    ("/api/docs/", "drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle."),
-    ("/api/redoc/", "drf_spectacular_sidecar/redoc/bundles/redoc.standalone."),
-    ("/", "classifier/pages."),
-    ("/try/", "classifier/try."),
-])
+@pytest.mark.parametrize(
+    "path,expected",
+    [
+        ("/admin/login/", "admin/css/base."),
+        ("/api/docs/", "drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle."),
+        ("/api/redoc/", "drf_spectacular_sidecar/redoc/bundles/redoc.standalone."),
+        ("/", "classifier/pages."),
+        ("/try/", "classifier/try."),
+    ],
+)
 def test_pages_link_hashed_static_files_that_are_served(web_server, path, expected):
     urls = assets_of(web_server, path)
 

@@ -17,14 +17,19 @@ class Command(BaseCommand):
         parser.add_argument("--window", type=int, help="sliding window in seconds (default: settings)")
         parser.add_argument("--expires-days", type=int, help="days until the key expires (default: never)")
         parser.add_argument(
-            "--models", default="", help="comma-separated model names the key may use, e.g. flowers,resnet18 (default: all)"
+            "--models",
+            default="",
+            help="comma-separated model names the key may use, e.g. flowers,resnet18 (default: all)",
         )
 
     def handle(self, *args, name, rate_limit, window, expires_days, models, **options):
         expires_at = timezone.now() + dt.timedelta(days=expires_days) if expires_days else None
         try:
             api_key, raw_key = api_key_create(
-                name=name, rate_limit=rate_limit, rate_window_seconds=window, expires_at=expires_at,
+                name=name,
+                rate_limit=rate_limit,
+                rate_window_seconds=window,
+                expires_at=expires_at,
                 allowed_models=parse_model_names(models),
             )
         except ValidationError as exc:

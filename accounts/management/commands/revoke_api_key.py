@@ -39,6 +39,8 @@ class Command(BaseCommand):
                 )
             found = by_name or by_prefix
         if not found:
-            raise CommandError(f"No API key with {'name' if name else 'prefix' if prefix else 'name or prefix'} "
-                               f"{name or prefix or name_or_prefix!r}.")
+            raise CommandError(
+                f"No API key with {'name' if name else 'prefix' if prefix else 'name or prefix'} "
+                f"{name or prefix or name_or_prefix!r}."
+            )
         return found[0]

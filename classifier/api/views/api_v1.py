@@ -1,4 +1,5 @@
 """API v1: one image per request, the key's usage, the model's description."""
+
 from django.conf import settings
 from django.urls import reverse
 from rest_framework.parsers import MultiPartParser

@@ -1,4 +1,5 @@
 """API v2: batches with top-k and model choice, cost-weighted limits, the models list, richer usage."""
+
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.urls import reverse
@@ -15,8 +16,8 @@ from ...services import classify_batch
 from .. import schema
 from .. import serializers as s
 from ..authentication import ApiKeyAuthentication
-from ..permissions import HasApiKey, ModelIsAllowed, ModelIsReady
 from ..parsers import SafeJSONParser
+from ..permissions import HasApiKey, ModelIsAllowed, ModelIsReady
 from ..throttling import SlidingWindowThrottle, UsageThrottle
 from .base import Endpoint, KeyedEndpoint, note_model
 
@@ -77,14 +78,18 @@ class ClassifyBatchView(KeyedEndpoint):
         name, version = payload.model_choice()
         result = classify_batch(payload.image_data(), top_k=data["top_k"], model_name=name, model_version=version)
         note_model(request, name=result.model, version=result.model_version)
-        return Response(s.ClassifyBatchOutput({
-            "id": request.request_id,
-            "model": result.model,
-            "model_version": result.model_version,
-            "created": timezone.now(),
-            "processing_time_ms": result.processing_time_ms,
-            "results": s.image_results(payload.filenames(), result.results),
-        }).data)
+        return Response(
+            s.ClassifyBatchOutput(
+                {
+                    "id": request.request_id,
+                    "model": result.model,
+                    "model_version": result.model_version,
+                    "created": timezone.now(),
+                    "processing_time_ms": result.processing_time_ms,
+                    "results": s.image_results(payload.filenames(), result.results),
+                }
+            ).data
+        )
 
 
 class ModelsView(Endpoint):
@@ -106,9 +111,15 @@ class ModelsView(Endpoint):
 
 def version_row(model_version) -> dict:
     """A registered version as VersionOutput shows it."""
-    return {"name": model_version.name, "version": model_version.version, "status": model_version.status,
-            "validated": model_version.passed, "sha256": model_version.sha256, "created_at": model_version.created_at,
-            "activated_at": model_version.activated_at}
+    return {
+        "name": model_version.name,
+        "version": model_version.version,
+        "status": model_version.status,
+        "validated": model_version.passed,
+        "sha256": model_version.sha256,
+        "created_at": model_version.created_at,
+        "activated_at": model_version.activated_at,
+    }
 
 
 def _may_use(api_key, name: str) -> bool:

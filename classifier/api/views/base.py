@@ -1,4 +1,5 @@
 """What every API endpoint shares: the method check before any quota is spent, and the quota headers."""
+
 from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.views import APIView
 
@@ -10,7 +11,6 @@ from ..throttling import rate_limit_headers
 # Base of the API views: 405 before any quota is spent; quota headers on every answer. (A comment, not a
 # docstring: drf-spectacular would show an inherited docstring as every operation's description.)
 class Endpoint(APIView):
-
     def initial(self, request, *args, **kwargs):
         if not hasattr(self, request.method.lower()) and request.method != "OPTIONS":
             raise MethodNotAllowed(request.method)

@@ -1,4 +1,5 @@
 """For operators and their probes: liveness, readiness, Prometheus metrics, and JSON 404s for unknown API paths."""
+
 from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework.authentication import SessionAuthentication

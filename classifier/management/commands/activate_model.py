@@ -1,4 +1,5 @@
 """Activate NAME@V: every server switches to it; activating an earlier version is the roll-back."""
+
 from django.core.management.base import BaseCommand, CommandError
 
 from classifier import versions

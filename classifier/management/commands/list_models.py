@@ -1,4 +1,5 @@
 """List the registered model versions and, read-only, the models configured in settings."""
+
 from django.core.management.base import BaseCommand
 
 from classifier.runtime.registry import configured_sources
@@ -13,5 +14,7 @@ class Command(BaseCommand):
             self.stdout.write(f"{source.name}@settings\tsettings\t{source.described}\t(CLASSIFIER_MODELS, read-only)")
         for model_version in model_versions_list():
             validated = "validated" if model_version.passed else "NOT VALIDATED"
-            self.stdout.write(f"{model_version}\t{model_version.status}\t{validated}\t{model_version.sha256[:12]}\t"
-                              f"{model_version.report.get('summary', '')[:100]}")
+            self.stdout.write(
+                f"{model_version}\t{model_version.status}\t{validated}\t{model_version.sha256[:12]}\t"
+                f"{model_version.report.get('summary', '')[:100]}"
+            )

@@ -1,4 +1,5 @@
 """Register a model version from a model folder or a .zip/.tar.gz of one, validated before it is stored."""
+
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -23,16 +24,31 @@ class Command(BaseCommand):
         parser.add_argument("--precision", default="", choices=ModelVersion.Precision.values)
         parser.add_argument("--notes", default="")
 
-    def handle(self, *args, name: str, path: Path, model_version: str, activate: bool, engine: str, precision: str,
-               notes: str, **options):
+    def handle(
+        self,
+        *args,
+        name: str,
+        path: Path,
+        model_version: str,
+        activate: bool,
+        engine: str,
+        precision: str,
+        notes: str,
+        **options,
+    ):
         try:
             registered = versions.model_version_register(
-                name=name, version=model_version, path=path, engine=engine, precision=precision, notes=notes)
+                name=name, version=model_version, path=path, engine=engine, precision=precision, notes=notes
+            )
         except versions.ModelVersionError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"{registered}: {registered.report.get('summary', '')}")
         if not registered.passed:
-            raise CommandError(f"{registered} is registered (staged) but did not pass validation; it cannot be activated.")
+            raise CommandError(
+                f"{registered} is registered (staged) but did not pass validation; it cannot be activated."
+            )
         if activate:
             versions.model_version_activate(name=name, version=model_version)
-            self.stdout.write(self.style.SUCCESS(f"{registered} is active; every server switches to it within seconds."))
+            self.stdout.write(
+                self.style.SUCCESS(f"{registered} is active; every server switches to it within seconds.")
+            )

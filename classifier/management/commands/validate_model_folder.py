@@ -1,4 +1,5 @@
 """The validation gate's separate process: validate one model folder, write the JSON report to a file."""
+
 import json
 from pathlib import Path
 
