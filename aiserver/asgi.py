@@ -17,8 +17,10 @@ from django.conf import settings  # noqa: E402 - after Django is set up
 from aiserver.guard import RequestGuard  # noqa: E402
 from aiserver.handlers import ASGIHandler  # noqa: E402
 from classifier.checks import run_start_checks  # noqa: E402
+from classifier.serving import start_serving  # noqa: E402
 
 run_start_checks()
+start_serving()
 django_application = ASGIHandler()
 application = RequestGuard(
     django_application,

@@ -18,9 +18,6 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
     import django
 
-    import classifier.apps
-
-    classifier.apps.is_serving_process = lambda argv: False
     django.setup()
     import numpy as np
     from django.test import override_settings

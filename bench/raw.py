@@ -43,9 +43,6 @@ def main() -> None:
     )
     import django
 
-    import classifier.apps
-
-    classifier.apps.is_serving_process = lambda argv: False  # this process builds its own model, below
     django.setup()
     import torch
 

@@ -8,7 +8,6 @@ import torchvision
 from django.test import override_settings
 
 from classifier.api.exceptions import ModelNotFound, ModelUnavailable
-from classifier.apps import is_serving_process
 from classifier.runtime.artifacts import ModelSource
 from classifier.runtime.registry import LOADED, UNAVAILABLE, ModelRegistry, build_model
 
@@ -86,23 +85,6 @@ def test_replacing_a_slot_is_seen_by_the_next_lookup_and_returns_the_old_one():
     assert fresh.get() is replacement
     with pytest.raises(ValueError):
         fresh.remove("resnet18")
-
-
-@pytest.mark.parametrize(
-    "argv,environ,serving",
-    [
-        (["manage.py", "migrate"], {}, False),
-        (["manage.py", "create_api_key", "--name", "x"], {}, False),
-        (["manage.py", "runserver"], {}, False),  # the autoreloader's parent
-        (["manage.py", "runserver"], {"RUN_MAIN": "true"}, True),
-        (["manage.py", "runserver", "--noreload"], {}, True),
-        (["/venv/bin/uvicorn", "aiserver.asgi:application"], {}, True),
-        (["/venv/lib/python3.11/site-packages/uvicorn/__main__.py", "aiserver.asgi:application"], {}, True),
-        (["/venv/bin/pytest"], {}, False),
-    ],
-)
-def test_model_loads_only_in_serving_processes(argv, environ, serving):
-    assert is_serving_process(argv, environ) is serving
 
 
 @pytest.mark.parametrize(
