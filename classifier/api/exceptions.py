@@ -176,3 +176,97 @@ def error_response(exc: APIException):
     if getattr(exc, "wait", None):
         response["Retry-After"] = str(int(exc.wait))
     return response
+
+
+# --- the code list (docs/error-codes.md, written by `make schema`, checked by tests/contract) ------------------
+
+# The codes DRF's own exceptions give, which the handler passes on in the same shape.
+DRF_CODES = {
+    "invalid": (400, "The request is invalid; `errors` has each field's errors (field codes such as `required`)."),
+    "parse_error": (400, "The body is not valid JSON or multipart."),
+    "not_authenticated": (401, "No API key was sent."),
+    "authentication_failed": (401, "The credentials were not accepted."),
+    "permission_denied": (403, "The caller may not do this."),
+    "not_found": (404, "No such endpoint or object."),
+    "method_not_allowed": (405, "The endpoint does not take this HTTP method."),
+    "unsupported_media_type": (415, "The body's content type is not JSON or multipart."),
+    "throttled": (429, "The key's rate limit is spent; wait Retry-After seconds."),
+    "too_many_fields": (400, "The form has more fields or files than the server accepts."),  # _translate's
+}
+
+
+def raised_codes() -> dict[str, tuple[int, str]]:
+    """{code: (status, meaning)} of the codes the API's own code raises with ``code="..."`` (400 validation errors,
+    401 key errors, per-image errors), read from the source of classifier/api: the first such message wins."""
+    import ast
+    from pathlib import Path
+
+    statuses = {"AuthenticationFailed": 401}
+    codes: dict[str, tuple[int, str]] = {}
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            code = next(
+                (str(k.value.value) for k in node.keywords if k.arg == "code" and isinstance(k.value, ast.Constant)),
+                None,
+            )
+            if code is None or code in codes or not _message_of(node):
+                continue
+            called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            status_code = statuses.get(called) or int(getattr(globals().get(called), "status_code", 400))
+            codes[code] = (status_code, _message_of(node))
+    return codes
+
+
+def _message_of(call) -> str:
+    """The literal message of an exception call (f-string parts kept, values as ``…``)."""
+    import ast
+
+    argument = call.args[0] if call.args else None
+    while isinstance(argument, ast.Dict | ast.List):  # {"field": ["message"]}
+        items = argument.values if isinstance(argument, ast.Dict) else argument.elts
+        argument = items[0] if items else None
+    if isinstance(argument, ast.Constant):
+        return str(argument.value)
+    if isinstance(argument, ast.JoinedStr):
+        return "".join(str(part.value) if isinstance(part, ast.Constant) else "…" for part in argument.values)
+    return ""
+
+
+def error_codes() -> dict[str, tuple[int, str]]:
+    """Every code an API error can carry: {code: (HTTP status, meaning)}, sorted by status then code."""
+    codes: dict[str, tuple[int, str]] = {}
+    for cls in APIException.__subclasses__() + [
+        sub for c in APIException.__subclasses__() for sub in c.__subclasses__()
+    ]:
+        if cls.__module__ == __name__ and cls.default_code != "error" and cls.default_code not in codes:
+            codes[cls.default_code] = (cls.status_code, str(cls.default_detail))  # a base class before its subclasses
+    codes.update({code: entry for code, entry in raised_codes().items() if code not in codes})
+    codes.update({code: entry for code, entry in DRF_CODES.items() if code not in codes})
+    return dict(sorted(codes.items(), key=lambda item: (item[1][0], item[0])))
+
+
+def error_codes_markdown() -> str:
+    """docs/error-codes.md: the code list, generated from this module and the API's source."""
+    rows = [
+        f"| `{code}` | {status_code} | {_cell(meaning)} |" for code, (status_code, meaning) in error_codes().items()
+    ]
+    return "\n".join(
+        [
+            "# Error codes",
+            "",
+            "Generated from `classifier/api/exceptions.py` and the API's source by `make schema`; do not edit by hand.",
+            'Every error answer is `{"detail": ..., "code": ...}`; v2\'s per-image errors have the same shape.',
+            "`…` in a meaning stands for a value filled in at run time.",
+            "",
+            "| code | HTTP status | meaning |",
+            "| --- | --- | --- |",
+            *rows,
+            "",
+        ]
+    )
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
