@@ -206,7 +206,9 @@ API_BODY_READ_TIMEOUT_SECONDS = env.float("API_BODY_READ_TIMEOUT_SECONDS", defau
 # Longest wait, in seconds, for the next chunk of a body being sent; longer: 408.
 API_BODY_IDLE_TIMEOUT_SECONDS = env.float("API_BODY_IDLE_TIMEOUT_SECONDS", default=10.0)
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 100
-DATA_UPLOAD_MAX_NUMBER_FILES = 32  # keep above CLASSIFIER_MAX_BATCH_IMAGES so v2 can say "too many" itself
+DATA_UPLOAD_MAX_NUMBER_FILES = (
+    32  # above CLASSIFIER_MAX_BATCH_IMAGES, so v2 can say "too many" itself (system check classifier.E011)
+)
 
 # --- accounts: API keys ----------------------------------------------------------------------
 ACCOUNTS_DEFAULT_RATE_LIMIT = env.int("ACCOUNTS_DEFAULT_RATE_LIMIT", default=60)  # requests per window
@@ -278,6 +280,9 @@ CLASSIFIER_MAX_TOP_K = env.int("CLASSIFIER_MAX_TOP_K", default=20)  # largest to
 # Threads running forward passes per model, each taking its own batches from the queue; 0: on a CPU one per
 # core of this process (the cores divided by WEB_CONCURRENCY, uvicorn's worker count), on a GPU one.
 CLASSIFIER_BATCH_WORKERS = env.int("CLASSIFIER_BATCH_WORKERS", default=0)
+# uvicorn's (and gunicorn's) worker processes on this machine, which read it themselves: each worker's share of the
+# cores is os.cpu_count() // WEB_CONCURRENCY (batch workers and torch threads above and below).
+WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=1)
 # torch threads per forward pass; 0: this process's cores divided by its CPU batch workers (so 1 by default).
 CLASSIFIER_TORCH_THREADS = env.int("CLASSIFIER_TORCH_THREADS", default=0)
 # Seconds a result is kept in the cache (Django's "default" cache: Redis when REDIS_URL is set), keyed by
@@ -309,6 +314,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # /metrics (Prometheus) answers staff sessions with METRICS_PERMISSION, and scrapers sending "Authorization: Bearer <token>" when
 # this is set; everyone else gets 404. Multi-worker totals need PROMETHEUS_MULTIPROC_DIR (see README).
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# A folder shared by the worker processes, where prometheus_client (which reads this variable itself) keeps each
+# worker's values so /metrics adds them up; empty: this process's values only (one worker).
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
 # The permission a staff session needs to read /metrics (request counts by endpoint and status, as the log admin).
 METRICS_PERMISSION = "accounts.view_requestlog"
 

@@ -1,4 +1,5 @@
-"""System checks for what the pages need, and the start-up run of the checks (uvicorn runs none itself).
+"""System checks: the rules that tie settings together, what the pages need, and the start-up run of the checks
+(uvicorn runs none itself; runserver and ``manage.py check`` run them too).
 
 With DJANGO_DEBUG off the pages link static files by the names in collectstatic's manifest; without
 it, every page (landing, docs, the admin's login) answers 500 "Missing staticfiles manifest entry".
@@ -7,6 +8,7 @@ a plain one: plain checks also run before ``migrate`` and every other command, w
 deployment come before ``collectstatic``.
 """
 
+from django.conf import settings
 from django.contrib.staticfiles import finders
 from django.contrib.staticfiles.storage import ManifestFilesMixin, staticfiles_storage
 from django.core import checks
@@ -14,6 +16,52 @@ from django.core.exceptions import ImproperlyConfigured
 
 STATIC_FILES_TAG = "static_files_collected"
 _MISSING_SHOWN = 5  # file names a check message lists
+
+
+# Rules between settings: (holds, message, hint, id). A wrong combination fails at start with the message.
+def _setting_rules() -> list[tuple[bool, str, str, str]]:
+    return [
+        (
+            settings.CLASSIFIER_QUEUE_SIZE >= settings.CLASSIFIER_MAX_BATCH_IMAGES,
+            f"CLASSIFIER_QUEUE_SIZE ({settings.CLASSIFIER_QUEUE_SIZE}) is below CLASSIFIER_MAX_BATCH_IMAGES "
+            f"({settings.CLASSIFIER_MAX_BATCH_IMAGES}): a full v2 batch could never be queued.",
+            "Raise CLASSIFIER_QUEUE_SIZE or lower CLASSIFIER_MAX_BATCH_IMAGES.",
+            "classifier.E010",
+        ),
+        (
+            settings.DATA_UPLOAD_MAX_NUMBER_FILES > settings.CLASSIFIER_MAX_BATCH_IMAGES,
+            f"DATA_UPLOAD_MAX_NUMBER_FILES ({settings.DATA_UPLOAD_MAX_NUMBER_FILES}) must stay above "
+            f"CLASSIFIER_MAX_BATCH_IMAGES ({settings.CLASSIFIER_MAX_BATCH_IMAGES}), so v2 can answer too_many_images "
+            "itself instead of Django refusing the form.",
+            "Lower CLASSIFIER_MAX_BATCH_IMAGES (DATA_UPLOAD_MAX_NUMBER_FILES is fixed in aiserver/settings.py).",
+            "classifier.E011",
+        ),
+        (
+            1 <= settings.CLASSIFIER_TOP_K <= settings.CLASSIFIER_MAX_TOP_K,
+            f"CLASSIFIER_TOP_K ({settings.CLASSIFIER_TOP_K}) must be between 1 and CLASSIFIER_MAX_TOP_K "
+            f"({settings.CLASSIFIER_MAX_TOP_K}): v1's answer and v2's default would ask for more than v2 allows.",
+            "Lower CLASSIFIER_TOP_K or raise CLASSIFIER_MAX_TOP_K.",
+            "classifier.E012",
+        ),
+        (
+            settings.CLASSIFIER_MAX_BATCH_SIZE >= 1 and settings.CLASSIFIER_MAX_BATCH_IMAGES >= 1,
+            "CLASSIFIER_MAX_BATCH_SIZE and CLASSIFIER_MAX_BATCH_IMAGES must be at least 1.",
+            "Set them to 1 or more.",
+            "classifier.E013",
+        ),
+        (
+            settings.WEB_CONCURRENCY >= 1,
+            f"WEB_CONCURRENCY ({settings.WEB_CONCURRENCY}) must be at least 1.",
+            "Set it to the number of worker processes.",
+            "classifier.E014",
+        ),
+    ]
+
+
+@checks.register()
+def settings_agree(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """An error for each rule between settings that the configuration breaks."""
+    return [checks.Error(message, hint=hint, id=id_) for holds, message, hint, id_ in _setting_rules() if not holds]
 
 
 @checks.register(STATIC_FILES_TAG, deploy=True)

@@ -8,6 +8,7 @@ worker); without it each process reports only its own numbers.
 import atexit
 import os
 
+from django.conf import settings
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -45,14 +46,14 @@ INFERENCE_SECONDS = Histogram(
 CACHE_LOOKUPS = Counter("aiserver_result_cache_lookups", "Result cache lookups, by result.", ["result"])
 
 
-if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+if settings.PROMETHEUS_MULTIPROC_DIR:
     # A live-summed gauge must forget a process that has gone (a restarted worker's queue is empty).
     atexit.register(multiprocess.mark_process_dead, os.getpid())
 
 
 def exposition() -> tuple[bytes, str]:
     """The metrics page body and its content type: every worker's values in multiprocess mode."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if settings.PROMETHEUS_MULTIPROC_DIR:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST

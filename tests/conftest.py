@@ -6,6 +6,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.services import api_key_create
+from classifier import serving
 from classifier.runtime.registry import LOADED, registry
 from tests.model_weights import (
     ARTIFACT_KINDS,
@@ -15,6 +16,11 @@ from tests.model_weights import (
     make_weights,
     write_model_folder,
 )
+
+# The test process loads its model itself (loaded_model, with the tests' weights): importing a serving entry point
+# (aiserver.asgi, for its handler) must not start a second load with the default weights. tests/runtime/test_serving.py
+# checks start_serving() itself.
+serving._started = True
 
 
 @pytest.fixture(scope="session")

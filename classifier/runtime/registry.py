@@ -79,27 +79,23 @@ def configure_libraries() -> None:
     torch.set_num_threads(torch_threads())
 
 
-def process_cores(environ=os.environ) -> int:
+def process_cores() -> int:
     """This process's share of the cores among WEB_CONCURRENCY (uvicorn's worker count) processes."""
-    try:
-        processes = max(1, int(environ.get("WEB_CONCURRENCY", "1")))
-    except ValueError:
-        processes = 1
-    return max(1, (os.cpu_count() or 1) // processes)
+    return max(1, (os.cpu_count() or 1) // settings.WEB_CONCURRENCY)
 
 
-def batch_workers(device: torch.device, environ=os.environ) -> int:
+def batch_workers(device: torch.device) -> int:
     """CLASSIFIER_BATCH_WORKERS, or by default one per core of this process on a CPU and one on a GPU."""
     if settings.CLASSIFIER_BATCH_WORKERS > 0:
         return settings.CLASSIFIER_BATCH_WORKERS
-    return 1 if device.type == "cuda" else process_cores(environ)
+    return 1 if device.type == "cuda" else process_cores()
 
 
-def torch_threads(environ=os.environ) -> int:
+def torch_threads() -> int:
     """CLASSIFIER_TORCH_THREADS, or this process's cores shared among its CPU batch workers."""
     if settings.CLASSIFIER_TORCH_THREADS > 0:
         return settings.CLASSIFIER_TORCH_THREADS
-    return max(1, process_cores(environ) // batch_workers(torch.device("cpu"), environ))
+    return max(1, process_cores() // batch_workers(torch.device("cpu")))
 
 
 def configured_sources() -> list[ModelSource]:

@@ -88,43 +88,44 @@ def test_replacing_a_slot_is_seen_by_the_next_lookup_and_returns_the_old_one():
 
 
 @pytest.mark.parametrize(
-    "threads,workers,environ,expected",
+    "threads,workers,processes,expected",
     [
-        (3, 0, {"WEB_CONCURRENCY": "2"}, 3),  # an explicit setting wins
-        (0, 0, {}, 1),  # default: one batch worker per core, one thread each
-        (0, 1, {}, 4),  # one batch worker: every core of the process
-        (0, 1, {"WEB_CONCURRENCY": "2"}, 2),  # N processes share the cores
-        (0, 1, {"WEB_CONCURRENCY": "8"}, 1),  # never below one
-        (0, 1, {"WEB_CONCURRENCY": "lots"}, 4),
+        (3, 0, 2, 3),  # an explicit setting wins
+        (0, 0, 1, 1),  # default: one batch worker per core, one thread each
+        (0, 1, 1, 4),  # one batch worker: every core of the process
+        (0, 1, 2, 2),  # N processes share the cores
+        (0, 1, 8, 1),  # never below one
     ],
 )
 def test_torch_threads_split_the_cores_among_processes_and_batch_workers(
-    monkeypatch, threads, workers, environ, expected
+    monkeypatch, threads, workers, processes, expected
 ):
     from classifier.runtime.registry import torch_threads
 
     monkeypatch.setattr("os.cpu_count", lambda: 4)
-    with override_settings(CLASSIFIER_TORCH_THREADS=threads, CLASSIFIER_BATCH_WORKERS=workers):
-        assert torch_threads(environ) == expected
+    with override_settings(
+        CLASSIFIER_TORCH_THREADS=threads, CLASSIFIER_BATCH_WORKERS=workers, WEB_CONCURRENCY=processes
+    ):
+        assert torch_threads() == expected
 
 
 @pytest.mark.parametrize(
-    "configured,device,environ,expected",
+    "configured,device,processes,expected",
     [
-        (0, "cpu", {}, 4),  # one per core
-        (0, "cpu", {"WEB_CONCURRENCY": "2"}, 2),  # one per core of this process
-        (0, "cuda", {}, 1),  # a GPU runs one batch at a time
-        (3, "cpu", {}, 3),
+        (0, "cpu", 1, 4),  # one per core
+        (0, "cpu", 2, 2),  # one per core of this process
+        (0, "cuda", 1, 1),  # a GPU runs one batch at a time
+        (3, "cpu", 1, 3),
     ],
 )
 def test_batch_workers_default_to_one_per_core_on_cpu_and_one_on_gpu(
-    monkeypatch, configured, device, environ, expected
+    monkeypatch, configured, device, processes, expected
 ):
     from classifier.runtime.registry import batch_workers
 
     monkeypatch.setattr("os.cpu_count", lambda: 4)
-    with override_settings(CLASSIFIER_BATCH_WORKERS=configured):
-        assert batch_workers(torch.device(device), environ) == expected
+    with override_settings(CLASSIFIER_BATCH_WORKERS=configured, WEB_CONCURRENCY=processes):
+        assert batch_workers(torch.device(device)) == expected
 
 
 def test_trivial_benchmark_model_answers_every_label_without_the_network():
