@@ -22,10 +22,13 @@ _MISSING_SHOWN = 5  # file names a check message lists
 def _setting_rules() -> list[tuple[bool, str, str, str]]:
     return [
         (
-            settings.CLASSIFIER_QUEUE_SIZE >= settings.CLASSIFIER_MAX_BATCH_IMAGES,
-            f"CLASSIFIER_QUEUE_SIZE ({settings.CLASSIFIER_QUEUE_SIZE}) is below CLASSIFIER_MAX_BATCH_IMAGES "
-            f"({settings.CLASSIFIER_MAX_BATCH_IMAGES}): a full v2 batch could never be queued.",
-            "Raise CLASSIFIER_QUEUE_SIZE or lower CLASSIFIER_MAX_BATCH_IMAGES.",
+            # a request queues its images in groups of up to CLASSIFIER_MAX_BATCH_SIZE (services._submit)
+            min(settings.CLASSIFIER_MAX_BATCH_SIZE, settings.CLASSIFIER_MAX_BATCH_IMAGES)
+            <= settings.CLASSIFIER_QUEUE_SIZE,
+            f"CLASSIFIER_QUEUE_SIZE ({settings.CLASSIFIER_QUEUE_SIZE}) is below the group of images a request queues "
+            f"at once (CLASSIFIER_MAX_BATCH_SIZE {settings.CLASSIFIER_MAX_BATCH_SIZE}, at most CLASSIFIER_MAX_BATCH_IMAGES "
+            f"{settings.CLASSIFIER_MAX_BATCH_IMAGES}): such a group could never be queued, so every request would get 503.",
+            "Raise CLASSIFIER_QUEUE_SIZE or lower CLASSIFIER_MAX_BATCH_SIZE.",
             "classifier.E010",
         ),
         (

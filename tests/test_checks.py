@@ -11,10 +11,20 @@ def test_the_default_configuration_breaks_no_rule():
     assert settings_agree() == []
 
 
+def test_a_queue_smaller_than_a_request_but_holding_one_group_is_accepted():
+    """A request's images are queued a group (CLASSIFIER_MAX_BATCH_SIZE) at a time, so the queue need not hold all."""
+    with override_settings(CLASSIFIER_QUEUE_SIZE=12, CLASSIFIER_MAX_BATCH_SIZE=8, CLASSIFIER_MAX_BATCH_IMAGES=16):
+        assert settings_agree() == []
+
+
 @pytest.mark.parametrize(
     "overrides,check_id",
     [
-        ({"CLASSIFIER_QUEUE_SIZE": 8, "CLASSIFIER_MAX_BATCH_IMAGES": 16}, "classifier.E010"),
+        ({"CLASSIFIER_QUEUE_SIZE": 4, "CLASSIFIER_MAX_BATCH_SIZE": 8}, "classifier.E010"),
+        (
+            {"CLASSIFIER_QUEUE_SIZE": 2, "CLASSIFIER_MAX_BATCH_SIZE": 8, "CLASSIFIER_MAX_BATCH_IMAGES": 3},
+            "classifier.E010",
+        ),
         ({"CLASSIFIER_MAX_BATCH_IMAGES": 32}, "classifier.E011"),  # DATA_UPLOAD_MAX_NUMBER_FILES is 32
         ({"CLASSIFIER_TOP_K": 30, "CLASSIFIER_MAX_TOP_K": 20}, "classifier.E012"),
         ({"CLASSIFIER_TOP_K": 0}, "classifier.E012"),
