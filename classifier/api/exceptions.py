@@ -1,9 +1,12 @@
 """The API's errors and the one handler that renders every error as {"detail", "code"}."""
 
+import ast
 import logging
+from pathlib import Path
 
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.db import InterfaceError, OperationalError
+from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.response import Response
@@ -129,11 +132,11 @@ def first_error(detail, *, name_field: bool = True) -> tuple[str, str]:
     return str(detail), getattr(detail, "code", "error") or "error"
 
 
-def error_body(exc: APIException, *, name_field: bool = True) -> dict:
+def error_body(exc: APIException) -> dict:
     """The one error shape, everywhere: ``{"detail": message, "code": code}``, plus ``errors`` (every field's
     errors) for an invalid request body. v2's per-image errors are this shape too (with ``message``, see
     serializers.image_results)."""
-    message, code = first_error(exc.detail, name_field=name_field)
+    message, code = first_error(exc.detail)
     body = {"detail": message, "code": code}
     if isinstance(exc, ValidationError) and isinstance(exc.detail, dict):
         body["errors"] = exc.get_full_details()
@@ -198,10 +201,6 @@ DRF_CODES = {
 def raised_codes() -> dict[str, tuple[int, str]]:
     """{code: (status, meaning)} of the codes the API's own code raises with ``code="..."`` (400 validation errors,
     401 key errors, per-image errors), read from the source of classifier/api: the first such message wins."""
-    import ast
-    from pathlib import Path
-
-    statuses = {"AuthenticationFailed": 401}
     codes: dict[str, tuple[int, str]] = {}
     for path in sorted(Path(__file__).parent.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -211,18 +210,17 @@ def raised_codes() -> dict[str, tuple[int, str]]:
                 (str(k.value.value) for k in node.keywords if k.arg == "code" and isinstance(k.value, ast.Constant)),
                 None,
             )
-            if code is None or code in codes or not _message_of(node):
+            message = "" if code is None or code in codes else _message_of(node)
+            if code is None or not message:  # a code with no literal message here is described elsewhere
                 continue
             called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-            status_code = statuses.get(called) or int(getattr(globals().get(called), "status_code", 400))
-            codes[code] = (status_code, _message_of(node))
+            raised = globals().get(called) or getattr(drf_exceptions, called, None)  # ours, or DRF's (ValidationError)
+            codes[code] = (int(getattr(raised, "status_code", status.HTTP_400_BAD_REQUEST)), message)
     return codes
 
 
 def _message_of(call) -> str:
     """The literal message of an exception call (f-string parts kept, values as ``…``)."""
-    import ast
-
     argument = call.args[0] if call.args else None
     while isinstance(argument, ast.Dict | ast.List):  # {"field": ["message"]}
         items = argument.values if isinstance(argument, ast.Dict) else argument.elts
@@ -237,11 +235,15 @@ def _message_of(call) -> str:
 def error_codes() -> dict[str, tuple[int, str]]:
     """Every code an API error can carry: {code: (HTTP status, meaning)}, sorted by status then code."""
     codes: dict[str, tuple[int, str]] = {}
-    for cls in APIException.__subclasses__() + [
-        sub for c in APIException.__subclasses__() for sub in c.__subclasses__()
-    ]:
-        if cls.__module__ == __name__ and cls.default_code != "error" and cls.default_code not in codes:
-            codes[cls.default_code] = (cls.status_code, str(cls.default_detail))  # a base class before its subclasses
+    # This module's exceptions in definition order: a base class before the subclasses that reuse its code.
+    ours: list[type[APIException]] = [
+        cls
+        for cls in list(globals().values())
+        if isinstance(cls, type) and issubclass(cls, APIException) and cls.__module__ == __name__
+    ]
+    for cls in ours:
+        if cls.default_code != "error" and cls.default_code not in codes:
+            codes[cls.default_code] = (cls.status_code, str(cls.default_detail))
     codes.update({code: entry for code, entry in raised_codes().items() if code not in codes})
     codes.update({code: entry for code, entry in DRF_CODES.items() if code not in codes})
     return dict(sorted(codes.items(), key=lambda item: (item[1][0], item[0])))

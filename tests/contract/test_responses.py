@@ -6,7 +6,7 @@ from tests.contract.helpers import operations
 
 QUOTA_HEADERS = {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "RateLimit", "RateLimit-Policy"}
 EVERY_OPERATION = {"404", "405", "408", "431"}  # 408/431: the request guard, before any view
-# What each operation can answer besides 200 (classifier/schema.py declares them).
+# What each operation can answer besides 200 (classifier/api/schema.py declares them).
 STATUSES = {
     ("/api/v1/classify", "post"): {"400", "401", "403", "413", "415", "429", "503"},
     ("/api/v2/classify", "post"): {"400", "401", "403", "413", "415", "429", "503"},
