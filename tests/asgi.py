@@ -16,7 +16,14 @@ async def call(app, path, *, method="GET", headers=(), body=b""):
     async def send(message):
         sent.append(message)
 
-    scope = {
+    scope = http_scope(path, method=method, headers=[(b"content-length", str(len(body)).encode()), *headers])
+    await app(scope, receive, send)
+    return sent[0]["status"], json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+
+
+def http_scope(path: str, *, method: str = "GET", headers=()) -> dict:
+    """The HTTP scope uvicorn would pass for ``method path`` from 127.0.0.1, with a Host header and ``headers``."""
+    return {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
@@ -26,9 +33,7 @@ async def call(app, path, *, method="GET", headers=(), body=b""):
         "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"host", b"testserver"), (b"content-length", str(len(body)).encode()), *headers],
+        "headers": [(b"host", b"testserver"), *headers],
         "client": ("127.0.0.1", 5000),
         "server": ("testserver", 80),
     }
-    await app(scope, receive, send)
-    return sent[0]["status"], json.loads(b"".join(m.get("body", b"") for m in sent[1:]))

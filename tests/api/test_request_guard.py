@@ -15,6 +15,7 @@ from accounts.models import AnonymousRequestCount, RequestLog
 from aiserver.guard import RequestGuard
 from aiserver.handlers import ASGIHandler
 from classifier.api.middleware import BODY_TIMED_OUT_SCOPE_KEY
+from tests.asgi import http_scope
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the request threads use their own connections
 
@@ -58,20 +59,7 @@ def guard(app) -> RequestGuard:
 
 
 def scope_for(path: str, *, method: str = "POST", headers=()) -> dict:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "scheme": "http",
-        "method": method,
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"testserver"), *headers],
-        "client": ("127.0.0.1", 5000),
-        "server": ("testserver", 80),
-    }
+    return http_scope(path, method=method, headers=headers)
 
 
 def stall_forever():
