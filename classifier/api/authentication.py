@@ -6,6 +6,8 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from accounts.services import api_key_authenticate
 
+from .call import call_record
+
 API_KEY_HEADER = "X-API-Key"
 
 
@@ -20,7 +22,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         api_key = api_key_authenticate(raw_key=raw_key)
         if api_key is None:
             raise AuthenticationFailed("Invalid, revoked or expired API key.", code="invalid_api_key")
-        request._request.api_key = api_key  # read by the request log
+        call_record(request).api_key = api_key
         return (api_key.owner, api_key)
 
     def raw_key(self, request) -> str | None:

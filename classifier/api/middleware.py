@@ -10,6 +10,7 @@ from django.conf import settings
 from accounts.services import anonymous_request_count_increment, request_log_create
 
 from .. import metrics
+from .call import UNMATCHED_ROUTE, CallRecord, call_record, open_call
 from .exceptions import HeadersTooLarge, PayloadTooLarge, RequestTimeout, error_response
 
 logger = logging.getLogger(__name__)
@@ -26,10 +27,11 @@ HEADERS_TOO_LARGE_SCOPE_KEY = "aiserver.headers_too_large"  # over API_MAX_HEADE
 class RequestLogMiddleware:
     """Account for every request under /api/ (docs and unknown paths too), whatever its outcome.
 
-    A request whose key was identified (``request.api_key``) gets a RequestLog row: the customer's bill,
-    its 4xx, 429 and 5xx included. Any other request raises a per-minute count (AnonymousRequestCount),
-    so a flood without a key adds no rows. Both store the matched route, never the path the caller chose.
-    A failing write is logged and the answer goes out anyway.
+    It opens the request's CallRecord (classifier.api.call) at entry and writes it when the answer is
+    ready. A call whose key was identified gets a RequestLog row: the customer's bill, its 4xx, 429 and
+    5xx included. Any other call raises a per-minute count (AnonymousRequestCount), so a flood without a
+    key adds no rows. Both store the matched route, never the path the caller chose. A failing write is
+    logged and the answer goes out anyway.
     """
 
     def __init__(self, get_response):
@@ -38,66 +40,67 @@ class RequestLogMiddleware:
     def __call__(self, request):
         if not request.path.startswith(API_PREFIX):
             return self.get_response(request)
-        started = time.perf_counter()
+        call = open_call(request)
         response = self.get_response(request)
-        elapsed = time.perf_counter() - started
+        elapsed = time.perf_counter() - call.started
+        call.route = _route(request)
         for record in (_record_metrics, _log_request_line, _record_request):
             try:
-                record(request, response, elapsed)
+                record(call, request, response, elapsed)
             except Exception:  # the answer is ready: no logging failure may replace it with a 500
                 logger.exception("%s failed for %s %r", record.__name__, request.method, request.path)
         return response
 
 
-def _record_request(request, response, seconds: float) -> None:
-    """A RequestLog row when the request's key was identified, else +1 on its anonymous count."""
-    api_key = getattr(request, "api_key", None)
+def _record_request(call: CallRecord, request, response, seconds: float) -> None:
+    """A RequestLog row when the call's key was identified, else +1 on its anonymous count."""
     client_ip = request.META.get("REMOTE_ADDR") or None
-    if api_key is None:
-        anonymous_request_count_increment(
-            route=_endpoint(request), status_code=response.status_code, client_ip=client_ip
-        )
+    if call.api_key is None:
+        anonymous_request_count_increment(route=call.route, status_code=response.status_code, client_ip=client_ip)
         return
     request_log_create(
-        api_key_id=api_key.pk,
-        endpoint=_endpoint(request),
+        api_key_id=call.api_key.pk,
+        endpoint=call.route,
         method=request.method,
         status_code=response.status_code,
         response_time_ms=seconds * 1000.0,
         client_ip=client_ip,
-        request_id=response.get("X-Request-ID", ""),
-        images=getattr(request, "api_units", 0),
-        model_name=getattr(request, "api_model_name", ""),
-        model_version=getattr(request, "api_model_version", ""),
+        request_id=call.request_id,
+        images=call.units,
+        model_name=call.model_name,
+        model_version=call.model_version,
     )
 
 
-def _log_request_line(request, response, seconds: float) -> None:
+def _log_request_line(call: CallRecord, request, response, seconds: float) -> None:
     """Log the request line; its fields are the JSON log's (aiserver.log_format): never the key, only its
     prefix, and the matched route, never the raw path."""
-    api_key = getattr(request, "api_key", None)
     fields = {
-        "request_id": response.get(REQUEST_ID_HEADER) or None,
-        "key_prefix": api_key.prefix if api_key else None,
-        "route": _endpoint(request),
-        "method": request.method if request.method in _METHODS else "other",
+        "request_id": call.request_id or None,
+        "key_prefix": call.api_key.prefix if call.api_key else None,
+        "route": call.route,
+        "method": _method(request),
         "status": response.status_code,
         "latency_ms": round(seconds * 1000.0, 1),
     }
     request_logger.info(REQUEST_LINE, fields, extra=fields)
 
 
-def _endpoint(request) -> str:
+def _route(request) -> str:
     """The matched route (bounded label values), or "unmatched" for unknown paths (the catch-all regex)."""
     match = getattr(request, "resolver_match", None)
     route = getattr(match, "route", "") if match else ""
-    return f"/{route}" if route and not route.startswith("^") else "unmatched"
+    return f"/{route}" if route and not route.startswith("^") else UNMATCHED_ROUTE
 
 
-def _record_metrics(request, response, seconds: float) -> None:
-    endpoint, status = _endpoint(request), str(response.status_code)
-    metrics.REQUESTS.labels(endpoint, request.method if request.method in _METHODS else "other", status).inc()
-    metrics.REQUEST_LATENCY.labels(endpoint, status).observe(seconds)
+def _method(request) -> str:
+    return request.method if request.method in _METHODS else "other"
+
+
+def _record_metrics(call: CallRecord, request, response, seconds: float) -> None:
+    status = str(response.status_code)
+    metrics.REQUESTS.labels(call.route, _method(request), status).inc()
+    metrics.REQUEST_LATENCY.labels(call.route, status).observe(seconds)
 
 
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
@@ -147,8 +150,7 @@ _CALLER_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 class RequestIdMiddleware:
     """Give every v2 request an id: the caller's ``X-Request-ID`` when it is sane, else a new one.
 
-    The id is ``request.request_id`` for the view and the response's ``X-Request-ID`` for the
-    caller and the request log (which sits outside this middleware).
+    The id goes into the call record (for the view and the request log) and the response's ``X-Request-ID``.
     """
 
     def __init__(self, get_response):
@@ -158,7 +160,8 @@ class RequestIdMiddleware:
         if not request.path.startswith(REQUEST_ID_PREFIX):
             return self.get_response(request)
         sent = request.META.get("HTTP_X_REQUEST_ID", "").strip()
-        request.request_id = sent if _CALLER_REQUEST_ID.match(sent) else uuid.uuid4().hex
+        call = call_record(request)
+        call.request_id = sent if _CALLER_REQUEST_ID.match(sent) else uuid.uuid4().hex
         response = self.get_response(request)
-        response[REQUEST_ID_HEADER] = request.request_id
+        response[REQUEST_ID_HEADER] = call.request_id
         return response

@@ -16,27 +16,26 @@ class HasApiKey(BasePermission):
         return request.auth is not None
 
 
-def _requested_model(request, view) -> str | None:
-    """The view's ``requested_model(request)``: the model the request asks for, None for the default."""
-    requested_model = getattr(view, "requested_model", None)
-    return requested_model(request) if requested_model else None
+def _requested_model(view) -> str | None:
+    """The view's ``requested_model``: the model the request asks for, None for the default."""
+    return getattr(view, "requested_model", None)
 
 
 class ModelIsAllowed(BasePermission):
     """Answer 403 model_not_allowed before the request spends any quota when its key may not use the model
     it asks for (``name`` or ``name@version``, judged by ``name``), else the default model (v1's).
 
-    A view whose request is malformed says so with ``request_is_malformed(request)``: such a request names
-    no model yet, and goes on to be charged and answered 400 as any malformed request is.
+    A view whose request is malformed says so in its ``malformed`` attribute: such a request names no model
+    yet, and goes on to be charged and answered 400 as any malformed request is.
     """
 
     def has_permission(self, request, view) -> bool:
         api_key = request.auth
         if api_key is None or not api_key.allowed_models:
             return True
-        if getattr(view, "request_is_malformed", lambda request: False)(request):
+        if getattr(view, "malformed", None) is not None:
             return True
-        name = (_requested_model(request, view) or registry.default_name).partition(VERSION_SEPARATOR)[0]
+        name = (_requested_model(view) or registry.default_name).partition(VERSION_SEPARATOR)[0]
         if not api_key.may_use_model(name):
             raise ModelNotAllowed(
                 f"This API key may not use model {name!r}; it may use {', '.join(api_key.allowed_models)}."
@@ -49,7 +48,7 @@ class ModelIsReady(BasePermission):
     model the request asks for (the view's ``requested_model``), else the default one."""
 
     def has_permission(self, request, view) -> bool:
-        registry.get(_requested_model(request, view))  # raises ModelUnavailable (503) with the reason
+        registry.get(_requested_model(view))  # raises ModelUnavailable (503) with the reason
         return True
 
 

@@ -12,13 +12,14 @@ from accounts.windows import (
     window_store_from_settings,
 )
 
+from .call import call_record
 from .exceptions import BatchExceedsLimit, RateLimiterUnavailable
 
 
 class _WindowThrottle(BaseThrottle):
     """A throttle that asks a window store (``store``, at ``clock()``) whether a key's request fits.
 
-    The decision's ``WindowState`` is left on the request for the quota headers. The store failing is
+    The decision's ``WindowState`` goes into the call record, for the quota headers. The store failing is
     a 503 (fail closed: without the shared count no process can know the key's quota).
     """
 
@@ -30,7 +31,7 @@ class _WindowThrottle(BaseThrottle):
             self.state = self.store.acquire(key_id=key_id, limit=limit, window=window, cost=cost, now=self.clock())
         except WindowStoreUnavailable as exc:
             raise RateLimiterUnavailable() from exc
-        request.rate_limit_state = self.state
+        call_record(request).window = self.state
         return self.state
 
     def wait(self) -> int:
@@ -59,7 +60,7 @@ class SlidingWindowThrottle(_WindowThrottle):
         )
         if not state.allowed:
             return False
-        request._request.api_units = charged  # read by the request log
+        call_record(request).units = charged
         if never_fits:
             raise BatchExceedsLimit(
                 f"This request has {cost} images but the API key admits at most {api_key.rate_limit} "
@@ -72,8 +73,8 @@ class UsageThrottle(_WindowThrottle):
     """The usage endpoints' own limit: ACCOUNTS_USAGE_RATE_LIMIT requests per ACCOUNTS_USAGE_RATE_WINDOW_SECONDS
     per key, v1 and v2 together, counted in a window store of their own (never the classification quota).
 
-    Every request that passes authentication is charged one unit, a malformed query too. No units are
-    recorded for the request log (a usage request classifies no images).
+    Every request that passes authentication is charged one unit, a malformed query too. The call record's
+    ``units`` stay 0 (a usage request classifies no images).
     """
 
     store = usage_window_store_from_settings()

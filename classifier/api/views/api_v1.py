@@ -11,10 +11,11 @@ from ...runtime.registry import registry
 from ...services import classify_image
 from .. import schema
 from .. import serializers as s
+from ..call import call_record
 from ..parsers import SafeJSONParser
 from ..permissions import HasApiKey, ModelIsAllowed, ModelIsReady
 from ..throttling import SlidingWindowThrottle, UsageThrottle
-from .base import Endpoint, KeyedEndpoint, note_model
+from .base import Endpoint, KeyedEndpoint
 
 
 class ClassifyView(KeyedEndpoint):
@@ -27,7 +28,7 @@ class ClassifyView(KeyedEndpoint):
         payload = s.ClassifyInput(data=request.data)
         payload.is_valid(raise_exception=True)
         result = classify_image(payload.image_bytes(), top_k=settings.CLASSIFIER_TOP_K)
-        note_model(request, name=result.model, version=result.model_version)
+        call_record(request).answered_by(model=result.model, version=result.model_version)
         return Response(s.ClassifyOutput(result).data)
 
 

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.urls import reverse
 from django.utils import timezone
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
@@ -16,10 +16,11 @@ from ...services import classify_batch
 from .. import schema
 from .. import serializers as s
 from ..authentication import ApiKeyAuthentication
+from ..call import call_record
 from ..parsers import SafeJSONParser
 from ..permissions import HasApiKey, ModelIsAllowed, ModelIsReady
 from ..throttling import SlidingWindowThrottle, UsageThrottle
-from .base import Endpoint, KeyedEndpoint, note_model
+from .base import Endpoint, KeyedEndpoint
 
 # How a request body can be malformed: it does not parse (ParseError, UnsupportedMediaType, Django's own
 # parsing limits) or its envelope is invalid (ValidationError).
@@ -27,61 +28,56 @@ MALFORMED = (APIException, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSen
 
 
 class ClassifyBatchView(KeyedEndpoint):
-    permission_classes = [HasApiKey, ModelIsAllowed, ModelIsReady]
+    """authenticate → permission → validate → throttle, in that order (DRF's own order, with the validation
+    step between): a request without an active key is 401 before its body is read; the model permissions
+    judge the model the validated payload names; the throttle charges its number of images. A malformed
+    request is charged one unit before its error is answered, so a key cannot send malformed requests
+    without limit."""
+
+    permission_classes = [HasApiKey]  # before the body is read
+    model_permission_classes = [ModelIsAllowed, ModelIsReady]  # after: they read requested_model, malformed
     throttle_classes = [SlidingWindowThrottle]
     parser_classes = [SafeJSONParser, MultiPartParser]
 
-    def validated_input(self, request) -> s.ClassifyBatchInput:
-        """The validated envelope, parsed and validated once per request.
+    payload: s.ClassifyBatchInput | None = None  # the validated envelope
+    malformed: Exception | None = None  # or why it is not one (answered after the throttle)
 
-        Raises the request's 400 (or 413/415) every time it is asked for a malformed request.
-        """
-        if not hasattr(self, "_input"):
-            try:
-                payload = s.ClassifyBatchInput(data=request.data)
-                payload.is_valid(raise_exception=True)
-                self._input = payload
-            except MALFORMED as exc:
-                self._input = exc
-        if isinstance(self._input, Exception):
-            raise self._input
-        return self._input
+    def check_permissions(self, request):
+        super().check_permissions(request)
+        self.validate(request)
+        for permission in (permission_class() for permission_class in self.model_permission_classes):
+            if not permission.has_permission(request, self):
+                self.permission_denied(request)
 
-    def requested_model(self, request) -> str | None:
-        """The model this request asks for (ModelIsReady answers 503 before any quota when it is not loaded);
-        for a malformed request the default model, as its error is answered after the throttle."""
+    def validate(self, request) -> None:
+        """Parse and validate the envelope once: ``payload``, or ``malformed`` with the 400 (413, 415) to answer."""
         try:
-            return self.validated_input(request).model_choice()[0]
-        except MALFORMED:
-            return None
-
-    def request_is_malformed(self, request) -> bool:
-        """Whether the envelope is malformed: it names no model yet (ModelIsAllowed lets it on to be charged)."""
-        try:
-            self.validated_input(request)
-        except MALFORMED:
-            return True
-        return False
+            payload = s.ClassifyBatchInput(data=request.data)
+            payload.is_valid(raise_exception=True)
+        except MALFORMED as exc:
+            self.malformed = exc
+            return
+        self.payload = payload
+        self.requested_model = payload.model_choice()[0]
 
     def throttle_cost(self, request) -> int:
-        """A batch costs one unit per image; a malformed request one unit, charged before its error is
-        answered (in ``post``), so a key cannot send malformed requests without limit."""
-        try:
-            return len(self.validated_input(request).filenames())
-        except MALFORMED:
-            return 1
+        """One unit per image; one for a malformed request."""
+        return 1 if self.payload is None else len(self.payload.filenames())
 
     @schema.V2_CLASSIFY
     def post(self, request):
-        payload = self.validated_input(request)
+        payload = self.payload
+        if payload is None:
+            raise self.malformed or ParseError()
         data = payload.validated_data
         name, version = payload.model_choice()
         result = classify_batch(payload.image_data(), top_k=data["top_k"], model_name=name, model_version=version)
-        note_model(request, name=result.model, version=result.model_version)
+        call = call_record(request)
+        call.answered_by(model=result.model, version=result.model_version)
         return Response(
             s.ClassifyBatchOutput(
                 {
-                    "id": request.request_id,
+                    "id": call.request_id,
                     "model": result.model,
                     "model_version": result.model_version,
                     "created": timezone.now(),

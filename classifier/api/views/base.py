@@ -4,6 +4,7 @@ from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.views import APIView
 
 from ..authentication import ApiKeyAuthentication
+from ..call import call_record
 from ..permissions import HasApiKey
 from ..throttling import rate_limit_headers
 
@@ -18,20 +19,17 @@ class Endpoint(APIView):
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
-        state = getattr(request, "rate_limit_state", None)
+        state = call_record(request).window
         if state is not None:
             for header, value in rate_limit_headers(state).items():
                 response[header] = value
         return response
 
 
-# An endpoint only an active API key may call (401 otherwise).
+# An endpoint only an active API key may call (401 otherwise). ``requested_model`` is the model the request
+# asks for (None: the default one) and ``malformed`` why its body is invalid, for the model permissions.
 class KeyedEndpoint(Endpoint):
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = [HasApiKey]
-
-
-def note_model(request, *, name: str, version: str) -> None:
-    """Tell the request log which model (and version) answered this classification."""
-    request._request.api_model_name = name
-    request._request.api_model_version = version
+    requested_model: str | None = None
+    malformed: Exception | None = None
