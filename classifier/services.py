@@ -10,9 +10,10 @@ from django.conf import settings
 from rest_framework.exceptions import APIException
 
 from . import cache
-from .api.exceptions import BatcherClosed, ImageTooLarge, InferenceFailed, InferenceTimeout, InvalidImage, ModelNotFound
+from .api.exceptions import InferenceFailed, InferenceTimeout, api_error
 from .runtime import preprocessing as pipeline
 from .runtime.budget import PixelBudget
+from .runtime.errors import BatcherClosed, ImageError, ModelNotFound, ServingError
 from .runtime.registry import LoadedModel, registry
 
 # The pixels this process decodes at once, shared by every request thread (swappable in tests).
@@ -32,9 +33,9 @@ def classify_images(
     """Classify each image with ``model_name`` (default: the first model); return the model that answered
     (its name and version) and, per image in order, its predictions or its error.
 
-    Raises ModelUnavailable, Overloaded (queue full, or no decode budget in time) or InferenceTimeout for the
-    request as a whole; ModelNotFound when ``model_version`` is given and is not the version this server
-    serves. A request that took the model just before a version switch runs again, once, on the new version
+    Raises the runtime's ModelUnavailable or Overloaded (queue full, or no decode budget in time), or
+    InferenceTimeout, for the request as a whole; ModelNotFound when ``model_version`` is given and is not
+    the version this server serves. (The API's handler answers the runtime's errors, api_error.) A request that took the model just before a version switch runs again, once, on the new version
     (the old one's batcher closes behind it).
     """
     try:
@@ -69,12 +70,12 @@ def _classify_on(slot, images: list[bytes], *, top_k: int) -> tuple[LoadedModel,
             try:
                 outcomes.append(_preprocessed(data, spec))
                 pending.append(len(outcomes) - 1)
-            except (InvalidImage, ImageTooLarge) as exc:
-                outcomes.append(exc)
+            except ImageError as exc:
+                outcomes.append(api_error(exc))
             if len(pending) == batcher.max_batch_size:  # a whole batch's images enter the queue together
                 _submit(batcher, outcomes, pending)
         _submit(batcher, outcomes, pending)
-    except APIException:
+    except ServingError:
         _cancel(outcomes)
         raise
     deadline = time.monotonic() + settings.CLASSIFIER_INFERENCE_TIMEOUT_SECONDS
@@ -147,7 +148,7 @@ def _submit(batcher, outcomes: list, pending: list[int]) -> None:
 def _preprocessed(data: bytes, spec: pipeline.Preprocessing) -> np.ndarray:
     """Decode and preprocess one image while holding its pixels in the decode budget.
 
-    Raises InvalidImage, ImageTooLarge, or Overloaded when the budget has no room within
+    Raises the runtime's InvalidImage, ImageTooLarge, or Overloaded when the budget has no room within
     CLASSIFIER_DECODE_BUDGET_WAIT_MS.
     """
     image = pipeline.open_image(data, max_pixels=settings.CLASSIFIER_MAX_IMAGE_PIXELS, draft_size=spec.resize_size)

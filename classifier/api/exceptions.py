@@ -14,6 +14,8 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from accounts.windows import WindowStoreUnavailable
 
+from ..runtime import errors as runtime_errors
+
 logger = logging.getLogger(__name__)
 
 
@@ -143,8 +145,28 @@ def error_body(exc: APIException) -> dict:
     return body
 
 
+# The runtime's errors (classifier.runtime.errors, plain exceptions) and the API error that answers each.
+_RUNTIME_ERRORS: dict[type[runtime_errors.ServingError], type[APIException]] = {
+    runtime_errors.InvalidImage: InvalidImage,
+    runtime_errors.ImageTooLarge: ImageTooLarge,
+    runtime_errors.ModelNotFound: ModelNotFound,
+    runtime_errors.BatcherClosed: BatcherClosed,
+    runtime_errors.ModelUnavailable: ModelUnavailable,
+    runtime_errors.Overloaded: Overloaded,
+}
+
+
+def api_error(exc: runtime_errors.ServingError) -> APIException:
+    """The API error that answers a runtime error: its code, status (and Retry-After), with the runtime's
+    message when it gave one."""
+    answer = next(_RUNTIME_ERRORS[cls] for cls in type(exc).__mro__ if cls in _RUNTIME_ERRORS)
+    return answer(exc.detail)
+
+
 def _translate(exc: Exception) -> Exception:
-    """Map Django's own request errors onto API errors with the right status."""
+    """Map the runtime's errors and Django's own request errors onto API errors with the right status."""
+    if isinstance(exc, runtime_errors.ServingError):
+        return api_error(exc)
     if isinstance(exc, RequestDataTooBig):
         return PayloadTooLarge()
     if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..api.exceptions import BatcherClosed, Overloaded
+from .errors import BatcherClosed, Overloaded
 
 logger = logging.getLogger(__name__)
 _STOP = object()  # put once per worker by close(): that worker finishes what it has taken and exits

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..api.exceptions import Overloaded
+from .errors import Overloaded
 
 
 class PixelBudget:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..api.exceptions import ImageTooLarge, InvalidImage
+from .errors import ImageTooLarge, InvalidImage
 
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 WHITE = (255, 255, 255)

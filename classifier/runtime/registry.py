@@ -20,10 +20,10 @@ from django.conf import settings
 from PIL import Image
 
 from .. import metrics
-from ..api.exceptions import ModelNotFound, ModelUnavailable
 from .artifacts import Artifact, ArtifactError, ModelSource, load_artifact, model_sources
 from .batching import MicroBatcher
 from .engines import Engine, TorchEngine, build_engine, resolve_device
+from .errors import ModelNotFound, ModelUnavailable
 from .preprocessing import Preprocessing
 
 logger = logging.getLogger(__name__)

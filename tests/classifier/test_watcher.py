@@ -6,9 +6,10 @@ import shutil
 import pytest
 
 from classifier import versions
-from classifier.api.exceptions import BatcherClosed, ModelUnavailable
+from classifier.api.exceptions import api_error
 from classifier.models import ModelLoadStatus
 from classifier.runtime.artifacts import ModelSource
+from classifier.runtime.errors import BatcherClosed, ModelUnavailable
 from classifier.runtime.registry import ModelRegistry, Slot
 from classifier.watcher import VersionWatcher
 from tests.classifier.factories import stored_version
@@ -127,5 +128,7 @@ def test_a_request_that_took_a_replaced_version_runs_again_on_the_new_one(monkey
     assert model.version == "settings" and predictions[0].label == "goldfish"
 
     monkeypatch.setattr(services.registry, "get", lambda name=None: closed)
-    with pytest.raises(ModelUnavailable, match="switching versions"):  # a new image: not in the result cache
+    with pytest.raises(ModelUnavailable) as raised:  # a new image: not in the result cache
         services.classify_images([picture("jellyfish")], top_k=1)
+    answer = api_error(raised.value)
+    assert answer.status_code == 503 and "switching versions" in str(answer.detail)

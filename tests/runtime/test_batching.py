@@ -3,8 +3,8 @@ import threading
 import numpy as np
 import pytest
 
-from classifier.api.exceptions import Overloaded
 from classifier.runtime.batching import MicroBatcher
+from classifier.runtime.errors import Overloaded
 
 
 def test_concurrent_images_share_forward_passes_bounded_by_max_batch_size():
@@ -104,7 +104,7 @@ def test_a_group_that_does_not_fit_the_queue_is_refused_whole():
 
 
 def test_closing_answers_every_queued_image_then_refuses_new_ones_and_drops_the_model():
-    from classifier.api.exceptions import BatcherClosed
+    from classifier.runtime.errors import BatcherClosed
 
     gate = threading.Event()
 

@@ -3,8 +3,9 @@ import time
 
 import pytest
 
-from classifier.api.exceptions import Overloaded
+from classifier.api.exceptions import api_error
 from classifier.runtime.budget import PixelBudget
+from classifier.runtime.errors import Overloaded
 
 
 def test_pixels_are_held_until_released():
@@ -51,7 +52,8 @@ def test_hold_without_room_in_time_is_overloaded_with_retry_after():
     budget.acquire(100, timeout=0)
     with pytest.raises(Overloaded) as refused, budget.hold(1, timeout=0.01):
         pass
-    assert refused.value.status_code == 503 and refused.value.wait >= 1
+    answer = api_error(refused.value)  # what the API answers
+    assert answer.status_code == 503 and answer.wait >= 1
     assert budget.in_use == 100
 
 

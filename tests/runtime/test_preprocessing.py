@@ -9,9 +9,9 @@ import torch
 import torchvision
 from PIL import Image
 
-from classifier.api.exceptions import ImageTooLarge, InvalidImage
 from classifier.runtime import preprocessing as pipeline
 from classifier.runtime.artifacts import ModelSource, load_artifact
+from classifier.runtime.errors import ImageTooLarge, InvalidImage
 from tests.live.server import ROOT
 
 MAX_PIXELS = 40_000_000

@@ -7,8 +7,8 @@ import torch
 import torchvision
 from django.test import override_settings
 
-from classifier.api.exceptions import ModelNotFound, ModelUnavailable
 from classifier.runtime.artifacts import ModelSource
+from classifier.runtime.errors import ModelNotFound, ModelUnavailable
 from classifier.runtime.registry import LOADED, UNAVAILABLE, ModelRegistry, build_model
 
 
