@@ -60,7 +60,7 @@ bench: install wrk
 wrk:
 	@command -v wrk >/dev/null || apt-get install -y -q wrk || (apt-get update -q && apt-get install -y -q wrk)
 
-# The committed contract: docs/error-codes.md (every error code), and the OpenAPI schema, docs/openapi.json: what /api/schema/ serves under the test settings and the
+# The committed contract: docs/error-codes.md (every error code), docs/configuration.md (every setting), and the OpenAPI schema, docs/openapi.json: what /api/schema/ serves under the test settings and the
 # default configuration (the tests compare the two). Refused when it breaks v1 (tests/contract/compat.py),
 # unless ALLOW_V1_BREAK=1.
 SCHEMA_ENV := env -u CLASSIFIER_MODELS -u CLASSIFIER_MODEL -u CLASSIFIER_TOP_K -u CLASSIFIER_MAX_TOP_K \
@@ -73,6 +73,9 @@ schema: install
 	$(SCHEMA_ENV) $(BIN)/python manage.py shell --no-imports -c \
 		'import sys; from classifier.api.exceptions import error_codes_markdown; sys.stdout.write(error_codes_markdown())' \
 		> docs/error-codes.md
+	$(SCHEMA_ENV) $(BIN)/python manage.py shell --no-imports -c \
+		'import sys; from aiserver.settings import config; sys.stdout.write(config.reference_markdown())' \
+		> docs/configuration.md
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache

@@ -7,16 +7,22 @@ configuration table. Production secrets have no default: start-up fails without 
 import os
 from pathlib import Path
 
-import environ
 from django.core.exceptions import ImproperlyConfigured
+
+from aiserver.config import Config, model_entries
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
+config = Config()
 
 # --- Django core -------------------------------------------------------------------------
-DEBUG = env.bool("DJANGO_DEBUG", default=False)  # never on in production
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")  # signs sessions and CSRF tokens
+config.begin("Django core")
+DEBUG = config.bool(
+    "DJANGO_DEBUG", False, "Django debug mode; never in production", shown="`false` (`make run` sets `true`)"
+)  # never on in production
+SECRET_KEY = config.str(
+    "DJANGO_SECRET_KEY", "", "signs sessions and CSRF tokens", shown="none (required unless debug)"
+)  # signs sessions and CSRF tokens
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
@@ -24,8 +30,18 @@ if not SECRET_KEY:
             "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))')."
         )
     SECRET_KEY = "insecure-development-key-only-used-with-DJANGO_DEBUG-on"
-ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
-CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+ALLOWED_HOSTS = config.list(
+    "DJANGO_ALLOWED_HOSTS",
+    ["localhost", "127.0.0.1", "[::1]"],
+    "host names this server answers to",
+    shown="`localhost,127.0.0.1,[::1]`",
+)
+CSRF_TRUSTED_ORIGINS = config.list(
+    "DJANGO_CSRF_TRUSTED_ORIGINS",
+    [],
+    "origins allowed to post admin forms (behind a proxy: `https://api.example.com`)",
+    shown="empty",
+)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -78,10 +94,17 @@ TEMPLATES = [
 ]
 
 # --- Database ----------------------------------------------------------------------------
+config.begin("Database")
 # DATABASE_URL: sqlite:///path or postgresql://user@host:port/name. Default: embedded SQLite.
 DATABASES = {
-    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+    "default": config.db_url(
+        "DATABASE_URL",
+        f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+        "database; `postgresql://user@host:5432/name` uses psycopg 3 with a connection pool",
+        shown="`sqlite:///<project>/db.sqlite3`",
+    ),
 }
+DATABASE_POOL_MAX_SIZE = config.int("DATABASE_POOL_MAX_SIZE", 20, "PostgreSQL pool size per process")
 _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     # Kept open: the ASGI handler reuses its request threads (aiserver.handlers), and with them
@@ -98,11 +121,22 @@ elif _db["ENGINE"] in ("django.db.backends.postgresql", "django.db.backends.post
     _db["ENGINE"] = "django.db.backends.postgresql"
     # psycopg's pool lends each request a connection (Django's pooling requires CONN_MAX_AGE 0).
     _db["CONN_MAX_AGE"] = 0
-    _db["OPTIONS"] = {"pool": {"min_size": 1, "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=20)}}
+    _db["OPTIONS"] = {
+        "pool": {
+            "min_size": 1,
+            "max_size": DATABASE_POOL_MAX_SIZE,
+        }
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache (and shared state when REDIS_URL is set) ------------------------------------------
-REDIS_URL = env.str("REDIS_URL", default="")  # e.g. redis://127.0.0.1:6379/0; empty: per-process cache
+config.begin("Cache and shared state")
+REDIS_URL = config.str(
+    "REDIS_URL",
+    "",
+    "when set, holds every key's sliding window (shared by all processes and machines) and Django's cache",
+    shown="empty",
+)  # e.g. redis://127.0.0.1:6379/0; empty: per-process cache
 CACHES = {
     "default": (
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
@@ -123,9 +157,15 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+config.begin("Static files")
 STATIC_URL = "static/"
 # Where collectstatic gathers the static files that WhiteNoise serves when DJANGO_DEBUG is off.
-STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=BASE_DIR / "staticfiles")
+STATIC_ROOT = config.path(
+    "DJANGO_STATIC_ROOT",
+    BASE_DIR / "staticfiles",
+    "folder `collectstatic` fills and WhiteNoise serves when debug is off",
+    shown="`<project>/staticfiles`",
+)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -140,18 +180,39 @@ WHITENOISE_USE_FINDERS = DEBUG  # in development serve straight from the apps, n
 WHITENOISE_ROOT = BASE_DIR / "aiserver" / "root_files"  # served at "/": favicon.ico (browsers ask every page)
 
 # --- Security (production defaults; loosen only behind a proxy that does the job) ---------------
-SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=False)  # on when TLS ends here
-SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0)  # e.g. 31536000 once on HTTPS
-SESSION_COOKIE_SECURE = env.bool("DJANGO_SESSION_COOKIE_SECURE", default=not DEBUG)
-CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=not DEBUG)
+config.begin("Security")
+SECURE_SSL_REDIRECT = config.bool(
+    "DJANGO_SECURE_SSL_REDIRECT", False, "redirect HTTP to HTTPS (when TLS ends at this server)", shown="`false`"
+)  # on when TLS ends here
+SECURE_HSTS_SECONDS = config.int(
+    "DJANGO_SECURE_HSTS_SECONDS", 0, "HSTS max-age once served over HTTPS", shown="`0`"
+)  # e.g. 31536000 once on HTTPS
+SESSION_COOKIE_SECURE = config.bool(
+    "DJANGO_SESSION_COOKIE_SECURE", not DEBUG, "cookies over HTTPS only", shown="`true` unless debug"
+)
+CSRF_COOKIE_SECURE = config.bool(
+    "DJANGO_CSRF_COOKIE_SECURE", not DEBUG, "cookies over HTTPS only", shown="`true` unless debug"
+)
 X_FRAME_OPTIONS = "DENY"
 # Behind a TLS-terminating proxy that sets X-Forwarded-Proto: trust it (only then).
-if env.bool("DJANGO_SECURE_PROXY_SSL_HEADER", default=False):
+if config.bool(
+    "DJANGO_SECURE_PROXY_SSL_HEADER",
+    False,
+    "trust `X-Forwarded-Proto: https` from your reverse proxy (only behind one)",
+    shown="`false`",
+):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
-SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = config.bool(
+    "DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", False, "HSTS flags", shown="`false`"
+)
+SECURE_HSTS_PRELOAD = config.bool("DJANGO_SECURE_HSTS_PRELOAD", False, "HSTS flags", shown="`false`")
 # CORS: off unless origins are listed (browser apps calling the API from other sites).
-CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+CORS_ALLOWED_ORIGINS = config.list(
+    "CORS_ALLOWED_ORIGINS",
+    [],
+    "origins allowed to call `/api/` from browsers, e.g. `https://app.example.com`",
+    shown="empty (CORS off)",
+)
 CORS_URLS_REGEX = r"^/api/.*$"
 CORS_ALLOW_HEADERS = ["authorization", "content-type", "x-api-key", "x-request-id"]
 CORS_EXPOSE_HEADERS = [
@@ -167,60 +228,102 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 # Sent on every response; {nonce} is replaced by the request's nonce. Scripts only from this server, never inline (the
 # try page keeps a key in sessionStorage); styles too, inline ones only with the nonce; images also as data: URLs
 # (Swagger UI's icons) and blob: URLs (the try page's previews); nothing may frame the pages. Empty: no header.
-CONTENT_SECURITY_POLICY = env.str(
+CONTENT_SECURITY_POLICY = config.str(
     "DJANGO_CONTENT_SECURITY_POLICY",
-    default=(
-        "default-src 'self'; script-src 'self'; style-src 'self' 'nonce-{nonce}'; img-src 'self' data: blob:; "
-        "font-src 'self'; connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; "
-        "form-action 'self'; frame-ancestors 'none'"
-    ),
+    "default-src 'self'; script-src 'self'; style-src 'self' 'nonce-{nonce}'; img-src 'self' data: blob:; "
+    "font-src 'self'; connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'",
+    "the `Content-Security-Policy` header of every response; `{nonce}` becomes the request's nonce; empty: none",
+    shown="strict (see *Security*)",
 )
 # The ReDoc page's policy: scripts as strict, but inline styles allowed, as ReDoc's bundle adds <style> elements
 # before it can be given a nonce. The page shows the public schema only: no key is typed or kept there.
-CONTENT_SECURITY_POLICY_REDOC = env.str(
+CONTENT_SECURITY_POLICY_REDOC = config.str(
     "DJANGO_CONTENT_SECURITY_POLICY_REDOC",
-    default=(
-        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-        "font-src 'self'; connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; "
-        "form-action 'self'; frame-ancestors 'none'"
-    ),
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'",
+    "the ReDoc page's policy (its bundle adds `<style>` elements before it can take a nonce)",
+    shown="the same, with inline styles",
 )
 # Flash messages live in the session (the database), not in a signed but readable cookie: the admin shows a new
 # API key once in a message.
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 
 # --- Request limits ------------------------------------------------------------------------
+config.begin("Request limits")
 # Largest request body accepted, in bytes; larger ones get 413 before they are read.
-API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=10 * 1024 * 1024)
+API_MAX_BODY_BYTES = config.int(
+    "API_MAX_BODY_BYTES", 10 * 1024 * 1024, "largest request body; larger → 413 before it is read", shown="`10485760`"
+)
 # Django's own parsing limits follow it, so JSON bodies up to the limit parse (base64 inflates by 4/3).
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 # Bytes of header names and values a request may carry; more gets 431 (aiserver.asgi). uvicorn's
 # --h11-max-incomplete-event-size (README, Deployment) closes far larger heads before they are read whole.
-API_MAX_HEADER_BYTES = env.int("API_MAX_HEADER_BYTES", default=32 * 1024)
+API_MAX_HEADER_BYTES = config.int(
+    "API_MAX_HEADER_BYTES",
+    32 * 1024,
+    "header names and values together; more → 431 (uvicorn's `--h11-max-incomplete-event-size 65536` closes far larger heads before reading them whole)",
+    shown="`32768`",
+)
 # Seconds a client has to finish a request's head once it has started it; then the connection is closed
 # (aiserver.protocols, uvicorn's --http). uvicorn alone waits for ever on a half-sent head.
-API_HEADER_READ_TIMEOUT_SECONDS = env.float("API_HEADER_READ_TIMEOUT_SECONDS", default=10.0)
+API_HEADER_READ_TIMEOUT_SECONDS = config.float(
+    "API_HEADER_READ_TIMEOUT_SECONDS",
+    10.0,
+    "a connection whose request head (line and headers) is not complete this long after it began, or after the connection opened, is closed (`--http aiserver.protocols:H11Protocol`)",
+    shown="`10`",
+)
 # Seconds a whole request body may take to arrive; a slower one is cut and answered 408 (aiserver.asgi).
-API_BODY_READ_TIMEOUT_SECONDS = env.float("API_BODY_READ_TIMEOUT_SECONDS", default=60.0)
+API_BODY_READ_TIMEOUT_SECONDS = config.float(
+    "API_BODY_READ_TIMEOUT_SECONDS",
+    60.0,
+    "the whole body must arrive within this; else 408 `request_timeout`",
+    shown="`60`",
+)
 # Longest wait, in seconds, for the next chunk of a body being sent; longer: 408.
-API_BODY_IDLE_TIMEOUT_SECONDS = env.float("API_BODY_IDLE_TIMEOUT_SECONDS", default=10.0)
+API_BODY_IDLE_TIMEOUT_SECONDS = config.float(
+    "API_BODY_IDLE_TIMEOUT_SECONDS",
+    10.0,
+    "longest pause between two chunks of a body; longer → 408 `request_timeout`",
+    shown="`10`",
+)
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 100
 DATA_UPLOAD_MAX_NUMBER_FILES = (
     32  # above CLASSIFIER_MAX_BATCH_IMAGES, so v2 can say "too many" itself (system check classifier.E011)
 )
 
 # --- accounts: API keys ----------------------------------------------------------------------
-ACCOUNTS_DEFAULT_RATE_LIMIT = env.int("ACCOUNTS_DEFAULT_RATE_LIMIT", default=60)  # requests per window
-ACCOUNTS_DEFAULT_RATE_WINDOW_SECONDS = env.int("ACCOUNTS_DEFAULT_RATE_WINDOW_SECONDS", default=60)
+config.begin("API keys and usage")
+ACCOUNTS_DEFAULT_RATE_LIMIT = config.int(
+    "ACCOUNTS_DEFAULT_RATE_LIMIT", 60, "requests per window for new keys", shown="`60`"
+)  # requests per window
+ACCOUNTS_DEFAULT_RATE_WINDOW_SECONDS = config.int(
+    "ACCOUNTS_DEFAULT_RATE_WINDOW_SECONDS", 60, "window length for new keys", shown="`60`"
+)
 # Requests without a valid key are counted per minute and client (accounts.AnonymousRequestCount), not logged one
 # row each. Distinct clients per minute that get their own counts; later ones in that minute share one bucket.
-ACCOUNTS_ANONYMOUS_CLIENTS_PER_MINUTE = env.int("ACCOUNTS_ANONYMOUS_CLIENTS_PER_MINUTE", default=1000)
+ACCOUNTS_ANONYMOUS_CLIENTS_PER_MINUTE = config.int(
+    "ACCOUNTS_ANONYMOUS_CLIENTS_PER_MINUTE",
+    1000,
+    'distinct clients a minute whose requests without a valid key get their own counts; later clients in that minute are counted together as "other clients"',
+    shown="`1000`",
+)
 # IPv6 clients are counted by network of this many leading bits (one host often holds a whole /64).
-ACCOUNTS_ANONYMOUS_IPV6_PREFIX_BITS = env.int("ACCOUNTS_ANONYMOUS_IPV6_PREFIX_BITS", default=64)
+ACCOUNTS_ANONYMOUS_IPV6_PREFIX_BITS = config.int(
+    "ACCOUNTS_ANONYMOUS_IPV6_PREFIX_BITS",
+    64,
+    "IPv6 clients are counted by network of this many leading bits (one host often holds a whole /64)",
+)
 # The staff dashboard computes latency percentiles on SQLite from at most this many rows (an even sample
 # of the range); PostgreSQL computes them exactly in SQL.
-ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS = env.int("ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS", default=20_000)
+ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS = config.int(
+    "ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS",
+    20_000,
+    "on SQLite the dashboard's latency percentiles come from at most this many rows (all when the range holds no more, else every n-th); PostgreSQL computes them exactly",
+    shown="`20000`",
+)
 if not 0 <= ACCOUNTS_ANONYMOUS_IPV6_PREFIX_BITS <= 128:
     raise ImproperlyConfigured("ACCOUNTS_ANONYMOUS_IPV6_PREFIX_BITS must be between 0 and 128.")
 if ACCOUNTS_ANONYMOUS_CLIENTS_PER_MINUTE < 1 or ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS < 1:
@@ -228,28 +331,68 @@ if ACCOUNTS_ANONYMOUS_CLIENTS_PER_MINUTE < 1 or ACCOUNTS_DASHBOARD_LATENCY_SAMPL
         "ACCOUNTS_ANONYMOUS_CLIENTS_PER_MINUTE and ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS must be at least 1."
     )
 # Longest range GET /api/v2/usage reports, in days (a longer one is 400 range_too_long): bounds its work and answer.
-ACCOUNTS_USAGE_MAX_RANGE_DAYS = env.int("ACCOUNTS_USAGE_MAX_RANGE_DAYS", default=366)
+ACCOUNTS_USAGE_MAX_RANGE_DAYS = config.int(
+    "ACCOUNTS_USAGE_MAX_RANGE_DAYS",
+    366,
+    "longest range `/api/v2/usage` reports; longer → 400 `range_too_long`",
+    shown="`366`",
+)
 # Usage requests (GET /api/v1/usage and /api/v2/usage together) each key may make per window; more: 429. Counted in
 # a window of their own, apart from the key's classification quota.
-ACCOUNTS_USAGE_RATE_LIMIT = env.int("ACCOUNTS_USAGE_RATE_LIMIT", default=30)
-ACCOUNTS_USAGE_RATE_WINDOW_SECONDS = env.int("ACCOUNTS_USAGE_RATE_WINDOW_SECONDS", default=60)  # that window's length
+ACCOUNTS_USAGE_RATE_LIMIT = config.int(
+    "ACCOUNTS_USAGE_RATE_LIMIT",
+    30,
+    "usage requests (`/api/v1/usage` and `/api/v2/usage` together) per key per window; more → 429; apart from the classification quota",
+    shown="`30`",
+)
+ACCOUNTS_USAGE_RATE_WINDOW_SECONDS = config.int(
+    "ACCOUNTS_USAGE_RATE_WINDOW_SECONDS", 60, "that usage window's length", shown="`60`"
+)  # that window's length
 
 # --- classifier: model and serving ----------------------------------------------------------
+config.begin("Model and serving")
 # Every model to load, comma-separated: "name" (a torchvision model with CLASSIFIER_WEIGHTS), "name=weights"
-# (weights as CLASSIFIER_WEIGHTS) or "name=/path/to/model-folder" (your own model: README, "Serve your own
-# model"). The first serves v1 and is v2's default; v2 requests may pick another. Default: CLASSIFIER_MODEL.
-CLASSIFIER_MODELS = env.list("CLASSIFIER_MODELS", default=[])
-CLASSIFIER_MODEL = env.str(  # a torchvision model name: v1's model (the first of CLASSIFIER_MODELS when that is set)
-    "CLASSIFIER_MODEL", default=CLASSIFIER_MODELS[0].partition("=")[0].strip() if CLASSIFIER_MODELS else "resnet18"
+# (weights as CLASSIFIER_WEIGHTS) or "name=/path/to/model-folder" (your own model: docs/models.md). The first serves v1 and is v2's default; v2 requests may pick another. Default: CLASSIFIER_MODEL.
+# Parsed here, once: {name: weights}, "" where an entry names no weights.
+CLASSIFIER_MODELS = model_entries(
+    config.list(
+        "CLASSIFIER_MODELS",
+        [],
+        "every model to serve, comma-separated: `name` (a torchvision model with `CLASSIFIER_WEIGHTS`), `name=weights`, or `name=/path/to/folder` (your own model, see *Serve your own model*); the first is v1's model and v2's default",
+        shown="empty",
+    )
+)
+CLASSIFIER_MODEL = config.str(
+    "CLASSIFIER_MODEL",
+    next(iter(CLASSIFIER_MODELS), "resnet18"),
+    "v1's model (a name in `CLASSIFIER_MODELS`, or a torchvision model name)",
+    shown="the first of `CLASSIFIER_MODELS`, else `resnet18`",
 )
 # "default" (torchvision's pretrained weights, downloaded once), a state_dict path, or "random".
-CLASSIFIER_WEIGHTS = env.str("CLASSIFIER_WEIGHTS", default="default")
-CLASSIFIER_DEVICE = env.str("CLASSIFIER_DEVICE", default="auto")  # auto, cpu, cuda, cuda:N
+CLASSIFIER_WEIGHTS = config.str(
+    "CLASSIFIER_WEIGHTS",
+    "default",
+    "weights of torchvision models named without any: `default` (pretrained, downloaded once), a 1000-class ImageNet `state_dict` path (loaded with `weights_only=True`), `random` (untrained), or `trivial` (benchmark mode: a near-free model, to measure the service's own cost)",
+    shown="`default`",
+)
+CLASSIFIER_DEVICE = config.str(
+    "CLASSIFIER_DEVICE", "auto", "`auto` (CUDA when present), `cpu`, `cuda`, `cuda:N`", shown="`auto`"
+)  # auto, cpu, cuda, cuda:N
 # What runs the network: auto (on a CPU the fastest exact engine, onnxruntime fp32; on CUDA torch), torch or
 # onnxruntime; and in what precision: auto (fp32 on a CPU, fp16 on CUDA), fp32, bf16 (inexact; CPUs with
 # bf16 support, CUDA) or fp16 (CUDA).
-CLASSIFIER_ENGINE = env.str("CLASSIFIER_ENGINE", default="auto")
-CLASSIFIER_PRECISION = env.str("CLASSIFIER_PRECISION", default="auto")
+CLASSIFIER_ENGINE = config.str(
+    "CLASSIFIER_ENGINE",
+    "auto",
+    "what runs the network: `auto` (on a CPU the fastest exact engine, ONNX Runtime fp32; on CUDA torch), `torch`, `onnxruntime`",
+    shown="`auto`",
+)
+CLASSIFIER_PRECISION = config.str(
+    "CLASSIFIER_PRECISION",
+    "auto",
+    "`auto` (fp32 on a CPU, fp16 channels-last on CUDA), `fp32`, `bf16` (torch only, inexact, on CPUs with bf16 support or CUDA), `fp16` (CUDA)",
+    shown="`auto`",
+)
 for _name, _value, _choices in [
     ("CLASSIFIER_ENGINE", CLASSIFIER_ENGINE, ("auto", "torch", "onnxruntime")),
     ("CLASSIFIER_PRECISION", CLASSIFIER_PRECISION, ("auto", "fp32", "bf16", "fp16")),
@@ -257,66 +400,162 @@ for _name, _value, _choices in [
     if _value not in _choices:
         raise ImproperlyConfigured(f"{_name} must be one of {', '.join(_choices)} (got {_value!r}).")
 # Where ONNX exports of torch models are kept between starts (named by the weights' fingerprint); empty: none.
-_engine_cache = env.str("CLASSIFIER_ENGINE_CACHE_DIR", default=str(BASE_DIR / "var" / "engine-cache"))
+_engine_cache = config.str(
+    "CLASSIFIER_ENGINE_CACHE_DIR",
+    str(BASE_DIR / "var" / "engine-cache"),
+    "where ONNX exports of torch models are kept between starts, named by the weights' fingerprint; empty: export at every start",
+    shown="`<project>/var/engine-cache`",
+)
 CLASSIFIER_ENGINE_CACHE_DIR = Path(_engine_cache) if _engine_cache else None
-CLASSIFIER_MAX_IMAGE_PIXELS = env.int("CLASSIFIER_MAX_IMAGE_PIXELS", default=40_000_000)  # width*height
+CLASSIFIER_MAX_IMAGE_PIXELS = config.int(
+    "CLASSIFIER_MAX_IMAGE_PIXELS",
+    40_000_000,
+    "width × height above which an image is refused (413), checked before decoding",
+    shown="`40000000`",
+)  # width*height
 # Megapixels each worker process decodes at once (an image holds width*height from its header until it is
 # preprocessed; a decoded megapixel costs about 4-8 MB): two images at CLASSIFIER_MAX_IMAGE_PIXELS by default.
-CLASSIFIER_DECODE_BUDGET_MEGAPIXELS = env.int("CLASSIFIER_DECODE_BUDGET_MEGAPIXELS", default=60)
-if CLASSIFIER_DECODE_BUDGET_MEGAPIXELS * 1_000_000 < CLASSIFIER_MAX_IMAGE_PIXELS:
-    raise ImproperlyConfigured(
-        f"CLASSIFIER_DECODE_BUDGET_MEGAPIXELS ({CLASSIFIER_DECODE_BUDGET_MEGAPIXELS}) must hold one image of "
-        f"CLASSIFIER_MAX_IMAGE_PIXELS ({CLASSIFIER_MAX_IMAGE_PIXELS} pixels), else such an image could never decode."
-    )
+CLASSIFIER_DECODE_BUDGET_MEGAPIXELS = config.int(
+    "CLASSIFIER_DECODE_BUDGET_MEGAPIXELS",
+    60,
+    "megapixels each worker process decodes at once (one image at the pixel limit, with room for smaller ones beside it; keeps a worker under 2 GB); an image holds its width × height, read from its header, from before decoding until it is preprocessed. Must hold one image of `CLASSIFIER_MAX_IMAGE_PIXELS` (start-up fails otherwise)",
+    shown="`60`",
+)
 # How long an image waits for decode budget before its request is answered 503 overloaded (Retry-After).
-CLASSIFIER_DECODE_BUDGET_WAIT_MS = env.float("CLASSIFIER_DECODE_BUDGET_WAIT_MS", default=2000.0)
-CLASSIFIER_TOP_K = env.int("CLASSIFIER_TOP_K", default=5)  # predictions returned by v1
-CLASSIFIER_MAX_BATCH_SIZE = env.int("CLASSIFIER_MAX_BATCH_SIZE", default=8)  # images per forward pass
-CLASSIFIER_MAX_BATCH_DELAY_MS = env.float("CLASSIFIER_MAX_BATCH_DELAY_MS", default=2.0)  # wait to fill a batch
-CLASSIFIER_QUEUE_SIZE = env.int("CLASSIFIER_QUEUE_SIZE", default=64)  # images waiting; beyond it: 503
-CLASSIFIER_INFERENCE_TIMEOUT_SECONDS = env.float("CLASSIFIER_INFERENCE_TIMEOUT_SECONDS", default=30.0)
-CLASSIFIER_MAX_BATCH_IMAGES = env.int("CLASSIFIER_MAX_BATCH_IMAGES", default=16)  # images per v2 request
-CLASSIFIER_MAX_TOP_K = env.int("CLASSIFIER_MAX_TOP_K", default=20)  # largest top_k a v2 request may ask for
+CLASSIFIER_DECODE_BUDGET_WAIT_MS = config.float(
+    "CLASSIFIER_DECODE_BUDGET_WAIT_MS",
+    2000.0,
+    "how long an image waits for decode budget before its request gets 503 `overloaded` with `Retry-After`",
+    shown="`2000`",
+)
+CLASSIFIER_TOP_K = config.int(
+    "CLASSIFIER_TOP_K", 5, "predictions returned by v1", shown="`5`"
+)  # predictions returned by v1
+CLASSIFIER_MAX_BATCH_SIZE = config.int(
+    "CLASSIFIER_MAX_BATCH_SIZE", 8, "images per forward pass (dynamic batching)", shown="`8`"
+)  # images per forward pass
+CLASSIFIER_MAX_BATCH_DELAY_MS = config.float(
+    "CLASSIFIER_MAX_BATCH_DELAY_MS", 2.0, "how long the batcher waits to fill a batch", shown="`2`"
+)  # wait to fill a batch
+CLASSIFIER_QUEUE_SIZE = config.int(
+    "CLASSIFIER_QUEUE_SIZE", 64, "images waiting for the model; beyond it requests get 503 at once", shown="`64`"
+)  # images waiting; beyond it: 503
+CLASSIFIER_INFERENCE_TIMEOUT_SECONDS = config.float(
+    "CLASSIFIER_INFERENCE_TIMEOUT_SECONDS", 30.0, "per-request wait for the model before 503", shown="`30`"
+)
+CLASSIFIER_MAX_BATCH_IMAGES = config.int(
+    "CLASSIFIER_MAX_BATCH_IMAGES", 16, "Most images in one v2 classify request.", shown="16"
+)  # images per v2 request
+CLASSIFIER_MAX_TOP_K = config.int(
+    "CLASSIFIER_MAX_TOP_K", 20, "Largest `top_k` a v2 request may ask for.", shown="20"
+)  # largest top_k a v2 request may ask for
 # Threads running forward passes per model, each taking its own batches from the queue; 0: on a CPU one per
 # core of this process (the cores divided by WEB_CONCURRENCY, uvicorn's worker count), on a GPU one.
-CLASSIFIER_BATCH_WORKERS = env.int("CLASSIFIER_BATCH_WORKERS", default=0)
+CLASSIFIER_BATCH_WORKERS = config.int(
+    "CLASSIFIER_BATCH_WORKERS",
+    0,
+    "forward-pass threads per model sharing its queue; `0`: one per core of the process on CPU (cores / `WEB_CONCURRENCY`), one on GPU",
+    shown="`0` (auto)",
+)
 # uvicorn's (and gunicorn's) worker processes on this machine, which read it themselves: each worker's share of the
 # cores is os.cpu_count() // WEB_CONCURRENCY (batch workers and torch threads above and below).
-WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=1)
+WEB_CONCURRENCY = config.int(
+    "WEB_CONCURRENCY",
+    1,
+    "uvicorn's worker processes (its own variable); also splits the cores among torch threads",
+    shown="`1`",
+)
 # torch threads per forward pass; 0: this process's cores divided by its CPU batch workers (so 1 by default).
-CLASSIFIER_TORCH_THREADS = env.int("CLASSIFIER_TORCH_THREADS", default=0)
+CLASSIFIER_TORCH_THREADS = config.int(
+    "CLASSIFIER_TORCH_THREADS",
+    0,
+    "torch threads per forward pass; `0`: the process's cores / its CPU batch workers (1 by default)",
+    shown="`0` (auto)",
+)
 # Seconds a result is kept in the cache (Django's "default" cache: Redis when REDIS_URL is set), keyed by
 # the image bytes' hash, the model and top_k; 0 turns the result cache off.
-CLASSIFIER_RESULT_CACHE_SECONDS = env.int("CLASSIFIER_RESULT_CACHE_SECONDS", default=3600)
+CLASSIFIER_RESULT_CACHE_SECONDS = config.int(
+    "CLASSIFIER_RESULT_CACHE_SECONDS",
+    3600,
+    "keep each result this long in Django's cache (Redis when `REDIS_URL` is set), keyed by the image bytes' SHA-256, the weights and top-k; `0` turns the cache off",
+    shown="`3600`",
+)
 
 # --- Model versions (README, "Model versions") -------------------------------------------------------
+config.begin("Model versions")
 # Where uploaded model versions' files are kept: Django's default storage, this folder unless STORAGES
 # says otherwise (S3 and the like: django-storages). Never served over HTTP.
-MEDIA_ROOT = env.path("DJANGO_MEDIA_ROOT", default=BASE_DIR / "var" / "media")
+MEDIA_ROOT = config.path(
+    "DJANGO_MEDIA_ROOT",
+    BASE_DIR / "var" / "media",
+    "where the default storage keeps model versions' files (not served over HTTP); see *Model versions* for S3 and the like",
+    shown="`<project>/var/media`",
+)
 # Seconds between each serving process's checks of the database for a newly activated version.
-CLASSIFIER_MODEL_POLL_SECONDS = env.float("CLASSIFIER_MODEL_POLL_SECONDS", default=1.0)
+CLASSIFIER_MODEL_POLL_SECONDS = config.float(
+    "CLASSIFIER_MODEL_POLL_SECONDS",
+    1.0,
+    "how often each serving process checks the database for a newly activated version",
+    shown="`1`",
+)
 # Where each serving machine keeps its local copies of registered versions (checked against their sha256).
-CLASSIFIER_MODEL_CACHE_DIR = env.path("CLASSIFIER_MODEL_CACHE_DIR", default=BASE_DIR / "var" / "model-versions")
+CLASSIFIER_MODEL_CACHE_DIR = config.path(
+    "CLASSIFIER_MODEL_CACHE_DIR",
+    BASE_DIR / "var" / "model-versions",
+    "each machine's local copies of registered versions, checked against their sha256",
+    shown="`<project>/var/model-versions`",
+)
 # Seconds a replaced version's batcher stays open for requests that took it just before the switch;
 # then it answers what is queued and is freed (a later straggler runs again on the new version).
-CLASSIFIER_MODEL_DRAIN_SECONDS = env.float("CLASSIFIER_MODEL_DRAIN_SECONDS", default=2.0)
+CLASSIFIER_MODEL_DRAIN_SECONDS = config.float(
+    "CLASSIFIER_MODEL_DRAIN_SECONDS",
+    2.0,
+    "how long a replaced version's batcher stays open for requests that took it just before a switch",
+    shown="`2`",
+)
 # Seconds the validation gate's separate process may take to load, check and time a version.
-CLASSIFIER_VALIDATION_TIMEOUT_SECONDS = env.float("CLASSIFIER_VALIDATION_TIMEOUT_SECONDS", default=300.0)
+CLASSIFIER_VALIDATION_TIMEOUT_SECONDS = config.float(
+    "CLASSIFIER_VALIDATION_TIMEOUT_SECONDS",
+    300.0,
+    "how long the validation gate's process may take before the version is refused",
+    shown="`300`",
+)
 # Largest model archive (.zip, .tar.gz) register_model and the admin unpack: its files' total size.
-CLASSIFIER_MODEL_ARCHIVE_MAX_BYTES = env.int("CLASSIFIER_MODEL_ARCHIVE_MAX_BYTES", default=1024 * 1024 * 1024)
+CLASSIFIER_MODEL_ARCHIVE_MAX_BYTES = config.int(
+    "CLASSIFIER_MODEL_ARCHIVE_MAX_BYTES",
+    1024 * 1024 * 1024,
+    "largest total size of the files in a model archive (`register_model`, the admin)",
+    shown="`1073741824`",
+)
 
 # torch's OpenMP threads sleep between forward passes instead of spinning: spinning threads burn the
 # cores that request threads need for decoding (measured: 24 -> 6 ms CPU per request with the trivial
 # model; see docs/benchmarks.md). Read by libgomp when torch is imported, which happens after settings.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ["OMP_WAIT_POLICY"] = config.str(
+    "OMP_WAIT_POLICY",
+    "PASSIVE",
+    "torch's OpenMP threads sleep between batches instead of spinning on the cores that decode images",
+    shown="`PASSIVE` (set by the app)",
+)
 
 # --- Metrics -----------------------------------------------------------------------------------
+config.begin("Metrics")
 # /metrics (Prometheus) answers staff sessions with METRICS_PERMISSION, and scrapers sending "Authorization: Bearer <token>" when
 # this is set; everyone else gets 404. Multi-worker totals need PROMETHEUS_MULTIPROC_DIR (see README).
-METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_TOKEN = config.str(
+    "METRICS_TOKEN",
+    "",
+    "lets a scraper read `/metrics` with `Authorization: Bearer <token>` (the scheme is required); staff sessions with `accounts.view_requestlog` can always read it; anyone else gets 404",
+    shown="empty",
+)
 # A folder shared by the worker processes, where prometheus_client (which reads this variable itself) keeps each
 # worker's values so /metrics adds them up; empty: this process's values only (one worker).
-PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+PROMETHEUS_MULTIPROC_DIR = config.str(
+    "PROMETHEUS_MULTIPROC_DIR",
+    "",
+    "an empty directory shared by the workers, so `/metrics` adds up every worker (needed with more than one)",
+    shown="empty",
+)
 # The permission a staff session needs to read /metrics (request counts by endpoint and status, as the log admin).
 METRICS_PERMISSION = "accounts.view_requestlog"
 
@@ -354,8 +593,15 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# --- Logs ---------------------------------------------------------------------------------------
+config.begin("Logs")
 # "text" (one readable line per record) or "json" (one JSON object per line, for log shippers: aiserver.log_format).
-DJANGO_LOG_FORMAT = env.str("DJANGO_LOG_FORMAT", default="text")
+DJANGO_LOG_FORMAT = config.str(
+    "DJANGO_LOG_FORMAT",
+    "text",
+    "`text` (one readable line per record) or `json` (one JSON object per line: see *Structured logs*)",
+    shown="`text`",
+)
 if DJANGO_LOG_FORMAT not in ("text", "json"):
     raise ImproperlyConfigured(f"DJANGO_LOG_FORMAT must be text or json (got {DJANGO_LOG_FORMAT!r}).")
 _console = {"handlers": ["console"], "propagate": False}
@@ -367,7 +613,7 @@ LOGGING = {
         "json": {"()": "aiserver.log_format.JsonFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": DJANGO_LOG_FORMAT}},
-    "root": {"handlers": ["console"], "level": env.str("DJANGO_LOG_LEVEL", default="INFO")},
+    "root": {"handlers": ["console"], "level": config.str("DJANGO_LOG_LEVEL", "INFO", "log level", shown="`INFO`")},
     "loggers": {
         "django.request": {"level": "ERROR"},
         # uvicorn's own lines (errors, and access lines when its log level lets them through) in the same format

@@ -260,12 +260,6 @@ def component_costs(workdir: Path) -> dict:
     return json.loads(output.strip().splitlines()[-1])
 
 
-def cpu_has_bf16() -> bool:
-    import torch
-
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
 def machine() -> dict:
     import torch
 
@@ -308,7 +302,11 @@ def main() -> None:
         body = json.dumps({"image": base64.b64encode(jpeg).decode(), "filename": "photo.jpg"})
         body_path.write_text(body)
         print(f"raw pipelines, every engine ({args.seconds:.0f} s each) ...", flush=True)
-        raw = raw_reference(cores, min(args.seconds, 10.0), bf16=cpu_has_bf16())
+        import torch
+
+        from classifier.runtime.engines import bf16_supported
+
+        raw = raw_reference(cores, min(args.seconds, 10.0), bf16=bf16_supported(torch.device("cpu")))
         print(
             f"served (default engine): {args.workers} worker(s), wrk at concurrency {args.concurrency} ...", flush=True
         )

@@ -58,6 +58,14 @@ def _setting_rules() -> list[tuple[bool, str, str, str]]:
             "Set it to the number of worker processes.",
             "classifier.E014",
         ),
+        (
+            settings.CLASSIFIER_DECODE_BUDGET_MEGAPIXELS * 1_000_000 >= settings.CLASSIFIER_MAX_IMAGE_PIXELS,
+            f"CLASSIFIER_DECODE_BUDGET_MEGAPIXELS ({settings.CLASSIFIER_DECODE_BUDGET_MEGAPIXELS}) must hold one image "
+            f"of CLASSIFIER_MAX_IMAGE_PIXELS ({settings.CLASSIFIER_MAX_IMAGE_PIXELS} pixels), else such an image could "
+            "never decode.",
+            "Raise CLASSIFIER_DECODE_BUDGET_MEGAPIXELS or lower CLASSIFIER_MAX_IMAGE_PIXELS.",
+            "classifier.E015",
+        ),
     ]
 
 

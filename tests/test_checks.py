@@ -30,6 +30,7 @@ def test_a_queue_smaller_than_a_request_but_holding_one_group_is_accepted():
         ({"CLASSIFIER_TOP_K": 0}, "classifier.E012"),
         ({"CLASSIFIER_MAX_BATCH_SIZE": 0}, "classifier.E013"),
         ({"WEB_CONCURRENCY": 0}, "classifier.E014"),
+        ({"CLASSIFIER_MAX_IMAGE_PIXELS": 40_000_000, "CLASSIFIER_DECODE_BUDGET_MEGAPIXELS": 39}, "classifier.E015"),
     ],
 )
 def test_a_wrong_combination_is_an_error_that_stops_the_start(overrides, check_id):

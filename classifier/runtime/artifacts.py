@@ -75,18 +75,14 @@ class Artifact:
     onnx: bytes | None = field(default=None, repr=False)  # the "onnx" kind: the graph as the operator gave it
 
 
-def model_sources(entries: list[str], *, default_model: str, default_weights: str) -> list[ModelSource]:
-    """Parse CLASSIFIER_MODELS entries ("name", "name=weights" or "name=/a/model/folder") into sources.
+def model_sources(models: dict[str, str], *, default_model: str, default_weights: str) -> list[ModelSource]:
+    """The sources of CLASSIFIER_MODELS as settings parsed it ({name: weights}, "" for none: ``default_weights``).
 
     ``default_model`` (CLASSIFIER_MODEL) comes first and serves v1; no name appears twice.
     """
-    specs: dict[str, str] = {default_model: default_weights}
-    for entry in entries:
-        name, _, weights = (part.strip() for part in entry.partition("="))
-        if name == default_model:
-            specs[name] = weights or specs[name]
-        else:
-            specs.setdefault(name, weights or default_weights)
+    specs = {default_model: models.get(default_model) or default_weights}
+    for name, weights in models.items():
+        specs.setdefault(name, weights or default_weights)
     return [_source(name, weights) for name, weights in specs.items()]
 
 

@@ -177,7 +177,7 @@ def test_each_way_an_artifact_can_be_bad_gives_an_unavailable_model_with_a_reaso
 def test_a_broken_model_leaves_the_others_serving(tmp_path, flowers_network, flower_folders, settings):
     folder = broken(tmp_path / "broken", "onnx", flowers_network, edit=lambda f: (f / "model.onnx").write_bytes(b"x"))
     settings.CLASSIFIER_MODEL = "broken"
-    settings.CLASSIFIER_MODELS = [f"broken={folder}", f"flowers={flower_folders['onnx']}"]
+    settings.CLASSIFIER_MODELS = {"broken": str(folder), "flowers": str(flower_folders["onnx"])}
     fresh = ModelRegistry()
     fresh.start(background=False)
     assert [model["status"] for model in fresh.describe()] == ["unavailable", "loaded"]

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from aiserver.config import model_entries
 from classifier.runtime.artifacts import ModelSource, model_sources
 
 
@@ -25,13 +26,24 @@ def torchvision(name: str, weights: str) -> ModelSource:
     ],
 )
 def test_model_sources_put_the_v1_model_first_once(entries, sources):
-    assert model_sources(entries, default_model="resnet18", default_weights="W") == sources
+    """CLASSIFIER_MODELS as settings parse it (model_entries), then as the runtime reads it."""
+    assert model_sources(model_entries(entries), default_model="resnet18", default_weights="W") == sources
+
+
+def test_an_entry_is_parsed_once_into_name_and_weights():
+    assert model_entries(["a", " b = /w/b.pt ", "c=random", "a=random", ""]) == {
+        "a": "random",
+        "b": "/w/b.pt",
+        "c": "random",
+    }
 
 
 def test_a_folder_names_a_user_model_and_a_bare_name_a_torchvision_one(tmp_path):
     folder = tmp_path / "flowers"
     folder.mkdir()
-    sources = model_sources([f"flowers={folder}", "resnet18"], default_model="flowers", default_weights="default")
+    sources = model_sources(
+        {"flowers": str(folder), "resnet18": ""}, default_model="flowers", default_weights="default"
+    )
     assert sources == [
         ModelSource(name="flowers", architecture=None, folder=folder),
         torchvision("resnet18", "default"),

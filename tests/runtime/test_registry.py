@@ -68,7 +68,7 @@ def test_random_weights_are_marked_untrained():
 
 
 def test_one_broken_model_leaves_the_others_serving_and_readiness_is_per_model():
-    fresh = load(CLASSIFIER_MODEL="no_such_model", CLASSIFIER_MODELS=["no_such_model", "resnet18=random"])
+    fresh = load(CLASSIFIER_MODEL="no_such_model", CLASSIFIER_MODELS={"no_such_model": "", "resnet18": "random"})
     assert fresh.names() == ["no_such_model", "resnet18"]
     with pytest.raises(ModelUnavailable, match="no_such_model"):
         fresh.get()  # the default
