@@ -1,7 +1,7 @@
 """Settings for aiserver, read once from the environment with safe production defaults.
 
-Every setting a deployer may change is listed with its unit and meaning in README's
-configuration table. Production secrets have no default: start-up fails without them.
+Every setting a deployer may change is listed with its unit and meaning in the
+configuration reference, docs/configuration.md. Production secrets have no default: start-up fails without them.
 """
 
 import os
@@ -196,7 +196,7 @@ API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=10 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 # Bytes of header names and values a request may carry; more gets 431 (aiserver.asgi). uvicorn's
-# --h11-max-incomplete-event-size (README, Deployment) closes far larger heads before they are read whole.
+# --h11-max-incomplete-event-size (docs/deployment.md) closes far larger heads before they are read whole.
 API_MAX_HEADER_BYTES = env.int("API_MAX_HEADER_BYTES", default=32 * 1024)
 # Seconds a client has to finish a request's head once it has started it; then the connection is closed
 # (aiserver.protocols, uvicorn's --http). uvicorn alone waits for ever on a half-sent head.
@@ -236,7 +236,7 @@ ACCOUNTS_USAGE_RATE_WINDOW_SECONDS = env.int("ACCOUNTS_USAGE_RATE_WINDOW_SECONDS
 
 # --- classifier: model and serving ----------------------------------------------------------
 # Every model to load, comma-separated: "name" (a torchvision model with CLASSIFIER_WEIGHTS), "name=weights"
-# (weights as CLASSIFIER_WEIGHTS) or "name=/path/to/model-folder" (your own model: README, "Serve your own
+# (weights as CLASSIFIER_WEIGHTS) or "name=/path/to/model-folder" (your own model: docs/models.md, "Serve your own
 # model"). The first serves v1 and is v2's default; v2 requests may pick another. Default: CLASSIFIER_MODEL.
 CLASSIFIER_MODELS = env.list("CLASSIFIER_MODELS", default=[])
 CLASSIFIER_MODEL = env.str(  # a torchvision model name: v1's model (the first of CLASSIFIER_MODELS when that is set)
@@ -289,7 +289,7 @@ CLASSIFIER_TORCH_THREADS = env.int("CLASSIFIER_TORCH_THREADS", default=0)
 # the image bytes' hash, the model and top_k; 0 turns the result cache off.
 CLASSIFIER_RESULT_CACHE_SECONDS = env.int("CLASSIFIER_RESULT_CACHE_SECONDS", default=3600)
 
-# --- Model versions (README, "Model versions") -------------------------------------------------------
+# --- Model versions (docs/models.md, "Model versions") -------------------------------------------------------
 # Where uploaded model versions' files are kept: Django's default storage, this folder unless STORAGES
 # says otherwise (S3 and the like: django-storages). Never served over HTTP.
 MEDIA_ROOT = env.path("DJANGO_MEDIA_ROOT", default=BASE_DIR / "var" / "media")
@@ -312,7 +312,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # --- Metrics -----------------------------------------------------------------------------------
 # /metrics (Prometheus) answers staff sessions with METRICS_PERMISSION, and scrapers sending "Authorization: Bearer <token>" when
-# this is set; everyone else gets 404. Multi-worker totals need PROMETHEUS_MULTIPROC_DIR (see README).
+# this is set; everyone else gets 404. Multi-worker totals need PROMETHEUS_MULTIPROC_DIR (see docs/performance.md).
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # A folder shared by the worker processes, where prometheus_client (which reads this variable itself) keeps each
 # worker's values so /metrics adds them up; empty: this process's values only (one worker).
