@@ -5,14 +5,14 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 # `make run` is for trying the server on this machine: debug on, no secret needed.
-# Production runs uvicorn directly with DJANGO_DEBUG off (see README, Deployment).
+# Production runs uvicorn directly with DJANGO_DEBUG off (see docs/deployment.md).
 RUN_ENV ?= DJANGO_DEBUG=$${DJANGO_DEBUG:-true}
-# uvicorn's slow-client defences, as in README's production command (README, Security): half-sent heads
+# uvicorn's slow-client defences, as in the production command (docs/deployment.md, docs/security.md): half-sent heads
 # time out (aiserver.protocols), heads are bounded in size, connections per worker and keep-alive are capped.
 UVICORN_FLAGS := --http aiserver.protocols:H11Protocol --h11-max-incomplete-event-size 65536 \
 	--limit-concurrency 512 --timeout-keep-alive 5
 
-.PHONY: install browser node run test check bench wrk schema clean
+.PHONY: install browser node run test check docs bench wrk schema clean
 
 $(BIN)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ check: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The documentation site (mkdocs.yml, pages in docs/) into site/; strict, so a broken link or anchor fails.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 # The benchmark (docs/benchmarks.md): one run, a few minutes. BENCH_ARGS e.g. "--workers 2 --seconds 20".
 bench: install wrk
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
@@ -78,4 +82,4 @@ schema: install
 		> docs/configuration.md
 
 clean:
-	rm -rf $(VENV) staticfiles .pytest_cache
+	rm -rf $(VENV) staticfiles site .pytest_cache

@@ -1,7 +1,8 @@
 """Settings for aiserver, read once from the environment with safe production defaults.
 
-Every setting a deployer may change is listed with its unit and meaning in README's
-configuration table. Production secrets have no default: start-up fails without them.
+Every environment variable is declared once, with its default and meaning, through aiserver.config; the
+configuration reference (docs/configuration.md) is generated from those declarations. Production secrets have
+no default: start-up fails without them.
 """
 
 import os
@@ -260,7 +261,7 @@ API_MAX_BODY_BYTES = config.int(
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 # Bytes of header names and values a request may carry; more gets 431 (aiserver.asgi). uvicorn's
-# --h11-max-incomplete-event-size (README, Deployment) closes far larger heads before they are read whole.
+# --h11-max-incomplete-event-size (docs/deployment.md) closes far larger heads before they are read whole.
 API_MAX_HEADER_BYTES = config.int(
     "API_MAX_HEADER_BYTES",
     32 * 1024,
@@ -481,7 +482,7 @@ CLASSIFIER_RESULT_CACHE_SECONDS = config.int(
     shown="`3600`",
 )
 
-# --- Model versions (README, "Model versions") -------------------------------------------------------
+# --- Model versions (docs/models.md, "Model versions") -------------------------------------------------------
 config.begin("Model versions")
 # Where uploaded model versions' files are kept: Django's default storage, this folder unless STORAGES
 # says otherwise (S3 and the like: django-storages). Never served over HTTP.
@@ -541,7 +542,7 @@ os.environ["OMP_WAIT_POLICY"] = config.str(
 # --- Metrics -----------------------------------------------------------------------------------
 config.begin("Metrics")
 # /metrics (Prometheus) answers staff sessions with METRICS_PERMISSION, and scrapers sending "Authorization: Bearer <token>" when
-# this is set; everyone else gets 404. Multi-worker totals need PROMETHEUS_MULTIPROC_DIR (see README).
+# this is set; everyone else gets 404. Multi-worker totals need PROMETHEUS_MULTIPROC_DIR (see docs/performance.md).
 METRICS_TOKEN = config.str(
     "METRICS_TOKEN",
     "",

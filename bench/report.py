@@ -48,7 +48,7 @@ def _header(run: dict) -> list[str]:
         "# Benchmarks",
         "",
         "Written by `make bench` (`python -m bench.run`); every number below comes from one run on one machine.",
-        "How to read it, and the design choices it supports: README, *Performance*.",
+        "How to read it, and the design choices it supports: [How it works and performance](performance.md).",
         "",
         f"- Machine: {m['cpu']}, {m['cores']} cores, {_gpu(m)}; Python {m['python']}, torch {m['torch']}; {m['date']}.",
         f"- Input: a {run['jpeg_bytes'] // 1000} KB 500x375 JPEG sent as JSON base64 ({run['body_bytes'] // 1000} KB body) "

@@ -3,7 +3,7 @@
 
 With DJANGO_DEBUG off the pages link static files by the names in collectstatic's manifest; without
 it, every page (landing, docs, the admin's login) answers 500 "Missing staticfiles manifest entry".
-The check is a deployment check (``manage.py check --deploy``, README's deployment steps) rather than
+The check is a deployment check (``manage.py check --deploy``, the deployment steps in docs/deployment.md) rather than
 a plain one: plain checks also run before ``migrate`` and every other command, which in a fresh
 deployment come before ``collectstatic``.
 """
@@ -82,7 +82,7 @@ def static_files_collected(app_configs=None, **kwargs) -> list[checks.CheckMessa
     storage = staticfiles_storage
     if not isinstance(storage, ManifestFilesMixin):  # DJANGO_DEBUG on: files are served from the apps
         return []
-    hint = "Run: python manage.py collectstatic --noinput (README, Deployment)."
+    hint = "Run: python manage.py collectstatic --noinput (docs/deployment.md)."
     if not storage.exists(storage.manifest_name):
         return [
             checks.Error(

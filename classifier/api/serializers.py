@@ -83,7 +83,7 @@ def _predictions(predictions) -> list[dict]:
 
 
 MODEL_VERSION_HELP = (
-    'The version that answered: a registered version (README, "Model versions"), or '
+    'The version that answered: a registered version (docs/models.md, "Model versions"), or '
     '"settings" for a model configured in CLASSIFIER_MODELS.'
 )
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parents[2]
-# uvicorn's --timeout-graceful-shutdown, as in README's production command: on SIGTERM a worker stops
+# uvicorn's --timeout-graceful-shutdown, as in the production command (docs/deployment.md): on SIGTERM a worker stops
 # accepting, finishes the requests it has (at most this long), then exits.
 GRACEFUL_SHUTDOWN_SECONDS = 35
-# The slow-client defences of README's production command and `make run`, which every live server runs with
+# The slow-client defences of the production command (docs/deployment.md) and `make run`, which every live server runs with
 # (tests/live/test_slow_clients.py checks that the three lists agree): the protocol that times out half-sent
 # heads, the bound on a head's size, the connections (and requests) per worker, the keep-alive idle time.
 DEPLOYED_UVICORN_FLAGS = [

@@ -82,7 +82,7 @@ def api(server, tmp_path_factory):
 def import_unset_where_missing(package: Path) -> list[str]:
     """Add the ``Unset`` import that openapi-python-client 0.29.1 leaves out of an operation whose required body
     has several content types and which has no optional parameter (upstream issue #1451, fix in PR #1478):
-    v1 classify. Returns the modules changed; README's client command does the same with sed."""
+    v1 classify. Returns the modules changed; the client command in docs/api.md does the same with sed."""
     changed = []
     for module in sorted((package / "api").rglob("*.py")):
         text = module.read_text()
@@ -93,7 +93,7 @@ def import_unset_where_missing(package: Path) -> list[str]:
 
 
 def test_only_v1_classify_needs_the_generators_import_fix(api):
-    """When this fails with [], the generator is fixed: drop the workaround here and in README."""
+    """When this fails with [], the generator is fixed: drop the workaround here and in docs/api.md."""
     assert api.modules_given_the_unset_import == ["v1_classify"]
 
 

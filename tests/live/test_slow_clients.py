@@ -172,9 +172,9 @@ def _flag_pairs(text: str) -> set[str]:
     return {f"{flag} {value}" for flag, value in zip(words, words[1:]) if flag.startswith("--")}
 
 
-def test_make_run_and_the_readme_use_the_flags_the_live_tests_run():
+def test_make_run_and_the_deployment_docs_use_the_flags_the_live_tests_run():
     wanted = {f"{flag} {value}" for flag, value in zip(DEPLOYED_UVICORN_FLAGS[::2], DEPLOYED_UVICORN_FLAGS[1::2])}
-    readme = (ROOT / "README.md").read_text()
-    deployment = readme[readme.index("## Deployment") :]
+    deployment = (ROOT / "docs" / "deployment.md").read_text()
+    deployment = deployment[deployment.index("# Deployment") :]
     assert wanted <= _flag_pairs((ROOT / "Makefile").read_text())
     assert wanted <= _flag_pairs(deployment[: deployment.index("```", deployment.index("```sh") + 5)])
