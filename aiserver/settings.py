@@ -218,8 +218,8 @@ ACCOUNTS_DEFAULT_RATE_WINDOW_SECONDS = env.int("ACCOUNTS_DEFAULT_RATE_WINDOW_SEC
 ACCOUNTS_ANONYMOUS_CLIENTS_PER_MINUTE = env.int("ACCOUNTS_ANONYMOUS_CLIENTS_PER_MINUTE", default=1000)
 # IPv6 clients are counted by network of this many leading bits (one host often holds a whole /64).
 ACCOUNTS_ANONYMOUS_IPV6_PREFIX_BITS = env.int("ACCOUNTS_ANONYMOUS_IPV6_PREFIX_BITS", default=64)
-# The staff dashboard computes latency percentiles on SQLite from at most this many rows (an even sample
-# of the range); PostgreSQL computes them exactly in SQL.
+# The staff dashboard and /api/v2/usage compute latency percentiles on SQLite from at most this many rows
+# (an even sample of the range); PostgreSQL computes them exactly in SQL.
 ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS = env.int("ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS", default=20_000)
 if not 0 <= ACCOUNTS_ANONYMOUS_IPV6_PREFIX_BITS <= 128:
     raise ImproperlyConfigured("ACCOUNTS_ANONYMOUS_IPV6_PREFIX_BITS must be between 0 and 128.")
