@@ -1,22 +1,30 @@
-"""Reads: usage of API keys."""
+"""Reads: usage of API keys.
+
+Every usage number (requests, images, successes, throttled, errors, requests by status, average and
+percentile latency) is read through one ``UsageQuery`` and summed by one ``UsageTally``, whichever of
+v1's summary, v2's report or the staff dashboard shows it.
+"""
 
 import datetime as dt
 import math
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Avg, Count, Q, Sum
-from django.db.models.functions import Mod, Substr, TruncDate
+from django.db.models import Avg, Count, F, QuerySet, Sum, Window
+from django.db.models.functions import Mod, RowNumber, Substr, TruncDate
 
 from .models import AnonymousRequestCount, ApiKey, RequestLog
 from .queries import PreparedQuery
 from .windows import DatabaseWindowStore, WindowState
 
 THROTTLED_STATUS = 429
+PERCENTILES = (50, 95, 99)
+DAY = "day"  # a field UsageQuery.status_counts can group by: the UTC day of created_at
 
 _KEY_BY_PREFIX = PreparedQuery(lambda prefix: ApiKey.objects.filter(prefix=prefix).order_by())
 
@@ -25,6 +33,184 @@ def api_key_by_prefix(*, prefix: str) -> ApiKey | None:
     """The key with ``prefix`` (unique), or None. Every API request makes this lookup; it runs precompiled SQL."""
     found = _KEY_BY_PREFIX.fetch(prefix)
     return found[0] if found else None
+
+
+# --- The one query builder and the one tally of usage numbers -------------------------------------
+
+
+@dataclass(frozen=True)
+class StatusCount:
+    """Requests and images of one group of logged requests: its values of the grouped fields, its status."""
+
+    group: tuple[Any, ...]
+    status_code: int
+    requests: int
+    images: int
+
+
+@dataclass(frozen=True)
+class UsageTally:
+    """The sums of some StatusCount rows: the one place requests are counted and classed by status."""
+
+    requests: int = 0
+    images: int = 0
+    successful: int = 0  # 2xx
+    throttled: int = 0  # 429
+    errors: int = 0  # 4xx and 5xx other than 429
+    by_status: dict[str, int] = field(default_factory=dict)  # by code ascending
+
+    @classmethod
+    def of(cls, counts: Iterable[StatusCount]) -> "UsageTally":
+        statuses: Counter[int] = Counter()
+        images = 0
+        for row in counts:
+            statuses[row.status_code] += row.requests
+            images += row.images
+        return cls(
+            requests=sum(statuses.values()),
+            images=images,
+            successful=sum(n for code, n in statuses.items() if 200 <= code < 300),
+            throttled=statuses[THROTTLED_STATUS],
+            errors=sum(n for code, n in statuses.items() if code >= 400 and code != THROTTLED_STATUS),
+            by_status={str(code): statuses[code] for code in sorted(statuses)},
+        )
+
+    @property
+    def success_rate(self) -> float:
+        """Successful requests in percent, 2 places; 0.0 without requests."""
+        return round(100.0 * self.successful / self.requests, 2) if self.requests else 0.0
+
+
+def tally_by(counts: Iterable[StatusCount], position: int) -> dict[Hashable, UsageTally]:
+    """One UsageTally per value of the grouped field at ``position`` of ``counts``' groups."""
+    groups: dict[Hashable, list[StatusCount]] = defaultdict(list)
+    for row in counts:
+        groups[row.group[position]].append(row)
+    return {value: UsageTally.of(rows) for value, rows in groups.items()}
+
+
+@dataclass(frozen=True)
+class UsageQuery:
+    """The logged requests a usage number covers: of one key or all, to some endpoints or all, created in
+    [since, until) (None: unbounded). Each read below is the only code that computes its number."""
+
+    api_key: ApiKey | None = None
+    endpoints: tuple[str, ...] | None = None  # paths
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+    def logs(self) -> QuerySet[RequestLog]:
+        """The RequestLog rows covered, unordered."""
+        logs = RequestLog.objects.order_by()
+        if self.api_key is not None:
+            logs = logs.filter(api_key=self.api_key)
+        if self.endpoints is not None:
+            logs = logs.filter(endpoint__in=self.endpoints)
+        if self.since is not None:
+            logs = logs.filter(created_at__gte=self.since)
+        if self.until is not None:
+            logs = logs.filter(created_at__lt=self.until)
+        return logs
+
+    def status_counts(self, *fields: str) -> list[StatusCount]:
+        """Requests and images per value of ``fields`` (RequestLog columns or DAY) and status code, in one
+        GROUP BY: a row per group, whatever the number of requests.
+
+        SQLite keeps datetimes as UTC text, so DAY is its first ten characters there; SQLite's TruncDate
+        calls a Python function per row (measured: v2's report took three times as long).
+        """
+        sqlite = connection.vendor == "sqlite"
+        logs = self.logs()
+        if DAY in fields:
+            logs = logs.annotate(day=Substr("created_at", 1, 10) if sqlite else TruncDate("created_at", tzinfo=dt.UTC))
+        rows = logs.values_list(*fields, "status_code").annotate(requests=Count("*"), images=Sum("images"))
+        day_at = fields.index(DAY) if sqlite and DAY in fields else None
+        counts = []
+        for *group, status_code, requests, images in rows:
+            if day_at is not None:
+                group[day_at] = dt.date.fromisoformat(group[day_at])
+            counts.append(StatusCount(tuple(group), status_code, requests, images or 0))
+        return counts
+
+    def average_response_time_ms(self) -> float:
+        """The mean response time in milliseconds, 2 places; 0.0 without requests."""
+        return round(self.logs().aggregate(avg=Avg("response_time_ms"))["avg"] or 0.0, 2)
+
+    def latency_percentiles(self, *, total: int | None = None) -> dict[str, float | None]:
+        """p50, p95 and p99 (nearest rank) of the response times in milliseconds, 2 places; None without any.
+
+        PostgreSQL computes them exactly in SQL (``percentile_disc``: the nearest rank); elsewhere they come
+        from response_time_sample. ``total``: how many requests are covered, when the caller knows.
+        """
+        if connection.vendor == "postgresql":
+            return self._percentiles_in_sql()
+        times = self.response_time_sample(total=total)
+        return {f"p{q}": percentile(times, q) for q in PERCENTILES}
+
+    def response_time_sample(self, *, total: int | None = None) -> list[float]:
+        """At most ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS response times, ascending: all of them when no more
+        are covered, else an even sample. Every key's requests over a range: the rows at evenly spaced ids
+        (``limit`` primary-key lookups); one key's or some endpoints' (spread over the ids): every n-th row
+        in time order. ``total``: how many requests are covered, when the caller knows.
+        """
+        limit = settings.ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS
+        logs = self.logs()
+        total = logs.count() if total is None else total
+        if total <= limit:
+            times = list(logs.values_list("response_time_ms", flat=True)[:limit])
+        elif self.api_key is None and self.endpoints is None and self.since and self.until:
+            return self._times_at_spaced_ids(self.since, self.until, limit=limit)
+        else:
+            times = self._times_at_spaced_rows(step=math.ceil(total / limit), limit=limit)
+        return sorted(times)
+
+    def _times_at_spaced_rows(self, *, step: int, limit: int) -> list[float]:
+        """The response times of every ``step``-th row by created_at (from the middle of the first step)."""
+        numbered = self.logs().annotate(row=Window(RowNumber(), order_by=[F("created_at").asc(), F("id").asc()]))
+        sampled = numbered.annotate(phase=Mod(F("row") - 1, step)).filter(phase=step // 2)
+        return list(sampled.values_list("response_time_ms", flat=True)[:limit])
+
+    def _times_at_spaced_ids(self, since: dt.datetime, until: dt.datetime, *, limit: int) -> list[float]:
+        """The response times of at most ``limit`` rows at evenly spaced ids over [since, until)'s id span,
+        ascending. Ids grow with created_at, so the range's rows are (nearly) one id span: ``limit``
+        primary-key lookups instead of a pass over the range."""
+        by_time = self.logs().order_by("created_at", "id").values_list("id", flat=True)
+        first, last = by_time.first(), by_time.last()
+        if first is None or last is None or last < first:
+            return []
+        step = max(1, math.ceil((last - first + 1) / limit))
+        table = RequestLog._meta.db_table
+        prep = RequestLog._meta.get_field("created_at").get_db_prep_value
+        sql = (
+            f"WITH RECURSIVE sample(id) AS (SELECT %s UNION ALL SELECT id + %s FROM sample WHERE id + %s <= %s) "
+            f"SELECT t.response_time_ms FROM sample JOIN {table} t ON t.id = sample.id "
+            "WHERE t.created_at >= %s AND t.created_at < %s ORDER BY t.response_time_ms"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [first, step, step, last, prep(since, connection), prep(until, connection)])
+            return [row[0] for row in cursor.fetchall()]
+
+    def _percentiles_in_sql(self) -> dict[str, float | None]:
+        sql, params = self.logs().values_list("response_time_ms").query.sql_with_params()
+        fractions = ", ".join(str(q / 100.0) for q in PERCENTILES)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT percentile_disc(ARRAY[{fractions}]) WITHIN GROUP (ORDER BY t.response_time_ms) FROM ({sql}) t",
+                params,
+            )
+            values = cursor.fetchone()[0] or [None] * len(PERCENTILES)
+        return {f"p{q}": None if v is None else round(v, 2) for q, v in zip(PERCENTILES, values)}
+
+
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    """The nearest-rank ``q``-th percentile (0 < q <= 100) of ascending values, 2 places; None when empty."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(q / 100.0 * len(sorted_values)))
+    return round(sorted_values[rank - 1], 2)
+
+
+# --- v1's summary and v2's report: one key's requests to some endpoints --------------------------
 
 
 @dataclass(frozen=True)
@@ -37,20 +223,13 @@ class UsageSummary:
 
 def usage_summary(*, api_key: ApiKey, endpoints: list[str], since: dt.datetime | None = None) -> UsageSummary:
     """Summarise ``api_key``'s requests to ``endpoints`` (paths) since ``since`` (all time if None)."""
-    logs = RequestLog.objects.filter(api_key=api_key, endpoint__in=endpoints)
-    if since is not None:
-        logs = logs.filter(created_at__gte=since)
-    row = logs.aggregate(
-        total=Count("id"),
-        ok=Count("id", filter=Q(status_code__gte=200, status_code__lt=300)),
-        avg=Avg("response_time_ms"),
-    )
-    total, ok = row["total"], row["ok"]
+    query = UsageQuery(api_key=api_key, endpoints=tuple(endpoints), since=since)
+    tally = UsageTally.of(query.status_counts())
     return UsageSummary(
-        total_requests=total,
-        successful_requests=ok,
-        success_rate=round(100.0 * ok / total, 2) if total else 0.0,
-        avg_response_time_ms=round(row["avg"] or 0.0, 2),
+        total_requests=tally.requests,
+        successful_requests=tally.successful,
+        success_rate=tally.success_rate,
+        avg_response_time_ms=query.average_response_time_ms(),
     )
 
 
@@ -94,25 +273,19 @@ def usage_report(
     *, api_key: ApiKey, endpoints: list[str], since: dt.datetime | None, until: dt.datetime
 ) -> UsageReport:
     """Report ``api_key``'s requests to ``endpoints`` (paths) created in [since, until); since None: from the first."""
-    logs = RequestLog.objects.filter(api_key=api_key, endpoint__in=endpoints, created_at__lt=until)
-    if since is not None:
-        logs = logs.filter(created_at__gte=since)
-    endpoint_totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    day_totals: dict[dt.date, list[int]] = defaultdict(lambda: [0, 0])
-    statuses: Counter = Counter()
-    for group in _usage_groups(logs):
-        for totals in (endpoint_totals[group.endpoint], day_totals[group.day]):
-            totals[0] += group.requests
-            totals[1] += group.images
-        statuses[group.status_code] += group.requests
+    query = UsageQuery(api_key=api_key, endpoints=tuple(endpoints), since=since, until=until)
+    counts = query.status_counts("endpoint", DAY)  # at most endpoints x days x statuses rows
+    tally = UsageTally.of(counts)
     by_endpoint = [
-        EndpointUsage(endpoint=name, requests=n, images=images) for name, (n, images) in sorted(endpoint_totals.items())
+        EndpointUsage(endpoint=str(name), requests=t.requests, images=t.images)
+        for name, t in sorted(tally_by(counts, 0).items(), key=lambda item: str(item[0]))
     ]
     by_model = [
         ModelUsage(
             name=row["model_name"], version=row["model_version"], requests=row["requests"], images=row["images"] or 0
         )
-        for row in logs.exclude(model_name="")
+        for row in query.logs()
+        .exclude(model_name="")
         .values("model_name", "model_version")
         .annotate(requests=Count("id"), images=Sum("images"))
         .order_by("model_name", "model_version")
@@ -120,64 +293,29 @@ def usage_report(
     return UsageReport(
         since=since,
         until=until,
-        requests=sum(e.requests for e in by_endpoint),
-        images=sum(e.images for e in by_endpoint),
-        throttled=statuses.get(THROTTLED_STATUS, 0),
+        requests=tally.requests,
+        images=tally.images,
+        throttled=tally.throttled,
         by_endpoint=by_endpoint,
         by_model=by_model,
-        by_status={str(code): count for code, count in sorted(statuses.items())},
-        latency_ms=percentiles_of(logs, total=sum(statuses.values())),
-        daily=_daily(day_totals, since=since, until=until),
+        by_status=tally.by_status,
+        latency_ms=query.latency_percentiles(total=tally.requests),
+        daily=_daily(tally_by(counts, 1), since=since, until=until),
     )
 
 
-@dataclass(frozen=True)
-class _UsageGroup:
-    endpoint: str
-    status_code: int
-    day: dt.date  # UTC
-    requests: int
-    images: int
-
-
-def _usage_groups(logs) -> Iterator[_UsageGroup]:
-    """``logs`` counted per endpoint, status and UTC day in one pass (at most endpoints x statuses x days groups).
-
-    SQLite keeps datetimes as UTC text, so the first ten characters are the UTC day; its TruncDate calls a
-    Python function per row (measured: the report took three times as long).
-    """
-    sqlite = connection.vendor == "sqlite"
-    day = Substr("created_at", 1, 10) if sqlite else TruncDate("created_at", tzinfo=dt.UTC)
-    rows = logs.annotate(day=day).values("endpoint", "status_code", "day").annotate(n=Count("id"), images=Sum("images"))
-    for row in rows.order_by():
-        yield _UsageGroup(
-            endpoint=row["endpoint"],
-            status_code=row["status_code"],
-            day=dt.date.fromisoformat(row["day"]) if sqlite else row["day"],
-            requests=row["n"],
-            images=row["images"] or 0,
-        )
-
-
-def percentile(sorted_values: list[float], q: float) -> float | None:
-    """The nearest-rank ``q``-th percentile (0 < q <= 100) of ascending values, 2 places; None when empty."""
-    if not sorted_values:
-        return None
-    rank = max(1, math.ceil(q / 100.0 * len(sorted_values)))
-    return round(sorted_values[rank - 1], 2)
-
-
-def _daily(day_totals: dict[dt.date, list[int]], *, since: dt.datetime | None, until: dt.datetime) -> list[DayUsage]:
-    """Every UTC day of [since, until) with its [requests, images] (zeros included); since None: from the first."""
-    if not day_totals and since is None:
+def _daily(by_day: dict, *, since: dt.datetime | None, until: dt.datetime) -> list[DayUsage]:
+    """Every UTC day of [since, until) with its tally's requests and images (zeros included); since None:
+    from the first day in ``by_day``."""
+    if not by_day and since is None:
         return []
-    first = since.astimezone(dt.UTC).date() if since is not None else min(day_totals)
+    first = since.astimezone(dt.UTC).date() if since is not None else min(by_day)
     last = (until - dt.timedelta(microseconds=1)).astimezone(dt.UTC).date()
     days = []
     for offset in range((last - first).days + 1):
         day = first + dt.timedelta(days=offset)
-        requests, images = day_totals.get(day, (0, 0))
-        days.append(DayUsage(date=day, requests=requests, images=images))
+        tally = by_day.get(day, UsageTally())
+        days.append(DayUsage(date=day, requests=tally.requests, images=tally.images))
     return days
 
 
@@ -236,12 +374,6 @@ class UsageDashboard:
     anonymous: "AnonymousUsage | None"  # requests without a key; None when one key is shown
 
 
-def request_logs_in_range(*, since: dt.datetime, until: dt.datetime, api_key: ApiKey | None = None):
-    """Logged API requests created in [since, until), of ``api_key`` alone when given."""
-    logs = RequestLog.objects.filter(created_at__gte=since, created_at__lt=until)
-    return logs.filter(api_key=api_key) if api_key is not None else logs
-
-
 def bucket_start(moment: dt.datetime, bucket: str) -> dt.datetime:
     """The start (UTC) of the hour or day that holds ``moment``."""
     moment = moment.astimezone(dt.UTC)
@@ -249,26 +381,12 @@ def bucket_start(moment: dt.datetime, bucket: str) -> dt.datetime:
     return start.replace(hour=0) if bucket == "day" else start
 
 
-@dataclass(frozen=True)
-class KeyStatusCount:
-    key_id: int | None
-    status_code: int
-    requests: int
-    images: int
-
-
-def key_status_counts(*, since: dt.datetime, until: dt.datetime, api_key: ApiKey | None = None) -> list[KeyStatusCount]:
-    """Requests and images per (key, status code) in [since, until), at most keys x status codes rows, from
-    which the dashboard's totals, status mix and top keys are all summed. The covering index
+def key_status_counts(*, since: dt.datetime, until: dt.datetime, api_key: ApiKey | None = None) -> list[StatusCount]:
+    """Requests and images per (key id, status code) in [since, until), at most keys x status codes rows, from
+    which the dashboard's totals, status mix and top keys are all tallied. The covering index
     requestlog_key_status_time holds the groups in order (SQLite skips through it per group once ANALYZE
     has run: no sort of the range's rows)."""
-    rows = (
-        request_logs_in_range(since=since, until=until, api_key=api_key)
-        .values_list("api_key_id", "status_code")
-        .annotate(requests=Count("*"), images=Sum("images"))
-        .order_by()
-    )
-    return [KeyStatusCount(key_id, status, requests, images or 0) for key_id, status, requests, images in rows]
+    return UsageQuery(api_key=api_key, since=since, until=until).status_counts("api_key_id")
 
 
 def usage_timeseries(
@@ -278,7 +396,7 @@ def usage_timeseries(
     bucket: str,
     api_key: ApiKey | None = None,
     max_series: int = 8,
-    counts: list[KeyStatusCount] | None = None,
+    counts: list[StatusCount] | None = None,
 ) -> UsageTimeseries:
     """Requests per key per hour or day over [since, until), zeros included.
 
@@ -293,9 +411,8 @@ def usage_timeseries(
     while moment < until:
         starts.append(moment)
         moment += step
-    per_key = Counter()
-    for row in counts if counts is not None else key_status_counts(since=since, until=until, api_key=api_key):
-        per_key[row.key_id] += row.requests
+    counts = counts if counts is not None else key_status_counts(since=since, until=until, api_key=api_key)
+    per_key = {key_id: tally.requests for key_id, tally in tally_by(counts, 0).items()}
     names = _key_names([key_id for key_id in per_key if key_id is not None])
     ranked = sorted(per_key, key=lambda key_id: (-per_key[key_id], names.get(key_id, NO_KEY_LABEL)))
     shown = ranked[:max_series]
@@ -396,85 +513,21 @@ def status_mix(
     since: dt.datetime,
     until: dt.datetime,
     api_key: ApiKey | None = None,
-    counts: list[KeyStatusCount] | None = None,
+    counts: list[StatusCount] | None = None,
 ) -> dict[str, int]:
-    """How many requests ended with each status code, by code ascending."""
-    mix = Counter()
-    for row in counts if counts is not None else key_status_counts(since=since, until=until, api_key=api_key):
-        mix[row.status_code] += row.requests
-    return {str(code): mix[code] for code in sorted(mix)}
+    """How many requests ended with each status code, by code ascending. ``counts``: key_status_counts of
+    the same range, when the caller has them."""
+    return UsageTally.of(
+        counts if counts is not None else key_status_counts(since=since, until=until, api_key=api_key)
+    ).by_status
 
 
 def latency_percentiles(
     *, since: dt.datetime, until: dt.datetime, api_key: ApiKey | None = None, total: int | None = None
 ) -> dict[str, float | None]:
-    """p50, p95 and p99 (nearest rank) of the response times in milliseconds; None when there were none.
-
-    PostgreSQL computes them exactly in SQL (``percentile_disc``: the nearest rank). Elsewhere at most
-    ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS times are read: all of them when the range holds no more,
-    else an even sample (evenly spaced ids). ``total``: how many requests the range holds, when known.
-    """
-    logs = request_logs_in_range(since=since, until=until, api_key=api_key)
-    if connection.vendor == "postgresql" or api_key is not None:
-        return percentiles_of(logs, total=total)
-    total = logs.count() if total is None else total
-    limit = settings.ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS
-    if total <= limit:
-        return percentiles_of(logs, total=total)
-    times = _sampled_times_by_id(logs, since=since, until=until, limit=limit)
-    return {f"p{q}": percentile(times, q) for q in PERCENTILES}
-
-
-def percentiles_of(logs, *, total: int | None = None) -> dict[str, float | None]:
-    """p50, p95 and p99 (nearest rank) of ``logs``' response times: exact in SQL on PostgreSQL; elsewhere
-    all of them when there are at most ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS, else every n-th row's (one
-    key's rows are spread over the ids, read through requestlog_key_time). ``total``: len(logs), when known."""
-    if connection.vendor == "postgresql":
-        return _percentiles_in_sql(logs)
-    total = logs.count() if total is None else total
-    limit = settings.ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS
-    if total > limit:
-        logs = logs.annotate(sample=Mod("id", math.ceil(total / limit))).filter(sample=0)
-    times = sorted(logs.values_list("response_time_ms", flat=True))
-    return {f"p{q}": percentile(times, q) for q in PERCENTILES}
-
-
-def _sampled_times_by_id(logs, *, since: dt.datetime, until: dt.datetime, limit: int) -> list[float]:
-    """The response times of at most ``limit`` rows at evenly spaced ids over the range's id span, sorted.
-
-    Ids grow with created_at, so the range's rows are (nearly) one id span: ``limit`` primary-key
-    lookups instead of a pass over the range.
-    """
-    by_time = logs.order_by("created_at", "id").values_list("id", flat=True)
-    first, last = by_time.first(), by_time.last()
-    if first is None or last is None or last < first:
-        return []
-    step = max(1, math.ceil((last - first + 1) / limit))
-    table = RequestLog._meta.db_table
-    prep = RequestLog._meta.get_field("created_at").get_db_prep_value
-    sql = (
-        f"WITH RECURSIVE sample(id) AS (SELECT %s UNION ALL SELECT id + %s FROM sample WHERE id + %s <= %s) "
-        f"SELECT t.response_time_ms FROM sample JOIN {table} t ON t.id = sample.id "
-        "WHERE t.created_at >= %s AND t.created_at < %s ORDER BY t.response_time_ms"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [first, step, step, last, prep(since, connection), prep(until, connection)])
-        return [row[0] for row in cursor.fetchall()]
-
-
-PERCENTILES = (50, 95, 99)
-
-
-def _percentiles_in_sql(logs) -> dict[str, float | None]:
-    sql, params = logs.order_by().values_list("response_time_ms").query.sql_with_params()
-    fractions = ", ".join(str(q / 100.0) for q in PERCENTILES)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT percentile_disc(ARRAY[{fractions}]) WITHIN GROUP (ORDER BY t.response_time_ms) FROM ({sql}) t",
-            params,
-        )
-        values = cursor.fetchone()[0] or [None] * len(PERCENTILES)
-    return {f"p{q}": None if v is None else round(v, 2) for q, v in zip(PERCENTILES, values)}
+    """p50, p95 and p99 of the response times in [since, until), of ``api_key`` alone when given
+    (UsageQuery.latency_percentiles)."""
+    return UsageQuery(api_key=api_key, since=since, until=until).latency_percentiles(total=total)
 
 
 def top_keys(
@@ -483,27 +536,24 @@ def top_keys(
     until: dt.datetime,
     api_key: ApiKey | None = None,
     limit: int = 10,
-    counts: list[KeyStatusCount] | None = None,
+    counts: list[StatusCount] | None = None,
 ) -> list[KeyUsage]:
     """The keys with the most requests, busiest first (requests without a key count as one row)."""
-    totals: dict[int | None, dict[str, int]] = {}
-    for row in counts if counts is not None else key_status_counts(since=since, until=until, api_key=api_key):
-        total = totals.setdefault(row.key_id, {"requests": 0, "images": 0, "throttled": 0, "errors": 0})
-        total["requests"] += row.requests
-        total["images"] += row.images
-        total["throttled"] += row.requests if row.status_code == THROTTLED_STATUS else 0
-        total["errors"] += row.requests if row.status_code >= 400 and row.status_code != THROTTLED_STATUS else 0
+    by_key = tally_by(counts if counts is not None else key_status_counts(since=since, until=until, api_key=api_key), 0)
     keys = {
-        key.pk: key for key in ApiKey.objects.filter(pk__in=[k for k in totals if k is not None]).only("name", "prefix")
+        key.pk: key for key in ApiKey.objects.filter(pk__in=[k for k in by_key if k is not None]).only("name", "prefix")
     }
     rows = [
         KeyUsage(
             key_id=key_id,
             name=keys[key_id].name if key_id in keys else NO_KEY_LABEL,
             prefix=keys[key_id].prefix if key_id in keys else "",
-            **total,
+            requests=tally.requests,
+            images=tally.images,
+            throttled=tally.throttled,
+            errors=tally.errors,
         )
-        for key_id, total in totals.items()
+        for key_id, tally in by_key.items()
     ]
     return sorted(rows, key=lambda row: (-row.requests, row.name))[:limit]
 
@@ -545,17 +595,17 @@ def usage_dashboard(
     Three reads of the log's range (key x status counts, the timeseries, the latency percentiles), and
     the anonymous counts when no key is chosen, each bounded in the rows it returns.
     """
-    counts = key_status_counts(since=since, until=until, api_key=api_key)
-    mix = status_mix(since=since, until=until, counts=counts)
-    requests = sum(mix.values())
+    query = UsageQuery(api_key=api_key, since=since, until=until)
+    counts = query.status_counts("api_key_id")
+    tally = UsageTally.of(counts)
     return UsageDashboard(
         since=since,
         until=until,
-        requests=requests,
-        throttled=mix.get(str(THROTTLED_STATUS), 0),
+        requests=tally.requests,
+        throttled=tally.throttled,
         timeseries=usage_timeseries(since=since, until=until, bucket=bucket, api_key=api_key, counts=counts),
-        status_mix=mix,
-        latency_ms=latency_percentiles(since=since, until=until, api_key=api_key, total=requests),
+        status_mix=tally.by_status,
+        latency_ms=query.latency_percentiles(total=tally.requests),
         top_keys=top_keys(since=since, until=until, counts=counts),
         anonymous=anonymous_usage(since=since, until=until) if api_key is None else None,
     )

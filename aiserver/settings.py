@@ -317,12 +317,12 @@ ACCOUNTS_ANONYMOUS_IPV6_PREFIX_BITS = config.int(
     64,
     "IPv6 clients are counted by network of this many leading bits (one host often holds a whole /64)",
 )
-# The staff dashboard computes latency percentiles on SQLite from at most this many rows (an even sample
-# of the range); PostgreSQL computes them exactly in SQL.
+# The staff dashboard and /api/v2/usage compute latency percentiles on SQLite from at most this many rows
+# (an even sample of the range); PostgreSQL computes them exactly in SQL.
 ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS = config.int(
     "ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS",
     20_000,
-    "on SQLite the dashboard's latency percentiles come from at most this many rows (all when the range holds no more, else every n-th); PostgreSQL computes them exactly",
+    "on SQLite the latency percentiles of the dashboard and `/api/v2/usage` come from at most this many rows (all when the range holds no more, else an even sample); PostgreSQL computes them exactly",
     shown="`20000`",
 )
 if not 0 <= ACCOUNTS_ANONYMOUS_IPV6_PREFIX_BITS <= 128:

@@ -2,9 +2,10 @@ import base64
 import datetime as dt
 
 import pytest
+from django.db import connection
 
 from accounts.models import ApiKey, RequestLog
-from accounts.selectors import percentile
+from accounts.selectors import UsageQuery, percentile
 from tests.model_weights import picture
 
 pytestmark = pytest.mark.django_db
@@ -173,3 +174,28 @@ def test_an_empty_range_reports_zeros_and_no_latency(keyed):
 
 def test_usage_requires_a_key(client):
     assert client.get(URL).status_code == 401
+
+
+def test_latency_percentiles_read_at_most_the_sample_bound(keyed, make_key, settings, monkeypatch):
+    client, api_key = keyed
+    settings.ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS = 10
+    other = make_key(name="other")[0]
+    for ms in range(1, 201):  # the two keys' ids interleave
+        log(api_key, ms=float(ms))
+        log(other, ms=5000.0)
+    samples = []
+    read_sample = UsageQuery.response_time_sample
+
+    def recorded_sample(self, **kwargs):
+        samples.append(read_sample(self, **kwargs))
+        return samples[-1]
+
+    monkeypatch.setattr(UsageQuery, "response_time_sample", recorded_sample)
+
+    latency = client.get(URL, {"since": "2026-11-22T00:00:00Z"}).json()["latency_ms"]
+
+    if connection.vendor == "postgresql":  # exact, in SQL
+        assert samples == [] and latency == {"p50": 100.0, "p95": 190.0, "p99": 198.0}
+    else:
+        assert len(samples) == 1 and 5 <= len(samples[0]) <= settings.ACCOUNTS_DASHBOARD_LATENCY_SAMPLE_ROWS
+        assert abs(latency["p50"] - 100.0) <= 20 and latency["p99"] >= 180.0
