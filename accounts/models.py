@@ -89,8 +89,6 @@ class ApiKey(models.Model):
     def is_active(self, now=None) -> bool:
         return not self.is_revoked and not self.is_expired(now)
 
-    is_active.boolean = True
-
     def may_use_model(self, name: str) -> bool:
         """Whether this key may call model ``name`` (a bare name: no "@version"); empty allowed_models: every one."""
         return not self.allowed_models or name in self.allowed_models

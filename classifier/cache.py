@@ -8,6 +8,7 @@ cache backend is a miss, never an error: the model answers instead.
 
 import hashlib
 import logging
+from typing import TypeGuard
 
 from django.conf import settings
 from django.core.cache import cache
@@ -18,7 +19,8 @@ from .runtime.preprocessing import Prediction
 logger = logging.getLogger(__name__)
 
 
-def _enabled(fingerprint: str | None) -> bool:
+def _enabled(fingerprint: str | None) -> TypeGuard[str]:
+    """Whether results of the model with ``fingerprint`` are cached (random weights have none)."""
     return fingerprint is not None and settings.CLASSIFIER_RESULT_CACHE_SECONDS > 0
 
 

@@ -13,8 +13,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.live.server import LiveServer
 from tests.model_weights import flower_picture
-from tests.web.conftest import STAFF_PASSWORD, STAFF_USER, save_screenshot
-from tests.web.test_browser import external_or_failed
+from tests.pages.conftest import STAFF_PASSWORD, STAFF_USER, save_screenshot
+from tests.pages.test_browser import external_or_failed
 
 pytestmark = pytest.mark.live
 WAIT_SECONDS = 30

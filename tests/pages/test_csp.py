@@ -1,5 +1,5 @@
 """The Content-Security-Policy on every page: scripts only from this server, inline styles only with the nonce.
-(tests/web/test_browser.py loads the pages in Chromium, where a violation is a console error.)"""
+(tests/pages/test_browser.py loads the pages in Chromium, where a violation is a console error.)"""
 
 import re
 

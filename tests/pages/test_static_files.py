@@ -18,7 +18,7 @@ def assets_of(server, path: str, session: requests.Session | None = None) -> lis
 
 @pytest.fixture(scope="module")
 def staff_session(web_server):
-    from tests.web.conftest import STAFF_PASSWORD, STAFF_USER
+    from tests.pages.conftest import STAFF_PASSWORD, STAFF_USER
 
     session = requests.Session()
     login = f"{web_server.url}/admin/login/"

@@ -12,7 +12,7 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.model_weights import picture
-from tests.web.conftest import STAFF_PASSWORD, STAFF_USER, save_screenshot
+from tests.pages.conftest import STAFF_PASSWORD, STAFF_USER, save_screenshot
 
 pytestmark = pytest.mark.live
 WAIT_SECONDS = 30
