@@ -235,7 +235,7 @@ CONTENT_SECURITY_POLICY = config.str(
     "font-src 'self'; connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; "
     "form-action 'self'; frame-ancestors 'none'",
     "the `Content-Security-Policy` header of every response; `{nonce}` becomes the request's nonce; empty: none",
-    shown="strict (see *Security*)",
+    shown="strict (see [Security](security.md))",
 )
 # The ReDoc page's policy: scripts as strict, but inline styles allowed, as ReDoc's bundle adds <style> elements
 # before it can be given a nonce. The page shows the public schema only: no key is typed or kept there.
@@ -359,7 +359,7 @@ CLASSIFIER_MODELS = model_entries(
     config.list(
         "CLASSIFIER_MODELS",
         [],
-        "every model to serve, comma-separated: `name` (a torchvision model with `CLASSIFIER_WEIGHTS`), `name=weights`, or `name=/path/to/folder` (your own model, see *Serve your own model*); the first is v1's model and v2's default",
+        "every model to serve, comma-separated: `name` (a torchvision model with `CLASSIFIER_WEIGHTS`), `name=weights`, or `name=/path/to/folder` (your own model, see [Serve your own model](models.md)); the first is v1's model and v2's default",
         shown="empty",
     )
 )
@@ -489,7 +489,7 @@ config.begin("Model versions")
 MEDIA_ROOT = config.path(
     "DJANGO_MEDIA_ROOT",
     BASE_DIR / "var" / "media",
-    "where the default storage keeps model versions' files (not served over HTTP); see *Model versions* for S3 and the like",
+    "where the default storage keeps model versions' files (not served over HTTP); see [Model versions](models.md#model-versions) for S3 and the like",
     shown="`<project>/var/media`",
 )
 # Seconds between each serving process's checks of the database for a newly activated version.
@@ -600,7 +600,7 @@ config.begin("Logs")
 DJANGO_LOG_FORMAT = config.str(
     "DJANGO_LOG_FORMAT",
     "text",
-    "`text` (one readable line per record) or `json` (one JSON object per line: see *Structured logs*)",
+    "`text` (one readable line per record) or `json` (one JSON object per line: see [Structured logs](deployment.md#structured-logs))",
     shown="`text`",
 )
 if DJANGO_LOG_FORMAT not in ("text", "json"):
