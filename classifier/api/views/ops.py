@@ -8,8 +8,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ... import metrics
-from ...runtime.registry import registry
 from ...selectors import database_problem
+from ...serving import process_runtime
 from ..exceptions import DatabaseUnavailable
 from ..permissions import CanReadMetrics
 from .base import Endpoint
@@ -24,7 +24,9 @@ class HealthView(APIView):
 class ReadyView(APIView):
     @extend_schema(exclude=True)
     def get(self, request):
-        registry.get(request.query_params.get("model"))  # the default model, or ?model=NAME; 503 with the reason
+        process_runtime().get(
+            request.query_params.get("model")
+        )  # the default model, or ?model=NAME; 503 with the reason
         problem = database_problem()
         if problem is not None:
             raise DatabaseUnavailable(f"The database is unavailable ({problem}).")
