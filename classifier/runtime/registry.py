@@ -165,6 +165,29 @@ def compiled_artifact(source: ModelSource, plan: EnginePlan, config: RuntimeConf
         return store.write(key, files, manifest)
 
 
+def validate_folder(folder: Path, config: RuntimeConfig, *, engine: str = "", precision: str = "") -> dict:
+    """The validation gate: compile the model folder in the sandboxed child and run every check on it
+    (validation.py). A passing model's compiled artifact is stored, so activating it later only loads it.
+    Returns the report (JSON-ready); a refused model's says why."""
+    source = ModelSource(name="candidate", architecture=None, folder=folder, engine=engine, precision=precision)
+    try:
+        plan = plan_for(source, config)
+        request = compile_request(source, plan, config)
+        request["gate"] = {"max_batch_size": config.max_batch_size, "max_image_pixels": config.max_image_pixels}
+        result = run_in_sandbox(request, limits=sandbox_limits(config))
+    except ArtifactError as exc:
+        return {
+            "passed": False,
+            "checks": [{"check": "loads", "passed": False, "detail": str(exc)}],
+            "summary": f"Refused: loads failed: {exc}.",
+        }
+    if result.report.get("passed") and plan.compiled:
+        key = artifact_key(source, engine=plan.engine, precision=plan.precision, device=plan.device)
+        stored = artifact_store(config).write(key, result.files, result.manifest)
+        result.report["artifact_key"] = stored.key
+    return result.report
+
+
 def build_model(source: ModelSource, config: RuntimeConfig) -> LoadedModel:
     """Load ``source`` on its planned engine, from its compiled artifact where it has one; raises ArtifactError
     (safe to show) when it cannot serve."""
