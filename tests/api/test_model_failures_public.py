@@ -5,6 +5,7 @@ import json
 import pathlib
 
 import pytest
+from django.conf import settings
 import torch
 import torchvision
 
@@ -91,6 +92,7 @@ def torchscript_error_naming_the_path(root, network, monkeypatch):
 
 
 def engine_cache_not_writable(root, network, monkeypatch):
+    monkeypatch.setattr(settings, "CLASSIFIER_ENGINE_CACHE_DIR", root / "engine-cache")  # nothing compiled yet
     monkeypatch.setattr(
         compiler, "export_onnx", raise_permission_denied(lambda *a, **k: root / "engine-cache" / "x.onnx")
     )
