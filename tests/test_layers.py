@@ -53,7 +53,9 @@ def test_the_check_sees_relative_imports():
 def test_the_runtime_imports_no_classifier_module_outside_itself():
     """The runtime is a library: no ``classifier.metrics``, ``classifier.models`` or settings reach in."""
     outside = {
-        path: sorted(name for name in names if name.startswith("classifier") and not name.startswith("classifier.runtime"))
+        path: sorted(
+            name for name in names if name.startswith("classifier") and not name.startswith("classifier.runtime")
+        )
         for path, names in imported_modules("classifier/runtime").items()
     }
     assert {path: names for path, names in outside.items() if names} == {}

@@ -5,9 +5,9 @@ import json
 import pathlib
 
 import pytest
-from django.conf import settings
 import torch
 import torchvision
+from django.conf import settings
 
 from classifier.runtime import compiler
 from classifier.runtime.registry import UNAVAILABLE

@@ -5,8 +5,8 @@ from django.test import override_settings
 
 from classifier import cache
 from classifier.runtime.registry import build_model
-from classifier.runtime_settings import runtime_config
 from classifier.runtime.sources import ModelSource
+from classifier.runtime_settings import runtime_config
 from classifier.serving import process_runtime
 from tests.model_weights import picture
 
