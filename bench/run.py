@@ -179,8 +179,9 @@ def batch_totals(server: LiveServer) -> tuple[float, float]:
     return value("aiserver_batch_size_sum"), value("aiserver_batch_size_count")
 
 
-def wrk(server: LiveServer, *, key: str, body_path: Path, concurrency: int, seconds: float) -> tuple[dict, float]:
-    """Run wrk against v1 classify; return its summary and its own CPU seconds."""
+def wrk(server: LiveServer | str, *, key: str, body_path: Path, concurrency: int, seconds: float) -> tuple[dict, float]:
+    """Run wrk against v1 classify (or against the URL given); return its summary and its own CPU seconds."""
+    url = server if isinstance(server, str) else f"{server.url}/api/v1/classify"
     command = [
         "wrk",
         "-t1",
@@ -190,7 +191,7 @@ def wrk(server: LiveServer, *, key: str, body_path: Path, concurrency: int, seco
         "30s",
         "-s",
         str(ROOT / "bench" / "wrk_post.lua"),
-        f"{server.url}/api/v1/classify",
+        url,
     ]
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, text=True, env={**os.environ, "BENCH_KEY": key, "BENCH_BODY": str(body_path)}
@@ -316,7 +317,7 @@ def main() -> None:
         help="only these raw engines, e.g. onnxruntime,openvino",
     )
     args = parser.parse_args()
-    if not shutil.which("wrk"):
+    if not shutil.which("wrk") and not args.raw_only:
         sys.exit("wrk is not installed: apt-get install wrk (Debian/Ubuntu) or brew install wrk")
     cores = os.cpu_count() or 1
     extra_env = {"CLASSIFIER_MAX_BATCH_DELAY_MS": str(args.batch_delay_ms)}
