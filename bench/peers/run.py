@@ -106,9 +106,12 @@ def export_graph(path: Path) -> Path:
     return path
 
 
-def measure(name: str, number: int, *, workdir: Path, graph: Path, body_path: Path, concurrency: int, seconds: float):
+def measure(
+    name: str, number: int, *, workdir: Path, graph: Path, body_path: Path, concurrency: int, seconds: float
+) -> Round:
     if name == "aiserver":
         server, key = start_server(workdir, workers=1, weights="random", extra_env={})
+        assert server.process is not None  # started
         url, pid, stop = f"{server.url}/api/v1/classify", server.process.pid, server.stop
     else:
         peer = Peer(name, graph)
