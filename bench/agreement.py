@@ -44,8 +44,8 @@ def main() -> None:
     from django.test import override_settings
 
     from classifier.runtime.artifacts import load_artifact
-    from classifier.runtime.engines import bf16_supported, export_onnx, resolve_device
     from classifier.runtime.openvino_engine import OpenVinoEngine, bf16_native
+    from classifier.runtime.torch_engines import bf16_supported, export_onnx, resolve_device
     from tests.model_weights import PICTURES, make_probe_weights, make_weights, picture
     from tests.runtime.helpers import load, probabilities, torchvision_source
     from tests.runtime.test_engines import photo_like_images, png
@@ -77,7 +77,7 @@ def main() -> None:
                     ours = probabilities(slot, images)
                     rows.append(row(fixture, engine, precision, slot.model.engine.exact, ours, reference))
                 artifact = load_artifact(torchvision_source(str(weights)))
-                graph = export_onnx(artifact, cache_dir=None)
+                graph = export_onnx(artifact)
                 for precision in openvino_precisions:
                     openvino = OpenVinoEngine.from_onnx(graph, precision=precision, threads=os.cpu_count() or 1)
                     ours = openvino.run(pixels(images, artifact.preprocessing))
@@ -91,8 +91,8 @@ def shapes_rows(openvino_precisions: list[str]) -> list[dict]:
     import torch
 
     from classifier.runtime.artifacts import Artifact
-    from classifier.runtime.engines import ServingGraph, export_onnx
     from classifier.runtime.openvino_engine import OpenVinoEngine, compile_int8
+    from classifier.runtime.torch_engines import ServingGraph, export_onnx
     from tests.runtime.shapes import PREPROCESSING, SHAPES, constant_pictures, fine_tuned_shapes, shape_pictures
 
     network = fine_tuned_shapes()
@@ -105,7 +105,6 @@ def shapes_rows(openvino_precisions: list[str]) -> list[dict]:
             fingerprint=None,
             module=network,
         ),
-        cache_dir=None,
     )
     images, _ = shape_pictures(300, seed=3)
     with torch.inference_mode():

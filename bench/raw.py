@@ -49,15 +49,15 @@ def main() -> None:
     import torch
 
     from classifier.runtime import preprocessing as pipeline
-    from classifier.runtime.sources import ModelSource
-    from classifier.runtime.engines import resolve_device
     from classifier.runtime.registry import build_model, configure_libraries
+    from classifier.runtime.sources import ModelSource
+    from classifier.runtime_settings import runtime_config
 
     from .images import photo_jpeg
 
-    configure_libraries()
-    device = resolve_device(os.environ.get("CLASSIFIER_DEVICE", "auto"))
-    model = build_model(ModelSource(name=args.model, architecture=args.model, weights="random"), device)
+    config = runtime_config()
+    configure_libraries(config)
+    model = build_model(ModelSource(name=args.model, architecture=args.model, weights="random"), config)
     if args.engine in RAW_ONLY:
         model.engine = raw_only_engine(args.engine, model.engine, batch=args.batch)
     elif args.engine == "openvino":
@@ -143,8 +143,8 @@ def openvino_engine(model, *, precision: str, threads: int):
 
     from classifier.runtime import preprocessing as pipeline
     from classifier.runtime.artifacts import Artifact
-    from classifier.runtime.engines import export_onnx
     from classifier.runtime.openvino_engine import OpenVinoEngine, compile_int8
+    from classifier.runtime.torch_engines import export_onnx
 
     from .images import photo_jpeg
 
@@ -157,7 +157,7 @@ def openvino_engine(model, *, precision: str, threads: int):
         fingerprint=None,
         module=eager._graph.network,
     )
-    graph = export_onnx(artifact, cache_dir=None)
+    graph = export_onnx(artifact)
     if precision == "int8":
         spec = model.preprocessing
         calibration = np.stack(

@@ -98,11 +98,12 @@ class Peer:
 
 def export_graph(path: Path) -> Path:
     """ResNet-18 (random weights: the pretrained ones' compute) as aiserver exports it."""
-    from classifier.runtime.artifacts import ModelSource, load_artifact
-    from classifier.runtime.engines import export_onnx
+    from classifier.runtime.artifacts import load_artifact
+    from classifier.runtime.sources import ModelSource
+    from classifier.runtime.torch_engines import export_onnx
 
     artifact = load_artifact(ModelSource(name="resnet18", architecture="resnet18", weights="random"))
-    path.write_bytes(export_onnx(artifact, cache_dir=None))
+    path.write_bytes(export_onnx(artifact))
     return path
 
 

@@ -14,7 +14,7 @@ import torch
 
 from classifier.runtime import preprocessing
 from classifier.runtime.artifacts import Artifact, load_artifact
-from classifier.runtime.engines import BF16_TOLERANCE, ServingGraph, export_onnx
+from classifier.runtime.engines import BF16_TOLERANCE
 from classifier.runtime.measure import agreement, measure_agreement, measure_throughput
 from classifier.runtime.openvino_engine import (
     OpenVinoEngine,
@@ -26,6 +26,7 @@ from classifier.runtime.openvino_engine import (
     read_ir,
     save_ir,
 )
+from classifier.runtime.torch_engines import ServingGraph, export_onnx
 from tests.model_weights import PICTURES, picture
 from tests.runtime.helpers import MAX_PIXELS, torchvision_source
 from tests.runtime.shapes import PREPROCESSING, SHAPES, constant_pictures, fine_tuned_shapes, shape_pictures
@@ -48,7 +49,7 @@ def pixels(images: list[bytes], spec: preprocessing.Preprocessing) -> np.ndarray
 
 def torchvision_graph(weights) -> tuple[Artifact, bytes]:
     artifact = load_artifact(torchvision_source(str(weights)))
-    return artifact, export_onnx(artifact, cache_dir=None)
+    return artifact, export_onnx(artifact)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,7 @@ def shapes_graph(shapes_network):
         fingerprint=None,
         module=shapes_network,
     )
-    return export_onnx(artifact, cache_dir=None)
+    return export_onnx(artifact)
 
 
 @pytest.fixture(scope="module")
