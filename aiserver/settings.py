@@ -536,6 +536,25 @@ CLASSIFIER_COMPILE_MEMORY_MB = config.int(
     "address space a compiling child process may map (MB)",
     shown="`8192`",
 )
+# Fast modes (OpenVINO bf16, int8) are measured against fp32 when compiled, on the version's calibration/ images.
+CLASSIFIER_MIN_TOP1_AGREEMENT = config.float(
+    "CLASSIFIER_MIN_TOP1_AGREEMENT",
+    0.99,
+    "a fast mode (bf16, int8) is refused when its top-1 answers agree with fp32's on fewer of the calibration images than this share",
+    shown="`0.99`",
+)
+CLASSIFIER_MAX_CALIBRATION_IMAGES = config.int(
+    "CLASSIFIER_MAX_CALIBRATION_IMAGES",
+    300,
+    "most images of a model folder's `calibration/` a compile reads (int8 calibration, fast-mode agreement)",
+    shown="`300`",
+)
+CLASSIFIER_AUTO_MEASURES_ENGINES = config.bool(
+    "CLASSIFIER_AUTO_MEASURES_ENGINES",
+    True,
+    "with `CLASSIFIER_ENGINE=auto` on a CPU, compiling measures ONNX Runtime and OpenVINO fp32 (both exact) and keeps the faster; the choice is stored with the artifact",
+    shown="`true`",
+)
 # Largest model archive (.zip, .tar.gz) register_model and the admin unpack: its files' total size.
 CLASSIFIER_MODEL_ARCHIVE_MAX_BYTES = config.int(
     "CLASSIFIER_MODEL_ARCHIVE_MAX_BYTES",

@@ -26,4 +26,7 @@ def runtime_config() -> RuntimeConfig:
         compile_in_child=settings.CLASSIFIER_COMPILE_IN_CHILD,
         compile_timeout_seconds=settings.CLASSIFIER_VALIDATION_TIMEOUT_SECONDS,
         compile_memory_bytes=settings.CLASSIFIER_COMPILE_MEMORY_MB << 20,
+        min_top1_agreement=settings.CLASSIFIER_MIN_TOP1_AGREEMENT,
+        max_calibration_images=settings.CLASSIFIER_MAX_CALIBRATION_IMAGES,
+        race_engines=settings.CLASSIFIER_AUTO_MEASURES_ENGINES,
     )

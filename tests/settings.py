@@ -14,3 +14,5 @@ WHITENOISE_USE_FINDERS = True
 # The suite compiles its many small models in its own process (fast); the sandboxed child, the default, is tested
 # in tests/runtime/test_sandbox.py and by every live server (tests/live), which run with the production settings.
 CLASSIFIER_COMPILE_IN_CHILD = False
+# ``auto``'s engine race takes seconds per compile; tests/runtime/test_fast_modes.py runs it on purpose.
+CLASSIFIER_AUTO_MEASURES_ENGINES = False

@@ -99,6 +99,7 @@ def _run(request: dict) -> tuple[dict, dict, dict | None]:
     if "probe" in request:
         return {}, {}, probe(Path(request["probe"]))
     from classifier.runtime.compiler import compile_source
+    from classifier.runtime.config import CompileOptions
     from classifier.runtime.engines import EnginePlan
     from classifier.runtime.kinds import EngineKind, Precision
     from classifier.runtime.sources import ModelSource
@@ -107,12 +108,13 @@ def _run(request: dict) -> tuple[dict, dict, dict | None]:
     folder = source_fields.pop("folder")
     source = ModelSource(**source_fields, folder=Path(folder) if folder else None)
     plan = EnginePlan(EngineKind(request["engine"]), Precision(request["precision"]), request["device"])
+    options = CompileOptions(**request.get("options", {}))
     if request.get("gate"):
         from classifier.runtime.validation import gate
 
-        return gate(source, plan=plan, threads=request["threads"], settings=request["gate"])
+        return gate(source, plan=plan, threads=request["threads"], settings=request["gate"], options=options)
     files, manifest, _engine = compile_source(
-        source, plan=plan, threads=request["threads"], max_batch_size=request["max_batch_size"]
+        source, plan=plan, threads=request["threads"], max_batch_size=request["max_batch_size"], options=options
     )
     return files, manifest, None
 

@@ -4,22 +4,37 @@ and write down what serving needs. torch is imported here and only here, in the 
 """
 
 import time
+from pathlib import Path
 
 import numpy as np
 
+from . import preprocessing as pipeline
 from .artifacts import Artifact, load_artifact
-from .engines import AGREEMENT_TOLERANCE, EnginePlan, OnnxRuntimeEngine
+from .config import CompileOptions
+from .engines import AGREEMENT_TOLERANCE, Engine, EnginePlan, OnnxRuntimeEngine
 from .errors import ArtifactError, ExportFailed, first_line
+from .kinds import EngineKind, Precision
+from .measure import measure_agreement, measure_throughput
+from .preprocessing import Preprocessing
 from .sources import ModelSource
 from .store import library_versions
 from .torch_engines import TorchEngine, export_onnx, exports_pixels
 
 GRAPH_FILE = "model.onnx"
+CALIBRATION_FOLDER = "calibration"  # a model folder's own images, for int8 and for measuring any fast mode
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+RACE_SECONDS = 1.0  # how long each exact engine runs when ``auto`` measures them
 
 
 def compile_source(
-    source: ModelSource, *, plan: EnginePlan, threads: int, max_batch_size: int, check_labels: bool = True
-) -> tuple[dict[str, bytes], dict, OnnxRuntimeEngine]:
+    source: ModelSource,
+    *,
+    plan: EnginePlan,
+    threads: int,
+    max_batch_size: int,
+    check_labels: bool = True,
+    options: CompileOptions | None = None,
+) -> tuple[dict[str, bytes], dict, Engine]:
     """``source`` compiled for ``plan``: the artifact's files, its manifest, and the engine built from them (the
     gate checks it further, the labels included: ``check_labels=False`` leaves that to it). Raises
     ArtifactError, safe to show, when the model cannot serve."""
@@ -37,22 +52,31 @@ def compile_source(
         graph, threads=threads, takes_pixels=takes_pixels, preprocessing=artifact.preprocessing, device=plan.device
     )
     report = check_engine(engine, artifact, max_batch_size=max_batch_size, check_labels=check_labels)
+    files: dict[str, bytes] = {GRAPH_FILE: graph}
+    served: Engine = engine
+    options = options or CompileOptions()
+    if plan.engine == EngineKind.OPENVINO:
+        served, files, fast = _openvino(graph, engine, source, artifact.preprocessing, plan, threads, options)
+        report.update(fast)
+    elif plan.fallback and options.race_engines and takes_pixels:
+        served, choice = _fastest_exact(graph, engine, artifact, threads)
+        report["engine_choice"] = choice
     manifest = {
         "kind": artifact.kind,
         "labels": artifact.labels,
         "preprocessing": artifact.preprocessing.to_dict(),
         "pretrained": artifact.pretrained,
         "fingerprint": artifact.fingerprint,
-        "engine": str(engine.name),
-        "precision": str(engine.precision),
-        "exact": True,
+        "engine": str(served.name),
+        "precision": str(served.precision),
+        "exact": bool(served.exact),
         "takes_pixels": takes_pixels,
-        "graph": GRAPH_FILE,
+        "graph": next(iter(files)),
         "source": source.described,
         "report": {**report, "compile_seconds": round(time.perf_counter() - started, 2)},
         "versions": library_versions(),
     }
-    return {GRAPH_FILE: graph}, manifest, engine
+    return files, manifest, served
 
 
 def check_engine(
@@ -95,3 +119,115 @@ def eager_engine(source: ModelSource, *, plan: EnginePlan) -> tuple[Artifact, To
     if artifact.module is None:
         raise ArtifactError("an ONNX model runs on onnxruntime; CLASSIFIER_ENGINE=torch cannot serve it")
     return artifact, TorchEngine(artifact.module, artifact.preprocessing, device=plan.device, precision=plan.precision)
+
+
+def calibration_pixels(
+    folder: Path | None, spec: Preprocessing, options: CompileOptions
+) -> tuple[np.ndarray | None, str]:
+    """The model folder's calibration images, decoded and preprocessed as serving does (NHWC uint8), and where
+    they came from; (None, ...) when the folder has none."""
+    images = sorted(
+        path
+        for path in (
+            (folder / CALIBRATION_FOLDER).iterdir() if folder and (folder / CALIBRATION_FOLDER).is_dir() else []
+        )
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+    )[: options.max_calibration_images]
+    pixels = []
+    for path in images:
+        try:
+            pixels.append(
+                pipeline.preprocess(pipeline.decode(path.read_bytes(), max_pixels=options.max_image_pixels), spec)
+            )
+        except Exception:  # noqa: BLE001 - an unreadable calibration image is skipped, not fatal
+            continue
+    if not pixels:
+        return None, "none"
+    return np.stack(pixels), f"{len(pixels)} images of the folder's calibration/"
+
+
+def _generated_pixels(spec: Preprocessing) -> np.ndarray:
+    from .validation import sample_images
+
+    return np.stack([pipeline.preprocess(pipeline.decode(data, max_pixels=10**8), spec) for data in sample_images()])
+
+
+def _batches(pixels: np.ndarray, size: int = 8) -> list[np.ndarray]:
+    return [pixels[start : start + size] for start in range(0, len(pixels), size)]
+
+
+def _openvino(
+    graph: bytes,
+    exact: OnnxRuntimeEngine,
+    source: ModelSource,
+    spec: Preprocessing,
+    plan: EnginePlan,
+    threads: int,
+    options: CompileOptions,
+) -> tuple[Engine, dict[str, bytes], dict]:
+    """OpenVINO at ``plan.precision``: fp32 is exact (checked against eager torch like any exact engine); bf16 and
+    int8 are fast modes, measured against the exact engine on the operator's own images and refused below
+    ``min_top1_agreement``."""
+    from .openvino_engine import OpenVinoEngine, OpenVinoError, compile_int8, ir_files
+
+    precision = str(plan.precision)
+    try:
+        if plan.precision == Precision.FP32:
+            return OpenVinoEngine.from_onnx(graph, precision="fp32", threads=threads), {GRAPH_FILE: graph}, {}
+        pixels, origin = calibration_pixels(source.folder, spec, options)
+        if plan.precision == Precision.INT8:
+            if pixels is None:
+                raise ArtifactError(
+                    "int8 needs calibration images: put a few dozen to a few hundred of your own pictures in the "
+                    "model folder's calibration/ folder"
+                )
+            xml, weights = compile_int8(graph, _batches(pixels))
+            fast, files = (
+                OpenVinoEngine.from_ir(xml, weights, precision="int8", threads=threads),
+                ir_files(xml, weights),
+            )
+        else:
+            if pixels is None:
+                pixels, origin = _generated_pixels(spec), "the gate's generated pictures (no calibration/ folder)"
+            fast, files = OpenVinoEngine.from_onnx(graph, precision=precision, threads=threads), {GRAPH_FILE: graph}
+    except OpenVinoError as exc:
+        raise ArtifactError(str(exc)) from exc
+    measured = measure_agreement(fast, exact, _batches(pixels))
+    batch = pixels[: min(len(pixels), 8)]
+    speeds = {
+        "fp32_images_per_s": round(measure_throughput(exact, batch, seconds=RACE_SECONDS).images_per_s, 1),
+        f"{precision}_images_per_s": round(measure_throughput(fast, batch, seconds=RACE_SECONDS).images_per_s, 1),
+    }
+    fast_mode = {
+        "precision": precision,
+        "images": origin,
+        "agreement": measured.as_dict(),
+        "min_top1_agreement": options.min_top1_agreement,
+        **speeds,
+    }
+    if measured.top1 < options.min_top1_agreement:
+        raise ArtifactError(
+            f"{precision} agrees with fp32 on {measured.top1:.1%} of top-1 answers ({origin}), below "
+            f"CLASSIFIER_MIN_TOP1_AGREEMENT ({options.min_top1_agreement:.1%}); largest confidence difference "
+            f"{measured.max_confidence_difference:.3g}"
+        )
+    return fast, files, {"fast_mode": fast_mode}
+
+
+def _fastest_exact(graph: bytes, exact: OnnxRuntimeEngine, artifact: Artifact, threads: int) -> tuple[Engine, dict]:
+    """``auto`` on a CPU: ONNX Runtime and OpenVINO fp32 (both exact) measured on this machine; the faster serves."""
+    from . import openvino_engine
+
+    if not openvino_engine.available():
+        return exact, {"chosen": "onnxruntime", "measured": {}}
+    crop = artifact.preprocessing.crop_size
+    batch = np.random.default_rng(1).integers(0, 256, size=(4, crop, crop, 3), dtype=np.uint8)
+    candidate = openvino_engine.OpenVinoEngine.from_onnx(graph, precision="fp32", threads=threads)
+    if float(np.abs(candidate.run(batch) - exact.run(batch)).max()) > AGREEMENT_TOLERANCE:
+        return exact, {"chosen": "onnxruntime", "measured": {}}
+    measured = {
+        str(engine.name): round(measure_throughput(engine, batch, seconds=RACE_SECONDS).images_per_s, 1)
+        for engine in (exact, candidate)
+    }
+    chosen = candidate if measured["openvino"] > measured["onnxruntime"] else exact
+    return chosen, {"chosen": str(chosen.name), "measured": measured}

@@ -31,6 +31,11 @@ class RuntimeConfig:
     compile_in_child: bool = True
     compile_timeout_seconds: float = 300.0
     compile_memory_bytes: int = 8 << 30  # the compiling child's address-space limit (RLIMIT_AS)
+    # A fast mode (bf16, int8) is refused when its top-1 agreement with fp32 on the calibration images is lower.
+    min_top1_agreement: float = 0.99
+    max_calibration_images: int = 300  # the calibration/ images a compile reads at most
+    # ``auto`` on a CPU measures ONNX Runtime and OpenVINO fp32 when compiling and keeps the faster (both exact).
+    race_engines: bool = True
 
     def process_cores(self) -> int:
         """This process's share of the cores among ``web_concurrency`` worker processes."""
@@ -47,3 +52,13 @@ class RuntimeConfig:
         if self.torch_threads > 0:
             return self.torch_threads
         return max(1, self.process_cores() // self.workers_for("cpu"))
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """What a compile needs of the configuration (sent to the compiling child as JSON)."""
+
+    min_top1_agreement: float = 0.99
+    max_calibration_images: int = 300
+    max_image_pixels: int = 40_000_000
+    race_engines: bool = True

@@ -146,7 +146,7 @@ class EnginePlan:
 
     @property
     def compiled(self) -> bool:
-        return self.engine is EngineKind.ONNXRUNTIME
+        return self.engine in (EngineKind.ONNXRUNTIME, EngineKind.OPENVINO)
 
 
 def source_is_onnx(source: ModelSource) -> bool:
@@ -164,6 +164,8 @@ def plan_engine(source: ModelSource, *, engine: str, precision: str, device: str
         if precision not in (Precision.AUTO, Precision.FP32):
             raise ArtifactError(f"an ONNX model is served in fp32; CLASSIFIER_PRECISION={precision} cannot serve it")
         return EnginePlan(EngineKind.ONNXRUNTIME, Precision.FP32, device)
+    if engine == EngineKind.OPENVINO or precision == Precision.INT8:
+        return _openvino_plan(precision)
     if precision == Precision.AUTO:
         precision = Precision.FP16 if on_cuda else Precision.FP32
     if precision == Precision.FP16 and not on_cuda:
@@ -177,3 +179,14 @@ def plan_engine(source: ModelSource, *, engine: str, precision: str, device: str
     ):
         return EnginePlan(EngineKind.ONNXRUNTIME, Precision.FP32, device, fallback=engine == EngineKind.AUTO)
     return EnginePlan(EngineKind.TORCH, Precision(precision), device)
+
+
+def _openvino_plan(precision: str) -> EnginePlan:
+    from . import openvino_engine
+
+    if not openvino_engine.available():
+        raise ArtifactError("OpenVINO is not installed here (pip install openvino); use onnxruntime or torch")
+    precision = Precision.FP32 if precision == Precision.AUTO else Precision(precision)
+    if precision == Precision.FP16:
+        raise ArtifactError("OpenVINO serves fp32, bf16 or int8 on a CPU; fp16 needs CUDA and torch")
+    return EnginePlan(EngineKind.OPENVINO, precision, "cpu")

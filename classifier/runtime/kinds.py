@@ -8,6 +8,7 @@ class EngineKind(StrEnum):
     AUTO = "auto"  # a choice only: the fastest exact engine for this machine
     TORCH = "torch"
     ONNXRUNTIME = "onnxruntime"
+    OPENVINO = "openvino"
 
     @classmethod
     def choices(cls) -> list[str]:
@@ -19,6 +20,7 @@ class Precision(StrEnum):
     FP32 = "fp32"
     BF16 = "bf16"
     FP16 = "fp16"
+    INT8 = "int8"  # OpenVINO, calibrated on the operator's own images (a calibration/ folder)
 
     @classmethod
     def choices(cls) -> list[str]:

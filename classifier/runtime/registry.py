@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from .batching import MicroBatcher
-from .config import RuntimeConfig
+from .config import CompileOptions, RuntimeConfig
 from .engines import Engine, EnginePlan, OnnxRuntimeEngine, plan_engine
 from .errors import ArtifactError, ExportFailed, ModelNotFound, ModelUnavailable, PretrainedUnavailable
 from .kinds import EngineKind, ModelStatus, Precision, Provenance
@@ -122,7 +122,17 @@ def compile_request(source: ModelSource, plan: EnginePlan, config: RuntimeConfig
         "device": plan.device,
         "threads": config.engine_threads(),
         "max_batch_size": config.max_batch_size,
+        "options": asdict(compile_options(config)),
     }
+
+
+def compile_options(config: RuntimeConfig) -> CompileOptions:
+    return CompileOptions(
+        min_top1_agreement=config.min_top1_agreement,
+        max_calibration_images=config.max_calibration_images,
+        max_image_pixels=config.max_image_pixels,
+        race_engines=config.race_engines,
+    )
 
 
 def compile_in_child(source: ModelSource, plan: EnginePlan, config: RuntimeConfig) -> tuple[dict[str, bytes], dict]:
@@ -134,7 +144,11 @@ def compile_here(source: ModelSource, plan: EnginePlan, config: RuntimeConfig) -
     from .compiler import compile_source
 
     files, manifest, _engine = compile_source(
-        source, plan=plan, threads=config.engine_threads(), max_batch_size=config.max_batch_size
+        source,
+        plan=plan,
+        threads=config.engine_threads(),
+        max_batch_size=config.max_batch_size,
+        options=compile_options(config),
     )
     return files, manifest
 
@@ -211,13 +225,7 @@ def build_model(source: ModelSource, config: RuntimeConfig) -> LoadedModel:
 def _from_compiled(source: ModelSource, plan: EnginePlan, config: RuntimeConfig) -> LoadedModel:
     compiled = compiled_artifact(source, plan, config)
     manifest = compiled.manifest
-    engine = OnnxRuntimeEngine(
-        compiled.graph.read_bytes(),
-        threads=config.engine_threads(),
-        takes_pixels=manifest["takes_pixels"],
-        preprocessing=compiled.preprocessing,
-        device=plan.device,
-    )
+    engine = compiled_engine(compiled, plan=plan, threads=config.engine_threads())
     return LoadedModel(
         name=source.name,
         kind=manifest["kind"],
@@ -230,6 +238,29 @@ def _from_compiled(source: ModelSource, plan: EnginePlan, config: RuntimeConfig)
         provenance=compiled.provenance,
         artifact_key=compiled.key,
         report=manifest.get("report", {}),
+    )
+
+
+def compiled_engine(compiled: CompiledModel, *, plan: EnginePlan, threads: int) -> Engine:
+    """The engine the artifact was compiled for (the one ``auto`` measured fastest, where it measured)."""
+    manifest = compiled.manifest
+    if manifest["engine"] == EngineKind.OPENVINO:
+        from .openvino_engine import OpenVinoEngine, OpenVinoError
+
+        try:
+            if manifest["precision"] == Precision.INT8:
+                return OpenVinoEngine.load(compiled.folder, precision="int8", threads=threads)
+            return OpenVinoEngine.from_onnx(
+                compiled.graph.read_bytes(), precision=manifest["precision"], threads=threads
+            )
+        except OpenVinoError as exc:
+            raise ArtifactError(str(exc)) from exc
+    return OnnxRuntimeEngine(
+        compiled.graph.read_bytes(),
+        threads=threads,
+        takes_pixels=manifest["takes_pixels"],
+        preprocessing=compiled.preprocessing,
+        device=plan.device,
     )
 
 

@@ -20,6 +20,7 @@ from PIL import Image
 
 from . import preprocessing as pipeline
 from .compiler import compile_source
+from .config import CompileOptions
 from .engines import Engine, EnginePlan
 from .errors import ArtifactError, first_line
 from .sources import ModelSource
@@ -44,7 +45,9 @@ def sample_images() -> list[bytes]:
     return images
 
 
-def gate(source: ModelSource, *, plan: EnginePlan, threads: int, settings: dict) -> tuple[dict, dict, dict]:
+def gate(
+    source: ModelSource, *, plan: EnginePlan, threads: int, settings: dict, options: CompileOptions | None = None
+) -> tuple[dict, dict, dict]:
     """Compile ``source`` and run every check on it: (the artifact's files, its manifest, the report). A refused
     model has no files; the report says what passed, what failed and why."""
     Image.MAX_IMAGE_PIXELS = settings["max_image_pixels"] * 2
@@ -53,7 +56,12 @@ def gate(source: ModelSource, *, plan: EnginePlan, threads: int, settings: dict)
     try:
         if plan.compiled:
             files, manifest, engine = compile_source(
-                source, plan=plan, threads=threads, max_batch_size=settings["max_batch_size"], check_labels=False
+                source,
+                plan=plan,
+                threads=threads,
+                max_batch_size=settings["max_batch_size"],
+                check_labels=False,
+                options=options,
             )
         else:  # eager torch has nothing to compile: check the model as it will serve
             files, manifest, engine = _eager(source, plan)
@@ -69,6 +77,7 @@ def gate(source: ModelSource, *, plan: EnginePlan, threads: int, settings: dict)
         num_labels=len(labels),
         input_size=spec.crop_size,
         agreement=manifest["report"]["agreement"],
+        **{key: manifest["report"][key] for key in ("fast_mode", "engine_choice") if key in manifest["report"]},
     )
     checks.append(
         _passed("loads", f"{manifest['kind']} compiled for {engine.name} {engine.precision} ({engine.device})")

@@ -1,0 +1,78 @@
+"""Fast modes and ``auto``'s measured choice, compiled for real (OpenVINO, NNCF): an int8 version is calibrated on
+its folder's calibration/ images and admitted or refused by its measured agreement with fp32; ``auto`` races the
+exact engines when compiling and the choice survives a restart through the artifact."""
+
+import io
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from classifier.runtime import openvino_engine
+from classifier.runtime.registry import LOADED, UNAVAILABLE, describe_slot
+from tests.model_weights import FLOWERS, flower_picture
+from tests.runtime.helpers import folder_source, load, top_labels
+
+pytestmark = pytest.mark.skipif(not openvino_engine.available(), reason="OpenVINO is not installed")
+
+
+def calibrated(folder, tmp_path, *, count: int = 40):
+    """A copy of the model folder with a calibration/ folder of varied flower pictures (the operator's own)."""
+    copy = shutil.copytree(folder, tmp_path / "calibrated")
+    (copy / "calibration").mkdir()
+    rng = np.random.default_rng(7)
+    for index in range(count):
+        colour = np.array(list(FLOWERS.values())[index % len(FLOWERS)], dtype=np.float32)
+        pixels = np.clip(colour + rng.normal(0, 12, (240, 320, 3)), 0, 255).astype(np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="PNG")
+        (copy / "calibration" / f"{index:03d}.png").write_bytes(buffer.getvalue())
+    return copy
+
+
+def test_an_int8_version_is_calibrated_measured_and_admitted_with_its_numbers(flower_folders, tmp_path):
+    folder = calibrated(flower_folders["state_dict"], tmp_path)
+    slot = load(folder_source(folder), engine="openvino", precision="int8", CLASSIFIER_ENGINE_CACHE_DIR=tmp_path / "c")
+    assert slot.status == LOADED, slot.reason
+    described = describe_slot(slot, default=False)
+    assert (described["engine"], described["precision"], described["exact"]) == ("openvino", "int8", False)
+    fast = slot.model.report["fast_mode"]
+    assert fast["images"] == "40 images of the folder's calibration/"
+    assert fast["agreement"]["top1"] >= 0.99 and fast["int8_images_per_s"] > 0 and fast["fp32_images_per_s"] > 0
+    pictures = [flower_picture(label) for label in FLOWERS]
+    assert [labels[0] for labels in top_labels(slot, pictures)] == list(FLOWERS)
+
+
+def test_a_fast_mode_below_the_agreement_threshold_is_refused_with_the_numbers(flower_folders, tmp_path):
+    folder = calibrated(flower_folders["state_dict"], tmp_path, count=10)
+    slot = load(
+        folder_source(folder),
+        engine="openvino",
+        precision="int8",
+        CLASSIFIER_ENGINE_CACHE_DIR=tmp_path / "c",
+        CLASSIFIER_MIN_TOP1_AGREEMENT=1.01,  # above any measurement: the gate must refuse
+    )
+    assert slot.status == UNAVAILABLE
+    assert "int8 agrees with fp32 on" in slot.reason and "CLASSIFIER_MIN_TOP1_AGREEMENT (101.0%)" in slot.reason
+
+
+def test_int8_without_calibration_images_is_refused(flower_folders, tmp_path):
+    slot = load(
+        folder_source(flower_folders["state_dict"]),
+        engine="openvino",
+        precision="int8",
+        CLASSIFIER_ENGINE_CACHE_DIR=tmp_path / "c",
+    )
+    assert slot.status == UNAVAILABLE and "int8 needs calibration images" in slot.reason
+
+
+def test_auto_measures_the_exact_engines_and_a_restart_keeps_its_choice(flower_folders, tmp_path):
+    settings = {"CLASSIFIER_ENGINE_CACHE_DIR": tmp_path / "c", "CLASSIFIER_AUTO_MEASURES_ENGINES": True}
+    first = load(folder_source(flower_folders["state_dict"]), **settings)
+    choice = first.model.report["engine_choice"]
+    assert set(choice["measured"]) == {"onnxruntime", "openvino"}
+    assert choice["chosen"] == max(choice["measured"], key=choice["measured"].get)
+    assert first.model.engine.name == choice["chosen"] and first.model.engine.exact
+    again = load(folder_source(flower_folders["state_dict"]), **settings)
+    assert again.model.provenance == "loaded compiled" and again.model.engine.name == choice["chosen"]
