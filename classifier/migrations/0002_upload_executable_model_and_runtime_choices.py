@@ -4,24 +4,47 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('classifier', '0001_initial'),
+        ("classifier", "0001_initial"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='modelversion',
-            options={'ordering': ['name', '-created_at'], 'permissions': [('upload_executable_model', 'Can upload model files that are code')]},
+            name="modelversion",
+            options={
+                "ordering": ["name", "-created_at"],
+                "permissions": [("upload_executable_model", "Can upload model files that are code")],
+            },
         ),
         migrations.AlterField(
-            model_name='modelversion',
-            name='engine',
-            field=models.CharField(blank=True, choices=[('', 'CLASSIFIER_ENGINE'), ('torch', 'torch'), ('onnxruntime', 'onnxruntime'), ('openvino', 'openvino')], default='', max_length=16),
+            model_name="modelversion",
+            name="engine",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("", "CLASSIFIER_ENGINE"),
+                    ("torch", "torch"),
+                    ("onnxruntime", "onnxruntime"),
+                    ("openvino", "openvino"),
+                ],
+                default="",
+                max_length=16,
+            ),
         ),
         migrations.AlterField(
-            model_name='modelversion',
-            name='precision',
-            field=models.CharField(blank=True, choices=[('', 'CLASSIFIER_PRECISION'), ('fp32', 'fp32'), ('bf16', 'bf16'), ('fp16', 'fp16'), ('int8', 'int8')], default='', max_length=8),
+            model_name="modelversion",
+            name="precision",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("", "CLASSIFIER_PRECISION"),
+                    ("fp32", "fp32"),
+                    ("bf16", "bf16"),
+                    ("fp16", "fp16"),
+                    ("int8", "int8"),
+                ],
+                default="",
+                max_length=8,
+            ),
         ),
     ]

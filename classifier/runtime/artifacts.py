@@ -27,7 +27,7 @@ import torchvision
 from torchvision.transforms.functional import pil_modes_mapping
 
 from .errors import ArtifactError
-from .preprocessing import IMAGENET, RESAMPLING, Preprocessing
+from .preprocessing import IMAGENET, RESAMPLING, Preprocessing, triple
 from .sources import CONFIG_FILE, LABELS_FILE, MODEL_FILES, ModelSource, file_sha256
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def load_artifact(source: ModelSource) -> Artifact:
             return _load_folder(source.folder)
         except ArtifactError as exc:
             raise ArtifactError(_scrub(str(exc), source.folder)) from exc
-    return _load_torchvision(source.architecture, source.weights)
+    return _load_torchvision(source.architecture or source.name, source.weights)
 
 
 def _load_torchvision(name: str, weights: str) -> Artifact:
@@ -196,8 +196,8 @@ def _preprocessing(config: dict) -> Preprocessing:
     return Preprocessing(
         resize_size=resize,
         crop_size=config.get("crop", min(base.crop_size, resize)),
-        mean=tuple(float(v) for v in config.get("mean", base.mean)),
-        std=tuple(float(v) for v in config.get("std", base.std)),
+        mean=triple(config.get("mean", base.mean)),
+        std=triple(config.get("std", base.std)),
         resample=RESAMPLING[config["interpolation"]] if "interpolation" in config else base.resample,
     )
 

@@ -107,7 +107,7 @@ class MicroBatcher:
                 return
             self.closed = True
             for _ in self._threads:
-                self._queue.put(_STOP)  # behind every queued image: those are answered first
+                self._queue.put(_STOP)  # type: ignore[arg-type]  # the one marker among the images: behind every queued image: those are answered first
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join()
@@ -116,7 +116,7 @@ class MicroBatcher:
 
     def _collect(self) -> tuple[list[tuple[np.ndarray, Future]], bool]:
         """The next batch, and whether this worker took its stop marker (then it exits after this batch)."""
-        items = []
+        items: list[tuple[np.ndarray, Future]] = []
         first = self._queue.get()
         if first is _STOP:
             return items, True

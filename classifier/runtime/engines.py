@@ -35,10 +35,17 @@ AGREEMENT_TOLERANCE = 1e-4  # an exact engine's largest probability difference f
 
 
 class Engine(Protocol):
-    name: str  # an EngineKind
-    precision: str  # a Precision
-    exact: bool  # agrees with eager fp32 within AGREEMENT_TOLERANCE
-    device: str
+    @property
+    def name(self) -> str: ...  # an EngineKind
+
+    @property
+    def precision(self) -> str: ...  # a Precision
+
+    @property
+    def exact(self) -> bool: ...  # agrees with eager fp32 within AGREEMENT_TOLERANCE
+
+    @property
+    def device(self) -> str: ...
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """NxHxWx3 uint8 pixels in, Nxclasses float32 probabilities out."""

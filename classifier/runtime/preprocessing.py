@@ -53,10 +53,16 @@ class Preprocessing:
         return cls(
             resize_size=int(values["resize_size"]),
             crop_size=int(values["crop_size"]),
-            mean=tuple(float(v) for v in values["mean"]),
-            std=tuple(float(v) for v in values["std"]),
+            mean=triple(values["mean"]),
+            std=triple(values["std"]),
             resample=int(values["resample"]),
         )
+
+
+def triple(values) -> tuple[float, float, float]:
+    """Three numbers (a mean or a std per channel) as floats."""
+    first, second, third = (float(value) for value in values)
+    return first, second, third
 
 
 # torchvision's ImageNet classifiers' transform: the default for a model that names no other.

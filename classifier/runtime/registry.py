@@ -517,4 +517,5 @@ def _compiled_description(model: LoadedModel) -> dict:
         "artifact_key": model.artifact_key or None,
         "agreement_max_difference": agreement.get("max_difference"),
         "compile_seconds": model.report.get("compile_seconds"),
+        "fast_mode": model.report.get("fast_mode"),
     }

@@ -20,6 +20,9 @@ class ServingGraph(torch.nn.Module):
     does (``(x / 255 - mean) / std``, in that order, so fp32 answers equal torchvision's), run the
     network, softmax in fp32."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, network: torch.nn.Module, preprocessing: Preprocessing):
         super().__init__()
         self.network = network
@@ -71,6 +74,8 @@ def exports_pixels(artifact: Artifact) -> bool:
 def export_onnx(artifact: Artifact) -> bytes:
     """The artifact's ServingGraph as ONNX (dynamic batch)."""
     crop = artifact.preprocessing.crop_size
+    assert artifact.module is not None, "only a torch network is exported"
+    graph: torch.nn.Module
     if exports_pixels(artifact):
         graph, example = (
             ServingGraph(artifact.module, artifact.preprocessing).eval(),
@@ -84,7 +89,7 @@ def export_onnx(artifact: Artifact) -> bytes:
         torch.onnx.export(
             graph,
             (example,),
-            buffer,
+            buffer,  # type: ignore[arg-type]  # a file object is accepted, as documented
             dynamo=False,
             input_names=["input"],
             output_names=["output"],
