@@ -16,11 +16,12 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 from django.db.models import Avg, Count, F, QuerySet, Sum, Window
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Mod, RowNumber, Substr, TruncDate
 
-from .models import AnonymousRequestCount, ApiKey, RequestLog
+from .models import AnonymousRequestCount, ApiKey, Plan, RequestLog
 from .queries import PreparedQuery
-from .windows import DatabaseWindowStore, WindowState
+from .windows import DatabaseWindowStore, WindowState, quota_rule
 
 THROTTLED_STATUS = 429
 PERCENTILES = (50, 95, 99)
@@ -32,6 +33,16 @@ _KEY_BY_PREFIX = PreparedQuery(lambda prefix: ApiKey.objects.filter(prefix=prefi
 def api_key_by_prefix(*, prefix: str) -> ApiKey | None:
     """The key with ``prefix`` (unique), or None. Every API request makes this lookup; it runs precompiled SQL."""
     found = _KEY_BY_PREFIX.fetch(prefix)
+    return found[0] if found else None
+
+
+# The plan by id: the ORM would convert the placeholder to an integer, so the id is a raw parameter.
+_PLAN_BY_ID = PreparedQuery(lambda plan_id: Plan.objects.filter(pk=RawSQL("%s", (plan_id,))).order_by())
+
+
+def plan_by_id(*, plan_id: int) -> Plan | None:
+    """The plan with ``plan_id``, or None; precompiled SQL (every request of a key on a plan reads it)."""
+    found = _PLAN_BY_ID.fetch(plan_id)
     return found[0] if found else None
 
 
@@ -320,13 +331,15 @@ def _daily(by_day: dict, *, since: dt.datetime | None, until: dt.datetime) -> li
 
 
 def rate_limit_state(*, api_key: ApiKey, store=None, now: float | None = None) -> WindowState:
-    """``api_key``'s sliding window as it stands (nothing consumed); ``store`` defaults to the database."""
+    """``api_key``'s sliding window as it stands (nothing consumed), with its monthly quota when it is on a
+    plan; ``store`` defaults to the database."""
     store = store or DatabaseWindowStore()
     return store.peek(
         key_id=api_key.pk,
-        limit=api_key.rate_limit,
-        window=api_key.rate_window_seconds,
+        limit=api_key.effective_rate_limit,
+        window=api_key.effective_rate_window_seconds,
         now=time.time() if now is None else now,
+        quota=quota_rule(api_key),
     )
 
 

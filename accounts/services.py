@@ -4,6 +4,7 @@ import datetime as dt
 import ipaddress
 import re
 import threading
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -12,8 +13,8 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from . import crypto
-from .models import AnonymousRequestCount, ApiKey, RequestLog
-from .selectors import api_key_by_prefix
+from .models import AnonymousRequestCount, ApiKey, OverageMode, Plan, RequestLog
+from .selectors import api_key_by_prefix, plan_by_id
 
 LAST_USED_RESOLUTION = dt.timedelta(seconds=60)  # last_used_at is refreshed at most this often
 
@@ -26,15 +27,19 @@ def api_key_create(
     rate_window_seconds: int | None = None,
     expires_at: dt.datetime | None = None,
     allowed_models: list[str] | None = None,
+    plan: Plan | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key and return it with its plaintext, which is never available again.
 
-    ``allowed_models``: the model names it may call (None or empty: every model). Raises ValidationError.
+    ``allowed_models``: the model names it may call (None or empty: every model, or its plan's). With a
+    ``plan``, a rate limit or window left None is the plan's; without one, the default. Raises ValidationError.
     """
-    api_key = ApiKey(name=name, owner=owner, expires_at=expires_at, allowed_models=list(allowed_models or []))
-    if rate_limit is not None:
+    api_key = ApiKey(
+        name=name, owner=owner, expires_at=expires_at, allowed_models=list(allowed_models or []), plan=plan
+    )
+    if rate_limit is not None or plan is not None:
         api_key.rate_limit = rate_limit
-    if rate_window_seconds is not None:
+    if rate_window_seconds is not None or plan is not None:
         api_key.rate_window_seconds = rate_window_seconds
     api_key.full_clean(exclude=["prefix", "hashed_key"])
     return api_key, api_key_assign_secret(api_key=api_key)
@@ -65,6 +70,45 @@ def api_key_assign_secret(*, api_key: ApiKey) -> str:
     raise KeyGenerationFailed(f"{crypto.KEY_GENERATION_ATTEMPTS} generated key prefixes were all taken.")
 
 
+def api_key_set_plan(*, api_key: ApiKey, plan: Plan | None) -> ApiKey:
+    """Move ``api_key`` to ``plan`` (None: no plan) at once. What the key used this month stays counted; the
+    new plan's allowance applies from its next request."""
+    api_key.plan = plan
+    ApiKey.objects.filter(pk=api_key.pk).update(plan=plan)
+    return api_key
+
+
+def plan_create(
+    *,
+    name: str,
+    monthly_images: int | None,
+    rate_limit: int | None = None,
+    rate_window_seconds: int | None = None,
+    allowed_models: list[str] | None = None,
+    overage: str = OverageMode.BLOCK,
+    price_per_1000_images: Decimal | int | str = 0,
+    price_per_1000_overage_images: Decimal | int | str = 0,
+) -> Plan:
+    """Create and return a plan (``monthly_images`` None: unlimited; a rate limit or window left None: the
+    defaults). Raises ValidationError for a taken name or a bad value (a negative allowance, an unknown
+    overage mode, a bad model name)."""
+    plan = Plan(
+        name=name,
+        monthly_images=monthly_images,
+        allowed_models=list(allowed_models or []),
+        overage=overage,
+        price_per_1000_images=Decimal(str(price_per_1000_images)),
+        price_per_1000_overage_images=Decimal(str(price_per_1000_overage_images)),
+    )
+    if rate_limit is not None:
+        plan.rate_limit = rate_limit
+    if rate_window_seconds is not None:
+        plan.rate_window_seconds = rate_window_seconds
+    plan.full_clean()
+    plan.save()
+    return plan
+
+
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     """Revoke ``api_key`` for good; revoking twice keeps the first time."""
     if api_key.revoked_at is None:
@@ -82,6 +126,8 @@ def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
     now = timezone.now()
     if not api_key.is_active(now):
         return None
+    if api_key.plan_id is not None:
+        api_key.plan = plan_by_id(plan_id=api_key.plan_id)  # one precompiled query; the plan as it is now
     if api_key.last_used_at is None or now - api_key.last_used_at >= LAST_USED_RESOLUTION:
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         api_key.last_used_at = now

@@ -1,0 +1,372 @@
+"""Monthly statements: what each key and each plan used in a calendar month (UTC), and what it costs at the
+plan's prices, read from the request log (so a statement adds up to the log exactly), and its CSV and JSON.
+
+One read of the month: UsageQuery.status_counts by key, day, model and version (at most keys x days x models x
+statuses rows, whatever the number of requests), tallied by UsageTally as every other usage number is.
+"""
+
+import csv
+import datetime as dt
+import io
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+from .models import ApiKey, Plan, month_start, next_month_start
+from .selectors import DAY, DayUsage, ModelUsage, StatusCount, UsageQuery, UsageTally, tally_by
+
+NO_PLAN = "(no plan)"
+DELETED_KEY = "(deleted key)"  # log rows whose key was deleted (RequestLog.api_key is SET_NULL)
+CENT = Decimal("0.01")
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+class BadMonth(ValueError):
+    """A month that is not YYYY-MM with a month 01-12."""
+
+
+def parse_month(text: str) -> dt.datetime:
+    """The first instant (UTC) of month ``text`` ("2026-11"); raises BadMonth."""
+    match = _MONTH.match(text or "")
+    if not match or not 1 <= int(match[2]) <= 12 or int(match[1]) < 1:
+        raise BadMonth(f"Not a month: {text!r}; expected YYYY-MM, e.g. 2026-11.")
+    return dt.datetime(int(match[1]), int(match[2]), 1, tzinfo=dt.UTC)
+
+
+def amount(*, images: int, allowance: int | None, price: Decimal, overage_price: Decimal) -> tuple[int, Decimal]:
+    """(overage images, amount rounded to the cent) for ``images`` in a month at a plan's prices per 1,000:
+    images within ``allowance`` (None: all) at ``price``, the rest at ``overage_price``."""
+    overage = 0 if allowance is None else max(0, images - allowance)
+    total = (Decimal(images - overage) * price + Decimal(overage) * overage_price) / 1000
+    return overage, total.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+@dataclass(frozen=True)
+class KeyStatement:
+    key_id: int | None
+    name: str
+    prefix: str
+    plan: str  # the key's plan now, or NO_PLAN
+    revoked: bool
+    requests: int  # every logged request, refused ones included
+    images: int  # images charged (v1: one a request), as the quota counts them
+    allowance: int | None
+    overage_images: int
+    amount: Decimal
+    by_model: list[ModelUsage]
+    by_day: list[DayUsage]  # every day of the month, zeros included
+
+
+@dataclass(frozen=True)
+class PlanStatement:
+    plan: str
+    keys: int  # keys with requests this month
+    monthly_images: int | None  # allowance per key
+    overage: str
+    price_per_1000_images: Decimal
+    price_per_1000_overage_images: Decimal
+    requests: int
+    images: int
+    overage_images: int
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class Statement:
+    month: str  # "2026-11"
+    start: dt.datetime
+    end: dt.datetime  # exclusive: the next month's start
+    requests: int
+    images: int
+    amount: Decimal
+    plans: list[PlanStatement]  # every plan, then NO_PLAN when keys without one were used
+    keys: list[KeyStatement]  # by plan, then key name
+
+
+def usage_statement(*, month: dt.datetime) -> Statement:
+    """The statement of the calendar month (UTC) that holds ``month``: each key that made requests in it (revoked
+    and deleted keys too) and each plan, at the key's plan now."""
+    start = month_start(month)
+    end = next_month_start(month)
+    counts = UsageQuery(since=start, until=end).status_counts("api_key_id", DAY, "model_name", "model_version")
+    keys = {key.pk: key for key in ApiKey.objects.filter(pk__in=[row.group[0] for row in counts if row.group[0]])}
+    plans = {plan.pk: plan for plan in Plan.objects.all()}
+    days = [start.date() + dt.timedelta(days=n) for n in range((end - start).days)]
+    lines = [
+        _key_statement(key_id, keys.get(key_id), plans, rows, days) for key_id, rows in _rows_by(counts, 0).items()
+    ]
+    lines.sort(key=lambda line: (line.plan == NO_PLAN, line.plan, line.name, line.prefix))
+    return Statement(
+        month=f"{start:%Y-%m}",
+        start=start,
+        end=end,
+        requests=sum(line.requests for line in lines),
+        images=sum(line.images for line in lines),
+        amount=sum((line.amount for line in lines), Decimal("0.00")),
+        plans=_plan_statements(lines, plans),
+        keys=lines,
+    )
+
+
+def _rows_by(counts: list[StatusCount], position: int) -> dict:
+    grouped: dict = defaultdict(list)
+    for row in counts:
+        grouped[row.group[position]].append(row)
+    return grouped
+
+
+def _key_statement(key_id, key: ApiKey | None, plans: dict, rows: list[StatusCount], days) -> KeyStatement:
+    tally = UsageTally.of(rows)
+    plan = plans.get(key.plan_id) if key is not None and key.plan_id is not None else None
+    allowance = plan.monthly_images if plan else None
+    overage, total = (0, Decimal("0.00"))
+    if plan is not None:
+        overage, total = amount(
+            images=tally.images,
+            allowance=allowance,
+            price=plan.price_per_1000_images,
+            overage_price=plan.price_per_1000_overage_images,
+        )
+    by_model = [
+        ModelUsage(name=name, version=version, requests=t.requests, images=t.images)
+        for (name, version), t in sorted(
+            {
+                model: UsageTally.of(model_rows)
+                for model, model_rows in _by_model(rows).items()
+                if model[0]  # requests no model answered (refusals) are in no row
+            }.items()
+        )
+    ]
+    by_day_tally = tally_by(rows, 1)
+    return KeyStatement(
+        key_id=key_id,
+        name=key.name if key else DELETED_KEY,
+        prefix=key.prefix if key else "",
+        plan=plan.name if plan else NO_PLAN,
+        revoked=bool(key and key.is_revoked),
+        requests=tally.requests,
+        images=tally.images,
+        allowance=allowance,
+        overage_images=overage,
+        amount=total,
+        by_model=by_model,
+        by_day=[_day_usage(day, by_day_tally.get(day, UsageTally())) for day in days],
+    )
+
+
+def _day_usage(day: dt.date, tally: UsageTally) -> DayUsage:
+    return DayUsage(date=day, requests=tally.requests, images=tally.images)
+
+
+def _by_model(rows: list[StatusCount]) -> dict:
+    grouped: dict = defaultdict(list)
+    for row in rows:
+        grouped[(row.group[2], row.group[3])].append(row)
+    return grouped
+
+
+def _plan_statements(lines: list[KeyStatement], plans: dict) -> list[PlanStatement]:
+    by_plan: dict[str, list[KeyStatement]] = defaultdict(list)
+    for line in lines:
+        by_plan[line.plan].append(line)
+    statements = []
+    for plan in sorted(plans.values(), key=lambda p: p.name):
+        used = by_plan.get(plan.name, [])
+        statements.append(
+            PlanStatement(
+                plan=plan.name,
+                keys=len(used),
+                monthly_images=plan.monthly_images,
+                overage=plan.overage,
+                price_per_1000_images=plan.price_per_1000_images,
+                price_per_1000_overage_images=plan.price_per_1000_overage_images,
+                requests=sum(line.requests for line in used),
+                images=sum(line.images for line in used),
+                overage_images=sum(line.overage_images for line in used),
+                amount=sum((line.amount for line in used), Decimal("0.00")),
+            )
+        )
+    if NO_PLAN in by_plan:
+        used = by_plan[NO_PLAN]
+        statements.append(
+            PlanStatement(
+                plan=NO_PLAN,
+                keys=len(used),
+                monthly_images=None,
+                overage="",
+                price_per_1000_images=Decimal(0),
+                price_per_1000_overage_images=Decimal(0),
+                requests=sum(line.requests for line in used),
+                images=sum(line.images for line in used),
+                overage_images=0,
+                amount=Decimal("0.00"),
+            )
+        )
+    return statements
+
+
+# --- the dashboard's chart: each plan's use this month against its allowance -----------------------------------
+
+
+@dataclass(frozen=True)
+class PlanUse:
+    plan: str
+    keys: int  # keys on the plan now
+    allowance: int | None  # the plan's allowance x its keys; None: unlimited
+    images: int  # images its keys were charged this month
+
+    @property
+    def percent(self) -> float | None:
+        """Images against allowance in percent (may pass 100 with overage); None when unlimited or no keys."""
+        return round(100.0 * self.images / self.allowance, 1) if self.allowance else None
+
+
+def plan_use(*, now: dt.datetime) -> list[PlanUse]:
+    """Every plan's images this month (UTC) against its allowance times its keys, by plan name: one read of
+    the month's (key, status) counts through the covering index, as the dashboard's other numbers."""
+    start = month_start(now)
+    counts = UsageQuery(since=start, until=next_month_start(now)).status_counts("api_key_id")
+    images = {key_id: tally.images for key_id, tally in tally_by(counts, 0).items()}
+    keys_by_plan: dict[int, list[int]] = defaultdict(list)
+    for key_id, plan_id in ApiKey.objects.filter(plan__isnull=False).values_list("pk", "plan_id"):
+        keys_by_plan[plan_id].append(key_id)
+    return [
+        PlanUse(
+            plan=plan.name,
+            keys=len(keys_by_plan[plan.pk]),
+            allowance=None if plan.monthly_images is None else plan.monthly_images * len(keys_by_plan[plan.pk]),
+            images=sum(images.get(key_id, 0) for key_id in keys_by_plan[plan.pk]),
+        )
+        for plan in Plan.objects.order_by("name")
+    ]
+
+
+# --- renderings -------------------------------------------------------------------------------------------------
+
+CSV_COLUMNS = [
+    "month",
+    "kind",  # plan, key, model (a key's images by model), day (a key's images by day)
+    "plan",
+    "key_name",
+    "key_prefix",
+    "revoked",
+    "model",
+    "model_version",
+    "day",
+    "requests",
+    "images",
+    "allowance",
+    "overage_images",
+    "amount",
+]
+
+
+def statement_csv(statement: Statement) -> str:
+    """The statement as CSV: a row per plan, per key, per key and model, per key and day (``kind`` says which);
+    blank cells where a column does not apply. The ``key`` rows add up to the ``plan`` rows."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    base = {"month": statement.month}
+    for plan in statement.plans:
+        writer.writerow(
+            {
+                **base,
+                "kind": "plan",
+                "plan": plan.plan,
+                "requests": plan.requests,
+                "images": plan.images,
+                "allowance": _blank(plan.monthly_images),
+                "overage_images": plan.overage_images,
+                "amount": plan.amount,
+            }
+        )
+    for line in statement.keys:
+        key = {**base, "plan": line.plan, "key_name": _csv_safe(line.name), "key_prefix": line.prefix}
+        writer.writerow(
+            {
+                **key,
+                "kind": "key",
+                "revoked": "yes" if line.revoked else "no",
+                "requests": line.requests,
+                "images": line.images,
+                "allowance": _blank(line.allowance),
+                "overage_images": line.overage_images,
+                "amount": line.amount,
+            }
+        )
+        for model in line.by_model:
+            writer.writerow(
+                {
+                    **key,
+                    "kind": "model",
+                    "model": model.name,
+                    "model_version": model.version,
+                    "requests": model.requests,
+                    "images": model.images,
+                }
+            )
+        for day in line.by_day:
+            if day.requests:
+                writer.writerow(
+                    {**key, "kind": "day", "day": day.date.isoformat(), "requests": day.requests, "images": day.images}
+                )
+    return out.getvalue()
+
+
+def _blank(value) -> str:
+    return "" if value is None else str(value)
+
+
+def _csv_safe(text: str) -> str:
+    """A cell a spreadsheet will not run as a formula (a key's name is chosen by staff, but may come from a customer)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
+def statement_dict(statement: Statement) -> dict:
+    """The statement as JSON-ready data (amounts as strings with two places, dates ISO 8601)."""
+    return {
+        "month": statement.month,
+        "start": statement.start.isoformat(),
+        "end": statement.end.isoformat(),
+        "requests": statement.requests,
+        "images": statement.images,
+        "amount": str(statement.amount),
+        "plans": [
+            {
+                "plan": plan.plan,
+                "keys": plan.keys,
+                "monthly_images": plan.monthly_images,
+                "overage": plan.overage,
+                "price_per_1000_images": str(plan.price_per_1000_images),
+                "price_per_1000_overage_images": str(plan.price_per_1000_overage_images),
+                "requests": plan.requests,
+                "images": plan.images,
+                "overage_images": plan.overage_images,
+                "amount": str(plan.amount),
+            }
+            for plan in statement.plans
+        ],
+        "keys": [
+            {
+                "name": line.name,
+                "prefix": line.prefix,
+                "plan": line.plan,
+                "revoked": line.revoked,
+                "requests": line.requests,
+                "images": line.images,
+                "allowance": line.allowance,
+                "overage_images": line.overage_images,
+                "amount": str(line.amount),
+                "by_model": [
+                    {"model": m.name, "version": m.version, "requests": m.requests, "images": m.images}
+                    for m in line.by_model
+                ],
+                "by_day": [
+                    {"date": d.date.isoformat(), "requests": d.requests, "images": d.images} for d in line.by_day
+                ],
+            }
+            for line in statement.keys
+        ],
+    }
