@@ -298,7 +298,8 @@ class RedisWindowStore:
     ) -> WindowState:
         """As DatabaseWindowStore.acquire, in one Lua script: window and quota in one round trip."""
         member = f"{cost}:{uuid.uuid4().hex}"
-        keys, args = [f"{self._prefix}{key_id}"], [repr(now), window, limit, cost, member]
+        keys = [f"{self._prefix}{key_id}"]
+        args: list[str | int] = [repr(now), window, limit, cost, member]
         if quota is not None:
             start, resets_at = quota_period(now)
             keys.append(f"{self._quota_prefix}{key_id}:{start:%Y-%m}")
