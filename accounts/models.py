@@ -227,6 +227,11 @@ class RequestLog(models.Model):
             models.Index(fields=["api_key", "created_at"], name="requestlog_key_time"),
             # The dashboard's counts per key and status over a range, read from the index alone.
             models.Index(fields=["api_key", "status_code", "created_at", "images"], name="requestlog_key_status_time"),
+            # The monthly statement's images per key and model over a month, read from the index alone.
+            models.Index(
+                fields=["api_key", "model_name", "model_version", "created_at", "images"],
+                name="requestlog_key_model_time",
+            ),
         ]
         constraints = [
             models.CheckConstraint(

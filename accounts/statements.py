@@ -1,8 +1,11 @@
 """Monthly statements: what each key and each plan used in a calendar month (UTC), and what it costs at the
 plan's prices, read from the request log (so a statement adds up to the log exactly), and its CSV and JSON.
 
-One read of the month: UsageQuery.status_counts by key, day, model and version (at most keys x days x models x
-statuses rows, whatever the number of requests), tallied by UsageTally as every other usage number is.
+Three bounded reads of the month, each answered from a covering index of the log (no table rows, and on SQLite
+no sort of the month's rows): requests and images per key and status (UsageQuery.status_counts, tallied by
+UsageTally as every other usage number is), per key and model (requestlog_key_model_time), and per key and day
+(PostgreSQL: one GROUP BY; SQLite: one range count per day, each grouped by key in index order). Measured with
+``python -m bench.plans`` on 1M rows: see docs/admin.md.
 """
 
 import csv
@@ -13,8 +16,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
+from django.db import connection
+from django.db.models import Count, Sum
+
 from .models import ApiKey, Plan, month_start, next_month_start
-from .selectors import DAY, DayUsage, ModelUsage, StatusCount, UsageQuery, UsageTally, tally_by
+from .selectors import DAY, DayUsage, ModelUsage, UsageQuery, UsageTally, tally_by
 
 NO_PLAN = "(no plan)"
 DELETED_KEY = "(deleted key)"  # log rows whose key was deleted (RequestLog.api_key is SET_NULL)
@@ -89,12 +95,24 @@ def usage_statement(*, month: dt.datetime) -> Statement:
     and deleted keys too) and each plan, at the key's plan now."""
     start = month_start(month)
     end = next_month_start(month)
-    counts = UsageQuery(since=start, until=end).status_counts("api_key_id", DAY, "model_name", "model_version")
-    keys = {key.pk: key for key in ApiKey.objects.filter(pk__in=[row.group[0] for row in counts if row.group[0]])}
-    plans = {plan.pk: plan for plan in Plan.objects.all()}
+    query = UsageQuery(since=start, until=end)
+    totals = tally_by(query.status_counts("api_key_id"), 0)
+    models = _model_counts(query)
     days = [start.date() + dt.timedelta(days=n) for n in range((end - start).days)]
+    daily = _day_counts(query, days)
+    keys = {key.pk: key for key in ApiKey.objects.filter(pk__in=[key_id for key_id in totals if key_id is not None])}
+    plans = {plan.pk: plan for plan in Plan.objects.all()}
     lines = [
-        _key_statement(key_id, keys.get(key_id), plans, rows, days) for key_id, rows in _rows_by(counts, 0).items()
+        _key_statement(
+            key_id,
+            keys.get(key_id),
+            plans,
+            tally,
+            models.get(key_id, []),
+            [daily.get((key_id, day)) for day in days],
+            days,
+        )
+        for key_id, tally in totals.items()
     ]
     lines.sort(key=lambda line: (line.plan == NO_PLAN, line.plan, line.name, line.prefix))
     return Statement(
@@ -109,15 +127,40 @@ def usage_statement(*, month: dt.datetime) -> Statement:
     )
 
 
-def _rows_by(counts: list[StatusCount], position: int) -> dict:
-    grouped: dict = defaultdict(list)
-    for row in counts:
-        grouped[row.group[position]].append(row)
-    return grouped
+def _model_counts(query: UsageQuery) -> dict[int | None, list[ModelUsage]]:
+    """Per key: requests and images per model and version that answered (refused requests name none)."""
+    rows = (
+        query.logs()
+        .exclude(model_name="")
+        .values_list("api_key_id", "model_name", "model_version")
+        .annotate(requests=Count("*"), images=Sum("images"))
+        .order_by("api_key_id", "model_name", "model_version")
+    )
+    by_key: dict[int | None, list[ModelUsage]] = defaultdict(list)
+    for key_id, name, version, requests, images in rows:
+        by_key[key_id].append(ModelUsage(name=name, version=version, requests=requests, images=images or 0))
+    return by_key
 
 
-def _key_statement(key_id, key: ApiKey | None, plans: dict, rows: list[StatusCount], days) -> KeyStatement:
-    tally = UsageTally.of(rows)
+def _day_counts(query: UsageQuery, days: list[dt.date]) -> dict[tuple, tuple[int, int]]:
+    """{(key id, day): (requests, images)} over the month."""
+    counted: dict[tuple, tuple[int, int]] = {}
+    if connection.vendor == "postgresql":
+        for row in query.status_counts("api_key_id", DAY):
+            requests, images = counted.get(row.group, (0, 0))
+            counted[row.group] = (requests + row.requests, images + row.images)
+        return counted
+    for day in days:  # SQLite: a day's range, grouped by key in the index's order (no sort of the month's rows)
+        since = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+        in_day = UsageQuery(since=since, until=since + dt.timedelta(days=1)).logs()
+        for key_id, requests, images in in_day.values_list("api_key_id").annotate(n=Count("*"), i=Sum("images")):
+            counted[(key_id, day)] = (requests, images or 0)
+    return counted
+
+
+def _key_statement(
+    key_id, key: ApiKey | None, plans: dict, tally: UsageTally, by_model: list[ModelUsage], daily: list, days
+) -> KeyStatement:
     plan = plans.get(key.plan_id) if key is not None and key.plan_id is not None else None
     allowance = plan.monthly_images if plan else None
     overage, total = (0, Decimal("0.00"))
@@ -128,17 +171,6 @@ def _key_statement(key_id, key: ApiKey | None, plans: dict, rows: list[StatusCou
             price=plan.price_per_1000_images,
             overage_price=plan.price_per_1000_overage_images,
         )
-    by_model = [
-        ModelUsage(name=name, version=version, requests=t.requests, images=t.images)
-        for (name, version), t in sorted(
-            {
-                model: UsageTally.of(model_rows)
-                for model, model_rows in _by_model(rows).items()
-                if model[0]  # requests no model answered (refusals) are in no row
-            }.items()
-        )
-    ]
-    by_day_tally = tally_by(rows, 1)
     return KeyStatement(
         key_id=key_id,
         name=key.name if key else DELETED_KEY,
@@ -151,19 +183,10 @@ def _key_statement(key_id, key: ApiKey | None, plans: dict, rows: list[StatusCou
         overage_images=overage,
         amount=total,
         by_model=by_model,
-        by_day=[_day_usage(day, by_day_tally.get(day, UsageTally())) for day in days],
+        by_day=[
+            DayUsage(date=day, requests=n[0], images=n[1]) if n else DayUsage(day, 0, 0) for day, n in zip(days, daily)
+        ],
     )
-
-
-def _day_usage(day: dt.date, tally: UsageTally) -> DayUsage:
-    return DayUsage(date=day, requests=tally.requests, images=tally.images)
-
-
-def _by_model(rows: list[StatusCount]) -> dict:
-    grouped: dict = defaultdict(list)
-    for row in rows:
-        grouped[(row.group[2], row.group[3])].append(row)
-    return grouped
 
 
 def _plan_statements(lines: list[KeyStatement], plans: dict) -> list[PlanStatement]:
