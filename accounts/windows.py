@@ -167,6 +167,14 @@ class DatabaseWindowStore:
         self._expire_sql = f"DELETE FROM {table} WHERE api_key_id = %s AND at <= %s"
         self._totals_sql = f"SELECT SUM(cost), MIN(at) FROM {table} WHERE api_key_id = %s AND at > %s"
         self._record_sql = f"INSERT INTO {table} (api_key_id, at, cost) VALUES (%s, %s, %s)"
+        # With a quota, the month's count is read in the window's count (a statement after the lock, so it sees
+        # what the last holder committed; a join in the locking statement would read a stale snapshot) and, on
+        # PostgreSQL, charged in the event's insert (a data-modifying CTE): no round trip added to the window's.
+        self._totals_and_month_sql = (
+            f"SELECT SUM(cost), MIN(at), (SELECT images FROM {_MONTHLY} WHERE api_key_id = %s AND month = %s) "
+            f"FROM {table} WHERE api_key_id = %s AND at > %s"
+        )
+        self._record_and_charge_sql = f"WITH charged AS ({_MONTHLY_CHARGE_SQL}) {self._record_sql}"
 
     def acquire(
         self,
@@ -182,21 +190,31 @@ class DatabaseWindowStore:
         """Admit ``cost`` units at ``now`` if they fit the window (and ``quota``), recording them; ``record``
         False: decide only (nothing is charged)."""
         with transaction.atomic(), connection.cursor() as cursor:
+            postgres = connection.vendor == "postgresql"
             if connection.vendor != "sqlite":
                 cursor.execute(_LOCK_KEY_SQL, [key_id])
-            month = quota_period(now)[0].date()
-            quota_used = _monthly_used(cursor, key_id=key_id, month=month) if quota is not None else 0
-            exceeded = _over_quota(quota, used=quota_used, cost=cost)
             cursor.execute(self._expire_sql, [key_id, now - window])
-            used, oldest = self._totals(cursor, key_id=key_id, since=now - window)
+            month = quota_period(now)[0].date()
+            quota_used = 0
+            if quota is None:
+                used, oldest = self._totals(cursor, key_id=key_id, since=now - window)
+            else:
+                cursor.execute(self._totals_and_month_sql, [key_id, month, key_id, now - window])
+                used, oldest, quota_used = cursor.fetchone()
+                used, quota_used = used or 0, int(quota_used or 0)
+            exceeded = _over_quota(quota, used=quota_used, cost=cost)
             allowed = not exceeded and used + cost <= limit
             free_at = None
             if allowed and record:
-                cursor.execute(self._record_sql, [key_id, now, cost])
-                used, oldest = used + cost, now if oldest is None else oldest
-                if quota is not None:
+                if quota is None:
+                    cursor.execute(self._record_sql, [key_id, now, cost])
+                elif postgres:
+                    cursor.execute(self._record_and_charge_sql, [key_id, month, cost, key_id, now, cost])
+                else:
+                    cursor.execute(self._record_sql, [key_id, now, cost])
                     cursor.execute(_MONTHLY_CHARGE_SQL, [key_id, month, cost])
-                    quota_used += cost
+                used, oldest = used + cost, now if oldest is None else oldest
+                quota_used += cost if quota is not None else 0
             elif not allowed and not exceeded:
                 events = self._events.objects.filter(api_key_id=key_id, at__gt=now - window).order_by("at")
                 free_at = _free_at(events.values_list("at", "cost").iterator(), used=used, cost=cost, limit=limit)
