@@ -16,10 +16,9 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 from django.db.models import Avg, Count, F, QuerySet, Sum, Window
-from django.db.models.expressions import RawSQL
 from django.db.models.functions import Mod, RowNumber, Substr, TruncDate
 
-from .models import AnonymousRequestCount, ApiKey, Plan, RequestLog
+from .models import AnonymousRequestCount, ApiKey, RequestLog
 from .queries import PreparedQuery
 from .windows import DatabaseWindowStore, WindowState, quota_rule
 
@@ -27,22 +26,13 @@ THROTTLED_STATUS = 429
 PERCENTILES = (50, 95, 99)
 DAY = "day"  # a field UsageQuery.status_counts can group by: the UTC day of created_at
 
-_KEY_BY_PREFIX = PreparedQuery(lambda prefix: ApiKey.objects.filter(prefix=prefix).order_by())
+_KEY_BY_PREFIX = PreparedQuery(lambda prefix: ApiKey.objects.select_related("plan").filter(prefix=prefix).order_by())
 
 
 def api_key_by_prefix(*, prefix: str) -> ApiKey | None:
-    """The key with ``prefix`` (unique), or None. Every API request makes this lookup; it runs precompiled SQL."""
+    """The key with ``prefix`` (unique) and its plan (joined: no second query), or None. Every API request makes
+    this lookup; it runs precompiled SQL."""
     found = _KEY_BY_PREFIX.fetch(prefix)
-    return found[0] if found else None
-
-
-# The plan by id: the ORM would convert the placeholder to an integer, so the id is a raw parameter.
-_PLAN_BY_ID = PreparedQuery(lambda plan_id: Plan.objects.filter(pk=RawSQL("%s", (plan_id,))).order_by())
-
-
-def plan_by_id(*, plan_id: int) -> Plan | None:
-    """The plan with ``plan_id``, or None; precompiled SQL (every request of a key on a plan reads it)."""
-    found = _PLAN_BY_ID.fetch(plan_id)
     return found[0] if found else None
 
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from . import crypto
 from .models import AnonymousRequestCount, ApiKey, OverageMode, Plan, RequestLog
-from .selectors import api_key_by_prefix, plan_by_id
+from .selectors import api_key_by_prefix
 
 LAST_USED_RESOLUTION = dt.timedelta(seconds=60)  # last_used_at is refreshed at most this often
 
@@ -126,8 +126,6 @@ def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
     now = timezone.now()
     if not api_key.is_active(now):
         return None
-    if api_key.plan_id is not None:
-        api_key.plan = plan_by_id(plan_id=api_key.plan_id)  # one precompiled query; the plan as it is now
     if api_key.last_used_at is None or now - api_key.last_used_at >= LAST_USED_RESOLUTION:
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         api_key.last_used_at = now
