@@ -13,7 +13,15 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from . import crypto
-from .models import AnonymousRequestCount, ApiKey, OverageMode, Plan, RequestLog
+from .models import (
+    AnonymousRequestCount,
+    ApiKey,
+    OverageMode,
+    Plan,
+    RequestLog,
+    default_rate_limit,
+    default_rate_window,
+)
 from .selectors import api_key_by_prefix
 
 LAST_USED_RESOLUTION = dt.timedelta(seconds=60)  # last_used_at is refreshed at most this often
@@ -70,11 +78,21 @@ def api_key_assign_secret(*, api_key: ApiKey) -> str:
     raise KeyGenerationFailed(f"{crypto.KEY_GENERATION_ATTEMPTS} generated key prefixes were all taken.")
 
 
-def api_key_set_plan(*, api_key: ApiKey, plan: Plan | None) -> ApiKey:
+def api_key_set_plan(*, api_key: ApiKey, plan: Plan | None, keep_own_limit: bool = False) -> ApiKey:
     """Move ``api_key`` to ``plan`` (None: no plan) at once. What the key used this month stays counted; the
-    new plan's allowance applies from its next request."""
-    api_key.plan = plan
-    ApiKey.objects.filter(pk=api_key.pk).update(plan=plan)
+    new plan's allowance applies from its next request. Onto a plan, the key takes the plan's rate limit and
+    window (its own are cleared) unless ``keep_own_limit``; off a plan, a key without its own gets the defaults."""
+    fields = {"plan": plan}
+    if plan is not None and not keep_own_limit:
+        fields.update(rate_limit=None, rate_window_seconds=None)
+    elif plan is None:
+        fields["rate_limit"] = default_rate_limit() if api_key.rate_limit is None else api_key.rate_limit
+        fields["rate_window_seconds"] = (
+            default_rate_window() if api_key.rate_window_seconds is None else api_key.rate_window_seconds
+        )
+    ApiKey.objects.filter(pk=api_key.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(api_key, name, value)
     return api_key
 
 

@@ -295,6 +295,20 @@ def test_set_key_plan_moves_a_key_and_refuses_unknown_names():
         call_command("set_key_plan", api_key.prefix, stdout=StringIO())
 
 
+def test_set_key_plan_gives_the_key_the_plans_limit_unless_told_to_keep_its_own():
+    plan_create(name="pro", monthly_images=10, rate_limit=500, rate_window_seconds=30)
+    mover = api_key_create(name="mover", rate_limit=5)[0]
+    keeper = api_key_create(name="keeper", rate_limit=5)[0]
+    call_command("set_key_plan", mover.prefix, "pro", stdout=StringIO())
+    call_command("set_key_plan", keeper.prefix, "pro", "--keep-own-limit", stdout=StringIO())
+    mover, keeper = ApiKey.objects.get(pk=mover.pk), ApiKey.objects.get(pk=keeper.pk)
+    assert (mover.effective_rate_limit, mover.effective_rate_window_seconds) == (500, 30)
+    assert keeper.effective_rate_limit == 5
+    call_command("set_key_plan", mover.prefix, "--none", stdout=StringIO())
+    mover = ApiKey.objects.get(pk=mover.pk)
+    assert mover.plan is None and (mover.rate_limit, mover.rate_window_seconds) == (60, 60)  # the defaults
+
+
 def test_a_key_with_no_plan_keeps_its_own_limit_as_before():
     api_key = api_key_create(name="plain")[0]
     assert api_key.plan is None and api_key.rate_limit == api_key.effective_rate_limit == 60
