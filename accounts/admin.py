@@ -5,8 +5,37 @@ from django.db.models import Q
 from django.utils.html import format_html
 
 from . import services
-from .forms import ApiKeyAdminForm
-from .models import AnonymousRequestCount, ApiKey, RequestLog
+from .forms import ApiKeyAdminForm, PlanAdminForm
+from .models import AnonymousRequestCount, ApiKey, Plan, RequestLog
+
+
+@admin.register(Plan)
+class PlanAdmin(admin.ModelAdmin):
+    """Plans: a monthly allowance, a rate limit, models, overage and prices. A plan with keys cannot be deleted
+    (move its keys first: set_key_plan)."""
+
+    form = PlanAdminForm
+    list_display = [
+        "name",
+        "monthly_images",
+        "overage",
+        "rate_limit",
+        "rate_window_seconds",
+        "model_access",
+        "price_per_1000_images",
+        "price_per_1000_overage_images",
+        "keys",
+    ]
+    search_fields = ["name"]
+    readonly_fields = ["created_at"]
+
+    @admin.display(description="models")
+    def model_access(self, obj: Plan) -> str:
+        return ", ".join(obj.allowed_models) or "all"
+
+    @admin.display(description="keys")
+    def keys(self, obj: Plan) -> int:
+        return obj.api_keys.count()
 
 
 @admin.register(ApiKey)
@@ -17,6 +46,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "prefix",
         "owner",
         "active",
+        "plan",
         "rate_limit",
         "rate_window_seconds",
         "model_access",
@@ -24,10 +54,20 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "last_used_at",
         "created_at",
     ]
-    list_filter = [("revoked_at", admin.EmptyFieldListFilter), "expires_at", "created_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter), "plan", "expires_at", "created_at"]
     search_fields = ["name", "prefix", "owner__username", "owner__email"]
     readonly_fields = ["prefix", "created_at", "revoked_at", "last_used_at"]
-    fields = ["name", "owner", "rate_limit", "rate_window_seconds", "allowed_models", "expires_at", *readonly_fields]
+    fields = [
+        "name",
+        "owner",
+        "plan",
+        "rate_limit",
+        "rate_window_seconds",
+        "allowed_models",
+        "expires_at",
+        *readonly_fields,
+    ]
+    list_select_related = ["plan"]
     actions = ["revoke_keys"]
 
     @admin.display(boolean=True, description="active")

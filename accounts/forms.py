@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from django import forms
 
-from .models import ApiKey, parse_model_names
+from .models import ApiKey, Plan, default_rate_limit, default_rate_window, parse_model_names
 from .selectors import api_keys_for_filter
 
 # Period choice -> (label, how far back from now, chart bucket).
@@ -73,3 +73,28 @@ class ApiKeyAdminForm(forms.ModelForm):
     class Meta:
         model = ApiKey
         fields = "__all__"  # noqa: DJ007 - ApiKeyAdmin's fieldsets and read-only fields choose what is shown
+
+    def clean(self):
+        """A key on no plan keeps a limit and window of its own (left empty: the defaults), as before plans."""
+        cleaned = super().clean()
+        if not cleaned.get("plan"):
+            if cleaned.get("rate_limit") is None and "rate_limit" in self.fields:
+                cleaned["rate_limit"] = default_rate_limit()
+            if cleaned.get("rate_window_seconds") is None and "rate_window_seconds" in self.fields:
+                cleaned["rate_window_seconds"] = default_rate_window()
+        return cleaned
+
+
+class PlanAdminForm(forms.ModelForm):
+    """The admin's plan form: allowed_models is one line of names, as on the key form."""
+
+    allowed_models = ModelNamesField(
+        required=False,
+        label="Allowed models",
+        widget=forms.TextInput(attrs={"size": 60, "placeholder": "every model"}),
+        help_text="Comma-separated model names. Empty: every model. A key's own list, where set, overrides it.",
+    )
+
+    class Meta:
+        model = Plan
+        fields = "__all__"  # noqa: DJ007 - PlanAdmin chooses what is shown

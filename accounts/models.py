@@ -1,10 +1,13 @@
-"""Who may call the API (ApiKey), what they used (RequestLog, RateLimitEvent, UsageRateLimitEvent) and who
-called without a key (AnonymousRequestCount)."""
+"""Who may call the API (ApiKey) on what terms (Plan), what they used (RequestLog, RateLimitEvent,
+UsageRateLimitEvent, MonthlyUsage) and who called without a key (AnonymousRequestCount)."""
 
+import datetime as dt
 import re
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -16,6 +19,9 @@ def _default_rate_limit() -> int:
 
 def _default_rate_window() -> int:
     return settings.ACCOUNTS_DEFAULT_RATE_WINDOW_SECONDS
+
+
+default_rate_limit, default_rate_window = _default_rate_limit, _default_rate_window  # public names (forms)
 
 
 # A model's name as a key's allowed_models holds it: what CLASSIFIER_MODELS names (torchvision names, a
@@ -44,6 +50,64 @@ def validate_model_names(value) -> None:
         raise ValidationError("A model is named twice.", code="duplicate_model_name")
 
 
+class OverageMode(models.TextChoices):
+    """What a plan does past its monthly allowance."""
+
+    BLOCK = "block", "block (429 quota_exceeded)"
+    ALLOW = "allow", "allow (served, counted as overage)"
+
+
+_PRICE = {"max_digits": 12, "decimal_places": 4, "default": Decimal(0), "validators": [MinValueValidator(Decimal(0))]}
+
+
+class Plan(models.Model):
+    """What a key may do: its rate limit and window, its monthly allowance of images, its models, what happens
+    past the allowance, and the prices its statement shows (no payment is processed). A key's own rate limit,
+    window and models, where set, override its plan's."""
+
+    name = models.CharField(max_length=50, unique=True, validators=[RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")])
+    rate_limit = models.PositiveIntegerField(
+        default=_default_rate_limit, help_text="Requests (v2: images) admitted per window."
+    )
+    rate_window_seconds = models.PositiveIntegerField(
+        default=_default_rate_window, help_text="Length of the sliding window in seconds."
+    )
+    monthly_images = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Images (v1: one a request) each key may use per calendar month (UTC). Empty: unlimited.",
+    )
+    allowed_models = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_model_names],
+        help_text="The models its keys may call, by name. Empty: every model.",
+    )
+    overage = models.CharField(
+        max_length=5,
+        choices=OverageMode.choices,
+        default=OverageMode.BLOCK,
+        help_text="Past the monthly allowance: refuse (429 quota_exceeded) or serve and count as overage.",
+    )
+    price_per_1000_images = models.DecimalField(**_PRICE, help_text="Price of 1,000 images within the allowance.")
+    price_per_1000_overage_images = models.DecimalField(**_PRICE, help_text="Price of 1,000 images past it.")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(rate_limit__gte=1), name="plan_rate_limit_positive"),
+            models.CheckConstraint(condition=Q(rate_window_seconds__gte=1), name="plan_rate_window_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def blocks_overage(self) -> bool:
+        return self.overage == OverageMode.BLOCK
+
+
 class ApiKey(models.Model):
     name = models.CharField(max_length=100, unique=True)
     owner = models.ForeignKey(
@@ -55,17 +119,32 @@ class ApiKey(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    plan = models.ForeignKey(
+        Plan,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="api_keys",
+        help_text="Empty: no plan (no monthly quota; the key's own limit).",
+    )
     rate_limit = models.PositiveIntegerField(
-        default=_default_rate_limit, help_text="Requests (v2: images) admitted per window."
+        default=_default_rate_limit,
+        null=True,
+        blank=True,
+        help_text="Requests (v2: images) admitted per window. Empty: the plan's.",
     )
     rate_window_seconds = models.PositiveIntegerField(
-        default=_default_rate_window, help_text="Length of the sliding window in seconds."
+        default=_default_rate_window,
+        null=True,
+        blank=True,
+        help_text="Length of the sliding window in seconds. Empty: the plan's.",
     )
     allowed_models = models.JSONField(
         default=list,
         blank=True,
         validators=[validate_model_names],
-        help_text="The models this key may call, by name (as /api/v2/models lists them). Empty: every model.",
+        help_text="The models this key may call, by name (as /api/v2/models lists them). Empty: the plan's "
+        "(no plan, or the plan's empty: every model).",
     )
 
     class Meta:
@@ -89,9 +168,32 @@ class ApiKey(models.Model):
     def is_active(self, now=None) -> bool:
         return not self.is_revoked and not self.is_expired(now)
 
+    @property
+    def effective_rate_limit(self) -> int:
+        """The key's own rate limit, else its plan's, else the default (ACCOUNTS_DEFAULT_RATE_LIMIT)."""
+        if self.rate_limit is not None:
+            return self.rate_limit
+        return self.plan.rate_limit if self.plan_id is not None else _default_rate_limit()
+
+    @property
+    def effective_rate_window_seconds(self) -> int:
+        """The key's own window, else its plan's, else the default (ACCOUNTS_DEFAULT_RATE_WINDOW_SECONDS)."""
+        if self.rate_window_seconds is not None:
+            return self.rate_window_seconds
+        return self.plan.rate_window_seconds if self.plan_id is not None else _default_rate_window()
+
+    @property
+    def effective_allowed_models(self) -> list[str]:
+        """The key's own model list, else its plan's; empty: every model."""
+        if self.allowed_models or self.plan_id is None:
+            return self.allowed_models
+        return self.plan.allowed_models
+
     def may_use_model(self, name: str) -> bool:
-        """Whether this key may call model ``name`` (a bare name: no "@version"); empty allowed_models: every one."""
-        return not self.allowed_models or name in self.allowed_models
+        """Whether this key may call model ``name`` (a bare name: no "@version"); empty allowed_models (the key's
+        and its plan's): every one."""
+        allowed = self.effective_allowed_models
+        return not allowed or name in allowed
 
     def save(self, *args, **kwargs):  # noqa: DJ012 - beside the rules it enforces, not above them
         # A revoked key stays revoked: no edit may clear the stored revocation.
@@ -125,6 +227,11 @@ class RequestLog(models.Model):
             models.Index(fields=["api_key", "created_at"], name="requestlog_key_time"),
             # The dashboard's counts per key and status over a range, read from the index alone.
             models.Index(fields=["api_key", "status_code", "created_at", "images"], name="requestlog_key_status_time"),
+            # The monthly statement's images per key and model over a month, read from the index alone.
+            models.Index(
+                fields=["api_key", "model_name", "model_version", "created_at", "images"],
+                name="requestlog_key_model_time",
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -195,3 +302,30 @@ class UsageRateLimitEvent(models.Model):
 
     def __str__(self) -> str:
         return f"key {self.api_key_id} at {self.at:.3f} (cost {self.cost})"
+
+
+class MonthlyUsage(models.Model):
+    """The images (v1: requests) a key was charged in one calendar month (UTC): the database quota store's
+    counter, raised in the same transaction as the key's window (accounts.windows). Statements read the
+    request log, not this."""
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
+    month = models.DateField(help_text="The first day of the month (UTC).")
+    images = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["api_key", "month"], name="monthly_usage_unique")]
+
+    def __str__(self) -> str:
+        return f"key {self.api_key_id} {self.month:%Y-%m}: {self.images}"
+
+
+def month_start(moment: dt.datetime) -> dt.datetime:
+    """The first instant (UTC) of the calendar month that holds ``moment``."""
+    return moment.astimezone(dt.UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def next_month_start(moment: dt.datetime) -> dt.datetime:
+    """The first instant (UTC) of the calendar month after the one that holds ``moment``."""
+    start = month_start(moment)
+    return start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)

@@ -20,17 +20,18 @@ from django.db.models.functions import Mod, RowNumber, Substr, TruncDate
 
 from .models import AnonymousRequestCount, ApiKey, RequestLog
 from .queries import PreparedQuery
-from .windows import DatabaseWindowStore, WindowState
+from .windows import DatabaseWindowStore, WindowState, quota_rule
 
 THROTTLED_STATUS = 429
 PERCENTILES = (50, 95, 99)
 DAY = "day"  # a field UsageQuery.status_counts can group by: the UTC day of created_at
 
-_KEY_BY_PREFIX = PreparedQuery(lambda prefix: ApiKey.objects.filter(prefix=prefix).order_by())
+_KEY_BY_PREFIX = PreparedQuery(lambda prefix: ApiKey.objects.select_related("plan").filter(prefix=prefix).order_by())
 
 
 def api_key_by_prefix(*, prefix: str) -> ApiKey | None:
-    """The key with ``prefix`` (unique), or None. Every API request makes this lookup; it runs precompiled SQL."""
+    """The key with ``prefix`` (unique) and its plan (joined: no second query), or None. Every API request makes
+    this lookup; it runs precompiled SQL."""
     found = _KEY_BY_PREFIX.fetch(prefix)
     return found[0] if found else None
 
@@ -320,13 +321,15 @@ def _daily(by_day: dict, *, since: dt.datetime | None, until: dt.datetime) -> li
 
 
 def rate_limit_state(*, api_key: ApiKey, store=None, now: float | None = None) -> WindowState:
-    """``api_key``'s sliding window as it stands (nothing consumed); ``store`` defaults to the database."""
+    """``api_key``'s sliding window as it stands (nothing consumed), with its monthly quota when it is on a
+    plan; ``store`` defaults to the database."""
     store = store or DatabaseWindowStore()
     return store.peek(
         key_id=api_key.pk,
-        limit=api_key.rate_limit,
-        window=api_key.rate_window_seconds,
+        limit=api_key.effective_rate_limit,
+        window=api_key.effective_rate_window_seconds,
         now=time.time() if now is None else now,
+        quota=quota_rule(api_key),
     )
 
 

@@ -4,6 +4,7 @@ import datetime as dt
 import ipaddress
 import re
 import threading
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -12,7 +13,15 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from . import crypto
-from .models import AnonymousRequestCount, ApiKey, RequestLog
+from .models import (
+    AnonymousRequestCount,
+    ApiKey,
+    OverageMode,
+    Plan,
+    RequestLog,
+    default_rate_limit,
+    default_rate_window,
+)
 from .selectors import api_key_by_prefix
 
 LAST_USED_RESOLUTION = dt.timedelta(seconds=60)  # last_used_at is refreshed at most this often
@@ -26,15 +35,19 @@ def api_key_create(
     rate_window_seconds: int | None = None,
     expires_at: dt.datetime | None = None,
     allowed_models: list[str] | None = None,
+    plan: Plan | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key and return it with its plaintext, which is never available again.
 
-    ``allowed_models``: the model names it may call (None or empty: every model). Raises ValidationError.
+    ``allowed_models``: the model names it may call (None or empty: every model, or its plan's). With a
+    ``plan``, a rate limit or window left None is the plan's; without one, the default. Raises ValidationError.
     """
-    api_key = ApiKey(name=name, owner=owner, expires_at=expires_at, allowed_models=list(allowed_models or []))
-    if rate_limit is not None:
+    api_key = ApiKey(
+        name=name, owner=owner, expires_at=expires_at, allowed_models=list(allowed_models or []), plan=plan
+    )
+    if rate_limit is not None or plan is not None:
         api_key.rate_limit = rate_limit
-    if rate_window_seconds is not None:
+    if rate_window_seconds is not None or plan is not None:
         api_key.rate_window_seconds = rate_window_seconds
     api_key.full_clean(exclude=["prefix", "hashed_key"])
     return api_key, api_key_assign_secret(api_key=api_key)
@@ -63,6 +76,55 @@ def api_key_assign_secret(*, api_key: ApiKey) -> str:
             continue
         return generated.raw_key
     raise KeyGenerationFailed(f"{crypto.KEY_GENERATION_ATTEMPTS} generated key prefixes were all taken.")
+
+
+def api_key_set_plan(*, api_key: ApiKey, plan: Plan | None, keep_own_limit: bool = False) -> ApiKey:
+    """Move ``api_key`` to ``plan`` (None: no plan) at once. What the key used this month stays counted; the
+    new plan's allowance applies from its next request. Onto a plan, the key takes the plan's rate limit and
+    window (its own are cleared) unless ``keep_own_limit``; off a plan, a key without its own gets the defaults."""
+    fields = {"plan": plan}
+    if plan is not None and not keep_own_limit:
+        fields.update(rate_limit=None, rate_window_seconds=None)
+    elif plan is None:
+        fields["rate_limit"] = default_rate_limit() if api_key.rate_limit is None else api_key.rate_limit
+        fields["rate_window_seconds"] = (
+            default_rate_window() if api_key.rate_window_seconds is None else api_key.rate_window_seconds
+        )
+    ApiKey.objects.filter(pk=api_key.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(api_key, name, value)
+    return api_key
+
+
+def plan_create(
+    *,
+    name: str,
+    monthly_images: int | None,
+    rate_limit: int | None = None,
+    rate_window_seconds: int | None = None,
+    allowed_models: list[str] | None = None,
+    overage: str = OverageMode.BLOCK,
+    price_per_1000_images: Decimal | int | str = 0,
+    price_per_1000_overage_images: Decimal | int | str = 0,
+) -> Plan:
+    """Create and return a plan (``monthly_images`` None: unlimited; a rate limit or window left None: the
+    defaults). Raises ValidationError for a taken name or a bad value (a negative allowance, an unknown
+    overage mode, a bad model name)."""
+    plan = Plan(
+        name=name,
+        monthly_images=monthly_images,
+        allowed_models=list(allowed_models or []),
+        overage=overage,
+        price_per_1000_images=Decimal(str(price_per_1000_images)),
+        price_per_1000_overage_images=Decimal(str(price_per_1000_overage_images)),
+    )
+    if rate_limit is not None:
+        plan.rate_limit = rate_limit
+    if rate_window_seconds is not None:
+        plan.rate_window_seconds = rate_window_seconds
+    plan.full_clean()
+    plan.save()
+    return plan
 
 
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:

@@ -350,6 +350,17 @@ ACCOUNTS_USAGE_RATE_LIMIT = config.int(
 ACCOUNTS_USAGE_RATE_WINDOW_SECONDS = config.int(
     "ACCOUNTS_USAGE_RATE_WINDOW_SECONDS", 60, "that usage window's length", shown="`60`"
 )  # that window's length
+# A keyed v2 classification whose declared body is larger than this first asks the window store (recording nothing)
+# whether one more image fits the key's window and monthly quota; a key out of room is refused before its body is
+# parsed. Smaller bodies skip the extra store operation.
+ACCOUNTS_PEEK_BEFORE_BODY_BYTES = config.int(
+    "ACCOUNTS_PEEK_BEFORE_BODY_BYTES",
+    256 * 1024,
+    "a keyed `/api/v2/classify` body larger than this is refused with 429 before it is parsed when the key's window or monthly quota has no room for one more image (one extra store read); 0: every body",
+    shown="`262144`",
+)
+if ACCOUNTS_PEEK_BEFORE_BODY_BYTES < 0:
+    raise ImproperlyConfigured("ACCOUNTS_PEEK_BEFORE_BODY_BYTES must be 0 or more.")
 
 # --- classifier: model and serving ----------------------------------------------------------
 config.begin("Model and serving")

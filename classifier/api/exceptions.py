@@ -29,6 +29,18 @@ class RetryLater(APIException):
         self.wait = retry_after  # rendered as Retry-After by DRF's handler
 
 
+class QuotaExceeded(APIException):
+    """429: the key's monthly allowance is spent (its plan blocks overage); Retry-After: the next month's start."""
+
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_detail = "The API key's monthly allowance is spent; it resets at the start of next month (UTC)."
+    default_code = "quota_exceeded"
+
+    def __init__(self, detail=None, code=None, retry_after: int = 1):
+        super().__init__(detail, code)
+        self.wait = retry_after  # rendered as Retry-After by DRF's handler
+
+
 class InvalidImage(APIException):
     status_code = status.HTTP_400_BAD_REQUEST
     default_detail = "The data is not a readable image."

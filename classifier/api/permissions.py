@@ -31,14 +31,14 @@ class ModelIsAllowed(BasePermission):
 
     def has_permission(self, request, view) -> bool:
         api_key = request.auth
-        if api_key is None or not api_key.allowed_models:
+        if api_key is None or not api_key.effective_allowed_models:
             return True
         if getattr(view, "malformed", None) is not None:
             return True
         name = (_requested_model(view) or process_runtime().default_name).partition(VERSION_SEPARATOR)[0]
         if not api_key.may_use_model(name):
             raise ModelNotAllowed(
-                f"This API key may not use model {name!r}; it may use {', '.join(api_key.allowed_models)}."
+                f"This API key may not use model {name!r}; it may use {', '.join(api_key.effective_allowed_models)}."
             )
         return True
 

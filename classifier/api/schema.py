@@ -162,8 +162,15 @@ ERRORS = {
         ("headers_too_large", "The request headers are over the limit of 32768 bytes."),
     ),
     429: error(
-        "Rate limit exceeded; Retry-After says when to try again, the RateLimit headers what is left.",
+        "Rate limit exceeded (code throttled; Retry-After says when to try again, the RateLimit headers what is "
+        "left), or the key's monthly allowance is spent (code quota_exceeded; Retry-After: seconds until next "
+        "month starts, UTC; the X-Quota headers).",
         ("throttled", "Request was throttled. Expected available in 12 seconds."),
+        (
+            "quota_exceeded",
+            "This API key has used its monthly allowance of 1000 images (plan 'free'); it resets at "
+            "2026-12-01T00:00:00Z.",
+        ),
     ),
     503: error(
         "The model is not loaded, or the server is at capacity; see Retry-After.",
@@ -185,8 +192,15 @@ V2_CLASSIFY_ERRORS = {
         ),
     ),
     429: error(
-        "The batch does not fit the remaining quota; Retry-After says when all of its images will.",
+        "The batch does not fit the rate limit's remaining units (code throttled; Retry-After says when all of its "
+        "images will), or the key's monthly allowance (code quota_exceeded; Retry-After: until next month, UTC). "
+        "A body over ACCOUNTS_PEEK_BEFORE_BODY_BYTES from a key with no room left is refused before it is parsed.",
         ("throttled", "Request was throttled. Expected available in 12 seconds."),
+        (
+            "quota_exceeded",
+            "This API key has used its monthly allowance of 1000 images (plan 'free'); it resets at "
+            "2026-12-01T00:00:00Z.",
+        ),
     ),
 }
 USAGE_ERRORS = {
@@ -264,6 +278,28 @@ QUOTA_HEADERS = [
         OpenApiParameter.HEADER,
         response=QUOTA_STATUSES,
         description='IETF draft: "sliding";r=REMAINING;t=RESET_SECONDS.',
+    ),
+    # The monthly quota of a key on a plan (absent for a key without one).
+    OpenApiParameter(
+        "X-Quota-Limit",
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        response=QUOTA_STATUSES,
+        description='Images a month on the key\'s plan, or "unlimited"; only for a key on a plan.',
+    ),
+    OpenApiParameter(
+        "X-Quota-Remaining",
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        response=QUOTA_STATUSES,
+        description='Images left this month (UTC), or "unlimited"; only for a key on a plan.',
+    ),
+    OpenApiParameter(
+        "X-Quota-Reset",
+        OpenApiTypes.INT,
+        OpenApiParameter.HEADER,
+        response=QUOTA_STATUSES,
+        description="Seconds until the next month starts (UTC); only for a key on a plan.",
     ),
 ]
 
@@ -521,6 +557,15 @@ V2_USAGE = extend_schema(
                     {"date": "2026-11-22", "requests": 9, "images": 100},
                 ],
                 "limit": {"limit": 600, "window_seconds": 60, "remaining": 520, "reset_seconds": 12},
+                "period": {
+                    "plan": "pro",
+                    "start": "2026-11-01T00:00:00Z",
+                    "resets_at": "2026-12-01T00:00:00Z",
+                    "allowance": 100000,
+                    "used": 4210,
+                    "remaining": 95790,
+                    "overage": 0,
+                },
             },
         )
     ],

@@ -166,8 +166,8 @@ class ModelInfoOutput(ModelDescriptionOutput):
 class ApiKeyOutput(serializers.Serializer):
     name = serializers.CharField()
     prefix = serializers.CharField()
-    rate_limit = serializers.IntegerField()
-    rate_window_seconds = serializers.IntegerField()
+    rate_limit = serializers.IntegerField(source="effective_rate_limit", help_text="Its own, else its plan's.")
+    rate_window_seconds = serializers.IntegerField(source="effective_rate_window_seconds")
     created_at = serializers.DateTimeField()
     expires_at = serializers.DateTimeField(allow_null=True)
 
@@ -447,6 +447,16 @@ class LimitStateOutput(serializers.Serializer):
     reset_seconds = serializers.IntegerField(help_text="Seconds until the next unit frees (0: none in use).")
 
 
+class PeriodOutput(serializers.Serializer):
+    plan = serializers.CharField(help_text="The key's plan.")
+    start = serializers.DateTimeField(source="period_start", help_text="The start of the month (UTC).")
+    resets_at = serializers.DateTimeField(help_text="The start of the next month (UTC), when `used` starts at 0.")
+    allowance = serializers.IntegerField(allow_null=True, help_text="Images a month; null: unlimited.")
+    used = serializers.IntegerField(help_text="Images (v1: requests) charged this month, overage included.")
+    remaining = serializers.IntegerField(allow_null=True, help_text="Images left this month; null: unlimited.")
+    overage = serializers.IntegerField(help_text="Images past the allowance (a plan that allows overage).")
+
+
 class UsageReportOutput(serializers.Serializer):
     key = ApiKeyOutput()
     since = serializers.DateTimeField(allow_null=True)
@@ -464,3 +474,6 @@ class UsageReportOutput(serializers.Serializer):
     latency_ms = LatencyOutput()
     daily = DayUsageOutput(many=True, help_text="Every UTC day of the range, zeros included.")
     limit = LimitStateOutput(help_text="The key's rate limit as it stands now.")
+    period = PeriodOutput(
+        allow_null=True, help_text="The key's monthly quota this calendar month (UTC); null: the key has no plan."
+    )

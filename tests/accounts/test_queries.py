@@ -1,12 +1,13 @@
 import datetime as dt
+from decimal import Decimal
 
 import pytest
 from django.utils import timezone
 
-from accounts.models import ApiKey, RequestLog
+from accounts.models import ApiKey, Plan, RequestLog
 from accounts.queries import PreparedQuery
 from accounts.selectors import api_key_by_prefix
-from accounts.services import api_key_create, api_key_revoke, request_log_create
+from accounts.services import api_key_create, api_key_revoke, plan_create, request_log_create
 
 pytestmark = pytest.mark.django_db
 
@@ -27,6 +28,20 @@ def test_prepared_key_lookup_sees_a_revocation_at_once_and_unknown_prefixes_find
     api_key_revoke(api_key=api_key)
     assert api_key_by_prefix(prefix=api_key.prefix).revoked_at is not None  # nothing cached between calls
     assert api_key_by_prefix(prefix="00000000") is None
+
+
+def test_prepared_key_lookup_joins_the_plan_as_it_is_now_in_one_query(django_assert_num_queries):
+    plan = plan_create(name="pro", monthly_images=10, price_per_1000_images="1.50", allowed_models=["flowers"])
+    api_key, _ = api_key_create(name="on-plan", plan=plan)
+    plain, _ = api_key_create(name="plain")
+    with django_assert_num_queries(1):
+        found = api_key_by_prefix(prefix=api_key.prefix)
+        assert found.plan.name == "pro" and found.plan.allowed_models == ["flowers"]
+        assert found.plan.price_per_1000_images == Decimal("1.50")
+    with django_assert_num_queries(1):
+        assert api_key_by_prefix(prefix=plain.prefix).plan is None
+    Plan.objects.filter(pk=plan.pk).update(monthly_images=20)
+    assert api_key_by_prefix(prefix=api_key.prefix).plan.monthly_images == 20  # nothing cached between calls
 
 
 def test_prepared_query_refuses_a_queryset_it_cannot_rebuild_rows_from():

@@ -6,6 +6,8 @@ line on stdin and answers one line on stdout:
     setup COUNT                             -> migrate, create COUNT keys, answer their ids
     connect                                 -> open the database connection, answer "ok"
     acquire KEY_ID LIMIT WINDOW NOW TIMES   -> acquire one unit TIMES times at NOW, answer how many were admitted
+    quota STORE KEY_ID ALLOWANCE NOW TIMES  -> the same against a monthly allowance (window never full), in the
+                                               database store or, STORE a redis:// URL, in that Redis
 
 The test writes the same ``acquire`` line to every worker at once: each worker waits on its
 stdin until then, so the line is the start signal that releases them together.
@@ -24,7 +26,7 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
 from accounts.services import api_key_create  # noqa: E402
-from accounts.windows import DatabaseWindowStore  # noqa: E402
+from accounts.windows import DatabaseWindowStore, QuotaRule, RedisWindowStore  # noqa: E402
 
 
 def answer(command: str) -> str:
@@ -42,6 +44,15 @@ def answer(command: str) -> str:
         store = DatabaseWindowStore()
         admitted = sum(
             store.acquire(key_id=key_id, limit=limit, window=window, cost=1, now=now).allowed for _ in range(times)
+        )
+        return str(admitted)
+    if name == "quota":
+        key_id, allowance, now, times = int(args[1]), int(args[2]), float(args[3]), int(args[4])
+        store = DatabaseWindowStore() if args[0] == "database" else RedisWindowStore(args[0])
+        rule = QuotaRule(allowance=allowance, block=True)
+        admitted = sum(
+            store.acquire(key_id=key_id, limit=1_000_000, window=60, cost=1, now=now, quota=rule).allowed
+            for _ in range(times)
         )
         return str(admitted)
     raise ValueError(f"unknown command {name!r}")

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from accounts.models import RateLimitEvent, RequestLog
+from accounts.models import ApiKey, RateLimitEvent, RequestLog
 from classifier.api.exceptions import ModelNotAllowed
 from classifier.api.permissions import ModelIsAllowed
 from classifier.runtime.registry import LOADED, LOADING, Slot
@@ -108,7 +108,7 @@ def test_a_malformed_request_is_charged_and_answered_400_not_403(keyed):
 
 @pytest.mark.parametrize("asked,allowed", [("flowers@2", True), ("resnet18@2", False), ("flowers", True)])
 def test_name_at_version_is_judged_by_the_name(asked, allowed):
-    request = SimpleNamespace(auth=SimpleNamespace(allowed_models=["flowers"], may_use_model=lambda n: n == "flowers"))
+    request = SimpleNamespace(auth=ApiKey(allowed_models=["flowers"]))  # unsaved: no plan, its own list
     view = SimpleNamespace(requested_model=asked, malformed=None)
     if allowed:
         assert ModelIsAllowed().has_permission(request, view)

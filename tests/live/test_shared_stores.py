@@ -1,12 +1,15 @@
 """Two separate servers (different ports, several worker processes) sharing PostgreSQL, and Redis."""
 
+import base64
 import uuid
 from collections import Counter
 
 import pytest
+import requests
 
 from tests.live.load import check_mixed_answers, classify_bursts, create_keys, mixed_traffic, send_concurrently
 from tests.live.server import LiveServer
+from tests.model_weights import picture
 from tests.services import require_redis, throwaway_postgres_database
 
 pytestmark = pytest.mark.live
@@ -68,3 +71,32 @@ def test_mixed_load_on_both_servers_accounts_for_every_request_exactly_once(serv
     assert check_mixed_answers(calls, responses, small_limit=6) == []
     assert second.accounted_statuses() - before == Counter(response.status_code for response in responses)
     assert first.count_logs(api_key__name=f"{name}-small") == 2 * rounds
+
+
+V1_BODY = {"image": base64.b64encode(picture("goldfish")).decode()}
+QUOTA_ALLOWANCE = 12  # images a month on the plan of the quota test
+QUOTA_PER_SERVER = 24  # 48 requests in one burst, released together
+
+
+def test_two_servers_sharing_the_store_stop_a_plans_key_at_exactly_its_monthly_allowance(servers):
+    first, second = servers
+    plan = f"quota-{uuid.uuid4().hex[:6]}"
+    code = (  # one process: each manage.py start imports torch
+        "from django.core.management import call_command\n"
+        f"call_command('create_plan', {plan!r}, '--monthly-images', '{QUOTA_ALLOWANCE}', '--rate-limit', '1000')\n"
+        f"call_command('create_api_key', '--name', {plan!r}, '--plan', {plan!r})"
+    )
+    key = first.manage("shell", "-c", code).strip().splitlines()[-1]
+
+    responses = send_concurrently(
+        [
+            requests.Request("POST", f"{url}/api/v1/classify", json=V1_BODY, headers={"Authorization": f"Bearer {key}"})
+            for url in (first.url, second.url)
+            for _ in range(QUOTA_PER_SERVER)
+        ]
+    )
+
+    answers = Counter((r.status_code, r.json().get("code")) for r in responses)
+    assert answers == {(200, None): QUOTA_ALLOWANCE, (429, "quota_exceeded"): 2 * QUOTA_PER_SERVER - QUOTA_ALLOWANCE}
+    assert all(r.headers["X-Quota-Limit"] == str(QUOTA_ALLOWANCE) for r in responses)
+    assert first.count_logs(api_key__name=plan, status_code=200) == QUOTA_ALLOWANCE

@@ -44,10 +44,25 @@ class ClassifyBatchView(KeyedEndpoint):
 
     def check_permissions(self, request):
         super().check_permissions(request)
+        self.refuse_before_large_body(request)
         self.validate(request)
         for permission in (permission_class() for permission_class in self.model_permission_classes):
             if not permission.has_permission(request, self):
                 self.permission_denied(request)
+
+    def refuse_before_large_body(self, request) -> None:
+        """A body over ACCOUNTS_PEEK_BEFORE_BODY_BYTES is parsed only if one more image fits the key's window
+        and monthly quota now (asked without charging): else 429 now, at the cost of one store read instead of
+        parsing megabytes."""
+        try:
+            declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return
+        if declared <= settings.ACCOUNTS_PEEK_BEFORE_BODY_BYTES:
+            return
+        for throttle in self.get_throttles():
+            if isinstance(throttle, SlidingWindowThrottle) and not throttle.allow_one_more(request):
+                self.throttled(request, throttle.wait())
 
     def validate(self, request) -> None:
         """Parse and validate the envelope once: ``payload``, or ``malformed`` with the 400 (413, 415) to answer."""
@@ -138,4 +153,20 @@ class UsageReportView(KeyedEndpoint):
         limit = rate_limit_state(
             api_key=request.auth, store=SlidingWindowThrottle.store, now=SlidingWindowThrottle.clock()
         )
-        return Response(s.UsageReportOutput({"key": request.auth, **report.__dict__, "limit": limit}).data)
+        answer = {"key": request.auth, **report.__dict__, "limit": limit, "period": _period(request.auth, limit.quota)}
+        return Response(s.UsageReportOutput(answer).data)
+
+
+def _period(api_key, quota) -> dict | None:
+    """The key's monthly quota as PeriodOutput shows it; None without a plan."""
+    if quota is None:
+        return None
+    return {
+        "plan": api_key.plan.name,
+        "period_start": quota.period_start,
+        "resets_at": quota.resets_at,
+        "allowance": quota.allowance,
+        "used": quota.used,
+        "remaining": quota.remaining,
+        "overage": quota.overage,
+    }
