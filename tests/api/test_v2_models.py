@@ -42,6 +42,7 @@ def test_further_models_are_listed_after_the_default_with_their_status(client, i
         "engine": None,
         "precision": None,
         "exact": None,
+        "compiled": None,
     }
     assert models[1] == {
         "name": "vit_b_16",
