@@ -11,7 +11,9 @@ the client likes. The guard
 - hands Django no headers but the length when the headers total more than ``max_header_bytes``: 431.
 
 In every case Django still runs, so the refusal is a JSON ``{"detail", "code"}`` answer and is
-logged like any request. A head that never finishes never reaches the app: ``aiserver.protocols``
+logged like any request. An answer that starts before the body was read to its end (these refusals)
+carries ``Connection: close``: the rest of that body is never read, so the connection cannot serve
+another request (aiserver.protocols closes it, lingering a bounded time for the client to finish). A head that never finishes never reaches the app: ``aiserver.protocols``
 closes it.
 """
 
@@ -21,6 +23,7 @@ import time
 from classifier.api.middleware import BODY_TIMED_OUT_SCOPE_KEY, BODY_TOO_LARGE_SCOPE_KEY, HEADERS_TOO_LARGE_SCOPE_KEY
 
 _END_OF_BODY = {"type": "http.request", "body": b"", "more_body": False}
+CONNECTION_CLOSE = (b"connection", b"close")
 
 
 def declared_length(headers) -> int | None:
@@ -66,13 +69,14 @@ class RequestGuard:
                 "headers": [(n, v) for n, v in headers if n == b"content-length"],
                 HEADERS_TOO_LARGE_SCOPE_KEY: True,
             }
-        return await self.app(scope, self._guarded(scope, receive), send)
+        body = _BodyState()
+        return await self.app(scope, self._guarded(scope, receive, body), _closing_early(send, body))
 
-    def _guarded(self, scope, receive):
+    def _guarded(self, scope, receive, body: "_BodyState"):
         """``receive``, bounded in size and time until the body's end; after it, passed through."""
         declared = declared_length(scope.get("headers", []))
         deadline = self.clock() + self.body_timeout_s
-        received, cut, ended = 0, False, False
+        received, cut = 0, False
 
         def cut_short(reason_key: str) -> dict:
             nonlocal cut
@@ -81,12 +85,12 @@ class RequestGuard:
             return dict(_END_OF_BODY)
 
         async def guarded_receive():
-            nonlocal received, ended
+            nonlocal received
             while cut:  # the body was cut: drop its rest, pass on the disconnect
                 message = await receive()
                 if message["type"] != "http.request":
                     return message
-            if ended:
+            if body.ended:
                 return await receive()
             if declared is not None and declared > self.max_body_bytes:  # not read at all
                 return cut_short(BODY_TOO_LARGE_SCOPE_KEY)
@@ -97,7 +101,7 @@ class RequestGuard:
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
                     return cut_short(BODY_TOO_LARGE_SCOPE_KEY)
-                ended = not message.get("more_body", False)
+                body.ended = not message.get("more_body", False)
             return message
 
         return guarded_receive
@@ -111,3 +115,22 @@ class RequestGuard:
             return await asyncio.wait_for(receive(), wait)
         except TimeoutError:
             return None
+
+
+class _BodyState:
+    """Whether a request's body has been read to its end."""
+
+    ended = False
+
+
+def _closing_early(send, body: _BodyState):
+    """``send``, adding ``Connection: close`` to an answer that starts before the body was read to its end."""
+
+    async def send_closing(message):
+        if message["type"] == "http.response.start" and not body.ended:
+            headers = list(message.get("headers", []))
+            if CONNECTION_CLOSE not in headers:
+                message = {**message, "headers": [*headers, CONNECTION_CLOSE]}
+        await send(message)
+
+    return send_closing

@@ -290,6 +290,14 @@ API_BODY_IDLE_TIMEOUT_SECONDS = config.float(
     "longest pause between two chunks of a body; longer → 408 `request_timeout`",
     shown="`10`",
 )
+# Seconds an answer may wait for a client that does not read it (writing paused, or a closed connection's
+# answer still unsent); then the connection is aborted (aiserver.protocols). uvicorn alone waits for ever.
+API_SEND_TIMEOUT_SECONDS = config.float(
+    "API_SEND_TIMEOUT_SECONDS",
+    30.0,
+    "a connection whose client reads nothing of its answer for this long is aborted (`--http aiserver.protocols:H11Protocol`)",
+    shown="`30`",
+)
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 100
 DATA_UPLOAD_MAX_NUMBER_FILES = (
     32  # above CLASSIFIER_MAX_BATCH_IMAGES, so v2 can say "too many" itself (system check classifier.E011)
