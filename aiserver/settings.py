@@ -536,6 +536,20 @@ CLASSIFIER_MODEL_ARCHIVE_MAX_BYTES = config.int(
     "largest total size of the files in a model archive (`register_model`, the admin)",
     shown="`1073741824`",
 )
+# How many times a model archive's file may expand (a .tar.gz: the whole archive); more is a decompression bomb.
+CLASSIFIER_MODEL_ARCHIVE_MAX_RATIO = config.float(
+    "CLASSIFIER_MODEL_ARCHIVE_MAX_RATIO",
+    100.0,
+    "largest expansion ratio of a file in a model archive (a .tar.gz: of the whole archive); weights expand little",
+    shown="`100`",
+)
+# Largest labels.json or config.json in a model archive or folder: the runtime reads them whole.
+CLASSIFIER_MODEL_METADATA_MAX_BYTES = config.int(
+    "CLASSIFIER_MODEL_METADATA_MAX_BYTES",
+    4 * 1024 * 1024,
+    "largest labels.json or config.json of a model version (`register_model`, the admin)",
+    shown="`4194304`",
+)
 
 # torch's OpenMP threads sleep between forward passes instead of spinning: spinning threads burn the
 # cores that request threads need for decoding (measured: 24 -> 6 ms CPU per request with the trivial

@@ -8,9 +8,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ... import metrics
+from ...runtime import errors as runtime_errors
 from ...runtime.registry import registry
 from ...selectors import database_problem
-from ...runtime import errors as runtime_errors
 from ..exceptions import DatabaseUnavailable, ModelUnavailable
 from ..permissions import CanReadMetrics
 from .base import Endpoint
