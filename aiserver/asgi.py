@@ -9,7 +9,10 @@ import os
 
 import django
 
+from classifier.serving import declare_serving  # noqa: E402 - imports nothing of Django's models
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aiserver.settings")
+declare_serving()  # this process serves: ClassifierConfig.ready() starts the runtime
 django.setup(set_prefix=False)  # what django.core.asgi.get_asgi_application does, with our handler below
 
 from django.conf import settings  # noqa: E402 - after Django is set up
@@ -17,10 +20,8 @@ from django.conf import settings  # noqa: E402 - after Django is set up
 from aiserver.guard import RequestGuard  # noqa: E402
 from aiserver.handlers import ASGIHandler  # noqa: E402
 from classifier.checks import run_start_checks  # noqa: E402
-from classifier.serving import start_serving  # noqa: E402
 
 run_start_checks()
-start_serving()
 django_application = ASGIHandler()
 application = RequestGuard(
     django_application,

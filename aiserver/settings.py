@@ -529,6 +529,20 @@ CLASSIFIER_VALIDATION_TIMEOUT_SECONDS = config.float(
     "how long the validation gate's process may take before the version is refused",
     shown="`300`",
 )
+# Compiling (export to the engine's artifact, the agreement check) runs a model's code: by default in a sandboxed
+# child process (classifier/runtime/sandbox.py), so that torch never enters a serving process.
+CLASSIFIER_COMPILE_IN_CHILD = config.bool(
+    "CLASSIFIER_COMPILE_IN_CHILD",
+    True,
+    "compile models in a sandboxed child process (scrubbed environment, temporary directory, no writes outside it, resource limits); `false` compiles in the serving process (tests, debugging)",
+    shown="`true`",
+)
+CLASSIFIER_COMPILE_MEMORY_MB = config.int(
+    "CLASSIFIER_COMPILE_MEMORY_MB",
+    8192,
+    "address space a compiling child process may map (MB)",
+    shown="`8192`",
+)
 # Largest model archive (.zip, .tar.gz) register_model and the admin unpack: its files' total size.
 CLASSIFIER_MODEL_ARCHIVE_MAX_BYTES = config.int(
     "CLASSIFIER_MODEL_ARCHIVE_MAX_BYTES",

@@ -5,9 +5,8 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
+from classifier.serving import declare_serving
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aiserver.settings")
+declare_serving()  # this process serves: ClassifierConfig.ready() starts the runtime (at once, under runserver)
 application = get_wsgi_application()
-
-from classifier.serving import start_serving  # noqa: E402 - after Django is set up
-
-start_serving()

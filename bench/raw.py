@@ -47,7 +47,7 @@ def main() -> None:
     import torch
 
     from classifier.runtime import preprocessing as pipeline
-    from classifier.runtime.artifacts import ModelSource
+    from classifier.runtime.sources import ModelSource
     from classifier.runtime.engines import resolve_device
     from classifier.runtime.registry import build_model, configure_libraries
 

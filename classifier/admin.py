@@ -14,8 +14,9 @@ from django.utils.html import format_html, format_html_join
 
 from . import versions
 from .models import ModelLoadStatus, ModelVersion
-from .runtime.artifacts import CONFIG_FILE, LABELS_FILE, MODEL_FILES
-from .runtime.registry import SETTINGS_VERSION, registry
+from .runtime.registry import SETTINGS_VERSION
+from .runtime.sources import CONFIG_FILE, LABELS_FILE, MODEL_FILES
+from .serving import process_runtime
 
 
 class ModelVersionUploadForm(forms.ModelForm):
@@ -298,7 +299,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request, extra_context=None):
         """The list, with the models from settings above it (read-only: change them in the environment)."""
-        configured = [model for model in registry.describe() if model["version"] == SETTINGS_VERSION]
+        configured = [model for model in process_runtime().describe() if model["version"] == SETTINGS_VERSION]
         return super().changelist_view(request, {**(extra_context or {}), "settings_models": configured})
 
     def has_delete_permission(self, request, obj=None) -> bool:

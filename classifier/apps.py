@@ -6,7 +6,13 @@ class ClassifierConfig(AppConfig):
     name = "classifier"
 
     def ready(self) -> None:
-        # Register the system checks and the OpenAPI auth extension. The model is loaded by the serving entry
-        # points (classifier.serving.start_serving), not here: importing the app has no side effects.
-        from . import checks  # noqa: F401
+        # The system checks and the OpenAPI auth extension; then, in a process whose entry point declared that it
+        # serves (classifier.serving.declare_serving), the runtime: built once, loading in the background.
+        from . import (
+            checks,  # noqa: F401
+            serving,
+        )
         from .api import authentication  # noqa: F401
+
+        if serving.serving_declared():
+            serving.start_serving()

@@ -58,3 +58,10 @@ def exposition() -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(), CONTENT_TYPE_LATEST
+
+
+def record_batch(model: str, size: int, seconds: float, queue_depth: int) -> None:
+    """The runtime's batch hook: one forward pass of ``size`` images on ``model``."""
+    BATCH_SIZE.labels(model).observe(size)
+    INFERENCE_SECONDS.labels(model).observe(seconds)
+    QUEUE_DEPTH.labels(model).set(queue_depth)

@@ -7,14 +7,13 @@ from dataclasses import dataclass
 
 import numpy as np
 from django.conf import settings
-from rest_framework.exceptions import APIException
 
 from . import cache
-from .api.exceptions import InferenceFailed, InferenceTimeout, api_error
 from .runtime import preprocessing as pipeline
 from .runtime.budget import PixelBudget
-from .runtime.errors import BatcherClosed, ImageError, ModelNotFound, ServingError
-from .runtime.registry import LoadedModel, registry
+from .runtime.errors import BatcherClosed, ImageError, InferenceFailed, InferenceTimeout, ModelNotFound, ServingError
+from .runtime.registry import LoadedModel
+from .serving import process_runtime
 
 # The pixels this process decodes at once, shared by every request thread (swappable in tests).
 decode_budget = PixelBudget(settings.CLASSIFIER_DECODE_BUDGET_MEGAPIXELS * 1_000_000)
@@ -29,7 +28,7 @@ class Classification:
 
 def classify_images(
     images: list[bytes], *, top_k: int, model_name: str | None = None, model_version: str | None = None
-) -> tuple[LoadedModel, list[list[pipeline.Prediction] | APIException]]:
+) -> tuple[LoadedModel, list[list[pipeline.Prediction] | Exception]]:
     """Classify each image with ``model_name`` (default: the first model); return the model that answered
     (its name and version) and, per image in order, its predictions or its error.
 
@@ -46,7 +45,7 @@ def classify_images(
 
 def _serving(model_name: str | None, model_version: str | None):
     """The loaded slot of ``model_name``, checked to serve ``model_version`` when one is asked for."""
-    slot = registry.get(model_name)
+    slot = process_runtime().get(model_name)
     if model_version is not None and slot.model.version != model_version:
         raise ModelNotFound(
             f"Model {slot.name} has no version {model_version!r} being served; it serves {slot.model.version!r}."
@@ -71,7 +70,7 @@ def _classify_on(slot, images: list[bytes], *, top_k: int) -> tuple[LoadedModel,
                 outcomes.append(_preprocessed(data, spec))
                 pending.append(len(outcomes) - 1)
             except ImageError as exc:
-                outcomes.append(api_error(exc))
+                outcomes.append(exc)
             if len(pending) == batcher.max_batch_size:  # a whole batch's images enter the queue together
                 _submit(batcher, outcomes, pending)
         _submit(batcher, outcomes, pending)
@@ -104,26 +103,26 @@ def _classify_on(slot, images: list[bytes], *, top_k: int) -> tuple[LoadedModel,
 class BatchClassification:
     model: str
     processing_time_ms: float
-    results: list[list[pipeline.Prediction] | APIException]  # per input image, in order
+    results: list[list[pipeline.Prediction] | Exception]  # per input image, in order
     model_version: str = ""  # the version that answered (LoadedModel.version)
 
 
 def classify_batch(
-    images: list[bytes | APIException],
+    images: list[bytes | Exception],
     *,
     top_k: int,
     model_name: str | None = None,
     model_version: str | None = None,
 ) -> BatchClassification:
-    """Classify a v2 batch whose images may already have failed to decode (an APIException in their place).
+    """Classify a v2 batch whose images may already have failed to decode (an error value in their place: the API's decoding error, or a runtime ImageError).
 
     Each image's failure stays its own; the request-wide errors of ``classify_images`` are raised.
     """
     started = time.perf_counter()
-    readable = [data for data in images if not isinstance(data, APIException)]
+    readable = [data for data in images if isinstance(data, bytes)]
     model, outcomes = classify_images(readable, top_k=top_k, model_name=model_name, model_version=model_version)
     answers = iter(outcomes)
-    results = [data if isinstance(data, APIException) else next(answers) for data in images]
+    results = [next(answers) if isinstance(data, bytes) else data for data in images]
     elapsed_ms = round((time.perf_counter() - started) * 1000.0, 2)
     return BatchClassification(
         model=model.name, model_version=model.version, processing_time_ms=elapsed_ms, results=results
@@ -133,7 +132,7 @@ def classify_batch(
 def classify_image(data: bytes, *, top_k: int) -> Classification:
     """Classify one image; its error (bad image, model failure) is raised."""
     model, (outcome,) = classify_images([data], top_k=top_k)
-    if isinstance(outcome, APIException):
+    if isinstance(outcome, Exception):
         raise outcome
     return Classification(model=model.name, model_version=model.version, predictions=outcome)
 

@@ -1,16 +1,14 @@
 """Model versions' writes: register (store the files, run the validation gate), validate again, activate
 (which is also the roll-back), retire, the local copy a serving process loads, and its load status.
 
-The validation gate runs in a separate process (``manage.py validate_model_folder``) with
-CLASSIFIER_VALIDATION_TIMEOUT_SECONDS to finish; a version whose report did not pass cannot be activated.
+The validation gate compiles and checks a version in the runtime's sandboxed child process (classifier/runtime/
+sandbox.py) with CLASSIFIER_VALIDATION_TIMEOUT_SECONDS to finish; a version whose report did not pass cannot be
+activated, and one that passed is stored compiled, so activating it only loads the artifact.
 """
 
 import hashlib
-import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -23,7 +21,9 @@ from django.utils import timezone
 
 from .models import ModelLoadStatus, ModelVersion, name_validator
 from .runtime.archives import ArchiveError, is_archive, remove_tree, unpack_model_archive
-from .runtime.artifacts import CONFIG_FILE, LABELS_FILE, MODEL_FILES
+from .runtime.registry import validate_folder
+from .runtime.sources import CONFIG_FILE, LABELS_FILE, MODEL_FILES
+from .runtime_settings import runtime_config
 
 COMPLETE_MARKER = ".complete"  # written last into a local copy whose files matched the version's sha256
 
@@ -161,46 +161,10 @@ def model_load_status_record(
 
 
 def run_validation_gate(folder: Path, *, engine: str = "", precision: str = "") -> dict:
-    """Validate the model folder in a separate process; return its report (a failed one when the process
-    crashed or ran past CLASSIFIER_VALIDATION_TIMEOUT_SECONDS)."""
-    timeout = settings.CLASSIFIER_VALIDATION_TIMEOUT_SECONDS
-    with tempfile.TemporaryDirectory(prefix="model-report-") as scratch:
-        output = Path(scratch) / "report.json"
-        command = [
-            sys.executable,
-            "-m",
-            "django",
-            "validate_model_folder",
-            str(folder),
-            "--output",
-            str(output),
-            "--engine",
-            engine,
-            "--precision",
-            precision,
-        ]
-        environment = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "aiserver.settings"),
-        }
-        try:
-            finished = subprocess.run(
-                command, cwd=settings.BASE_DIR, env=environment, capture_output=True, text=True, timeout=timeout
-            )
-        except subprocess.TimeoutExpired:
-            report = _gate_failure(
-                f"the validation process ran past CLASSIFIER_VALIDATION_TIMEOUT_SECONDS ({timeout:g} s)"
-            )
-        else:
-            if finished.returncode == 0 and output.is_file():
-                report = json.loads(output.read_text())
-            else:
-                last = (finished.stderr.strip().splitlines() or ["no output"])[-1].replace(
-                    str(folder), "<model folder>"
-                )
-                report = _gate_failure(
-                    f"the validation process failed (exit status {finished.returncode}: {last[:300]})"
-                )
+    """Validate the model folder in the runtime's sandboxed compiling process (which also compiles it, so that
+    activating it only loads the artifact); return its report (a failed one when the process crashed or ran past
+    CLASSIFIER_VALIDATION_TIMEOUT_SECONDS)."""
+    report = validate_folder(folder, runtime_config(), engine=engine, precision=precision)
     report["validated_at"] = timezone.now().isoformat()
     return report
 

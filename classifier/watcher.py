@@ -21,8 +21,8 @@ from django.db import close_old_connections
 
 from . import selectors, versions
 from .models import ModelLoadStatus, ModelVersion
-from .runtime.artifacts import ModelSource
-from .runtime.registry import LOADED, ModelRegistry, Slot, configured_sources, load_slot
+from .runtime.registry import LOADED, Runtime, Slot
+from .runtime.sources import ModelSource
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def worker_name() -> str:
 
 
 class VersionWatcher:
-    def __init__(self, registry: ModelRegistry):
+    def __init__(self, registry: Runtime):
         self.registry = registry
         self.worker = worker_name()
         self.serving: dict[str, int] = {}  # name -> id of the registered version this process serves
@@ -93,7 +93,7 @@ class VersionWatcher:
         except versions.ModelVersionError as exc:
             self._failed(model_version, str(exc))
             return False
-        slot = load_slot(
+        slot = self.registry.load_slot(
             ModelSource(
                 name=name,
                 architecture=None,
@@ -115,12 +115,12 @@ class VersionWatcher:
     def _fall_back(self, name: str) -> None:
         """``name`` has no active version any more: its settings model, else (not the default) no model."""
         del self.serving[name]
-        source = next((source for source in configured_sources() if source.name == name), None)
+        source = next((source for source in self.registry.sources() if source.name == name), None)
         if source is None and name != self.registry.default_name:
             self._retire(self.registry.remove(name))
             self._record(name, "", ModelLoadStatus.Outcome.LOADED, reason="no active version; not served")
             return
-        slot = load_slot(source) if source is not None else None
+        slot = self.registry.load_slot(source) if source is not None else None
         if slot is None or slot.status != LOADED:
             reason = slot.reason if slot else "no active version and no settings model"
             logger.error("model %s keeps its retired version: %s", name, reason)

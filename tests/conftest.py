@@ -7,7 +7,8 @@ from rest_framework.test import APIClient
 
 from accounts.services import api_key_create
 from classifier import serving
-from classifier.runtime.registry import LOADED, registry
+from classifier.runtime.registry import LOADED
+from classifier.serving import process_runtime
 from tests.model_weights import (
     ARTIFACT_KINDS,
     FLOWERS,
@@ -52,9 +53,9 @@ def probe_weights_path(tmp_path_factory):
 def loaded_model(weights_path):
     """The process's registry, loaded with the test weights (as ready() does when serving)."""
     with override_settings(CLASSIFIER_WEIGHTS=str(weights_path)):
-        registry.start(background=False)
-        assert registry.slot().status == LOADED, registry.slot().reason
-        yield registry
+        process_runtime().start(background=False)
+        assert process_runtime().slot().status == LOADED, process_runtime().slot().reason
+        yield process_runtime()
 
 
 @pytest.fixture
@@ -63,15 +64,15 @@ def install_slot():
     installed = []
 
     def install(slot):
-        installed.append((slot.name, registry.replace(slot)))
+        installed.append((slot.name, process_runtime().replace(slot)))
         return slot
 
     yield install
     for name, previous in reversed(installed):
         if previous is None:
-            registry.remove(name)
+            process_runtime().remove(name)
         else:
-            registry.replace(previous)
+            process_runtime().replace(previous)
 
 
 @pytest.fixture

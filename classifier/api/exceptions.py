@@ -153,6 +153,8 @@ _RUNTIME_ERRORS: dict[type[runtime_errors.ServingError], type[APIException]] = {
     runtime_errors.BatcherClosed: BatcherClosed,
     runtime_errors.ModelUnavailable: ModelUnavailable,
     runtime_errors.Overloaded: Overloaded,
+    runtime_errors.InferenceFailed: InferenceFailed,
+    runtime_errors.InferenceTimeout: InferenceTimeout,
 }
 
 

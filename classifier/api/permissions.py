@@ -3,7 +3,7 @@ import hmac
 from django.conf import settings
 from rest_framework.permissions import BasePermission
 
-from ..runtime.registry import registry
+from ..serving import process_runtime
 from .exceptions import ModelNotAllowed
 
 VERSION_SEPARATOR = "@"  # "name@version": access is judged by the name
@@ -35,7 +35,7 @@ class ModelIsAllowed(BasePermission):
             return True
         if getattr(view, "malformed", None) is not None:
             return True
-        name = (_requested_model(view) or registry.default_name).partition(VERSION_SEPARATOR)[0]
+        name = (_requested_model(view) or process_runtime().default_name).partition(VERSION_SEPARATOR)[0]
         if not api_key.may_use_model(name):
             raise ModelNotAllowed(
                 f"This API key may not use model {name!r}; it may use {', '.join(api_key.allowed_models)}."
@@ -48,7 +48,7 @@ class ModelIsReady(BasePermission):
     model the request asks for (the view's ``requested_model``), else the default one."""
 
     def has_permission(self, request, view) -> bool:
-        registry.get(_requested_model(view))  # raises ModelUnavailable (503) with the reason
+        process_runtime().get(_requested_model(view))  # raises ModelUnavailable (503) with the reason
         return True
 
 

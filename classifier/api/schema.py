@@ -18,7 +18,7 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 from rest_framework import serializers
 
 from ..models import NAME_PATTERN as VERSION_PATTERN
-from ..runtime.registry import registry
+from ..serving import process_runtime
 from . import serializers as s
 from .serializers import Base64ImageField, ErrorOutput
 
@@ -44,7 +44,7 @@ def _top_k_field() -> serializers.IntegerField:
 
 def _model_field() -> serializers.RegexField:
     """A configured name, or ``name@version`` (the version served: see /api/v2/models)."""
-    names = "|".join(re.escape(name) for name in registry.names())
+    names = "|".join(re.escape(name) for name in process_runtime().names())
     return serializers.RegexField(
         rf"^(?:{names})(?:@{VERSION_PATTERN.lstrip('^').rstrip('$')})?$",
         required=False,

@@ -11,8 +11,9 @@ from rest_framework import serializers
 from rest_framework.exceptions import APIException
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
-from ..runtime.registry import registry
-from .exceptions import InvalidImage, error_body, first_error
+from ..runtime.errors import ServingError
+from ..serving import process_runtime
+from .exceptions import InvalidImage, api_error, error_body, first_error
 
 _DATA_URL = re.compile(r"^data:image/[a-zA-Z0-9.+-]+;base64,")
 _WHITESPACE = re.compile(r"\s+")
@@ -201,7 +202,7 @@ class ClassifyBatchInput(serializers.Serializer):
         name = value.partition("@")[0]
         if api_key is not None and not api_key.may_use_model(name):
             return value
-        names = [known for known in registry.names() if api_key is None or api_key.may_use_model(known)]
+        names = [known for known in process_runtime().names() if api_key is None or api_key.may_use_model(known)]
         if name not in names:
             raise serializers.ValidationError(
                 f"Unknown model {name!r}; this server has {', '.join(names)}.", code="unknown_model"
@@ -311,8 +312,8 @@ def image_results(filenames: list[str], outcomes: list) -> list[dict]:
     results = []
     for index, (filename, outcome) in enumerate(zip(filenames, outcomes)):
         result = {"index": index, "filename": filename}
-        if isinstance(outcome, APIException):
-            body = error_body(outcome)
+        if isinstance(outcome, Exception):
+            body = error_body(api_error(outcome) if isinstance(outcome, ServingError) else outcome)
             result["error"] = {**body, "message": body["detail"]}
         else:
             result["predictions"] = outcome

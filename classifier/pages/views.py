@@ -4,7 +4,8 @@ from django.conf import settings
 from django.urls import reverse
 from django.views.generic import TemplateView
 
-from ..runtime.registry import LOADED, registry
+from ..runtime.registry import LOADED
+from ..serving import process_runtime
 
 
 class LandingView(TemplateView):
@@ -15,8 +16,8 @@ class LandingView(TemplateView):
     def get_context_data(self, **kwargs):
         return {
             **super().get_context_data(**kwargs),
-            "models": registry.describe(),
-            "ready": registry.slot().status == LOADED,
+            "models": process_runtime().describe(),
+            "ready": process_runtime().slot().status == LOADED,
         }
 
 
@@ -28,7 +29,7 @@ class TryView(TemplateView):
     def get_context_data(self, **kwargs):
         return {
             **super().get_context_data(**kwargs),
-            "models": registry.describe(),
+            "models": process_runtime().describe(),
             "max_top_k": settings.CLASSIFIER_MAX_TOP_K,
             "default_top_k": settings.CLASSIFIER_TOP_K,
             # for the page's text and, as JSON, for its script

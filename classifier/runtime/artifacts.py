@@ -26,40 +26,13 @@ import torch
 import torchvision
 from torchvision.transforms.functional import pil_modes_mapping
 
+from .errors import ArtifactError
 from .preprocessing import IMAGENET, RESAMPLING, Preprocessing
+from .sources import CONFIG_FILE, LABELS_FILE, MODEL_FILES, ModelSource, file_sha256
 
 logger = logging.getLogger(__name__)
 
-MODEL_FILES = {"model.pt": "state_dict", "model.ts": "torchscript", "model.onnx": "onnx"}
-LABELS_FILE, CONFIG_FILE = "labels.json", "config.json"
 CONFIG_KEYS = {"architecture", "resize", "crop", "mean", "std", "interpolation"}
-TORCHVISION_WEIGHTS = ("default", "random", "trivial")
-
-
-class ArtifactError(Exception):
-    """A model that cannot be served; the message is safe to show to API users."""
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where one configured model comes from: a torchvision name and weights, or a model folder."""
-
-    name: str
-    architecture: str | None  # a torchvision model name; None for a folder that names none
-    weights: str = "default"  # torchvision: default, random, trivial or a state_dict path
-    folder: Path | None = None  # a model folder, when the model is one
-    version: str = ""  # a registered version's name (classifier.models.ModelVersion); "" for a settings model
-    engine: str = ""  # a registered version's engine override; "": CLASSIFIER_ENGINE
-    precision: str = ""  # a registered version's precision override; "": CLASSIFIER_PRECISION
-
-    @property
-    def described(self) -> str:
-        """The weights as shown to API users: never the server's paths."""
-        if self.version:
-            return f"version:{self.version}"
-        if self.folder is not None:
-            return f"folder:{self.folder.name}"
-        return self.weights if self.weights in TORCHVISION_WEIGHTS else f"file:{Path(self.weights).name}"
 
 
 @dataclass
@@ -73,24 +46,6 @@ class Artifact:
     fingerprint: str | None  # names these exact weights and preprocessing; None: random weights
     module: torch.nn.Module | None = field(default=None, repr=False)  # torch kinds
     onnx: bytes | None = field(default=None, repr=False)  # the "onnx" kind: the graph as the operator gave it
-
-
-def model_sources(models: dict[str, str], *, default_model: str, default_weights: str) -> list[ModelSource]:
-    """The sources of CLASSIFIER_MODELS as settings parsed it ({name: weights}, "" for none: ``default_weights``).
-
-    ``default_model`` (CLASSIFIER_MODEL) comes first and serves v1; no name appears twice.
-    """
-    specs = {default_model: models.get(default_model) or default_weights}
-    for name, weights in models.items():
-        specs.setdefault(name, weights or default_weights)
-    return [_source(name, weights) for name, weights in specs.items()]
-
-
-def _source(name: str, weights: str) -> ModelSource:
-    path = Path(weights)
-    if weights not in TORCHVISION_WEIGHTS and path.is_dir():
-        return ModelSource(name=name, architecture=None, folder=path)
-    return ModelSource(name=name, architecture=name, weights=weights)
 
 
 def load_artifact(source: ModelSource) -> Artifact:
@@ -282,11 +237,7 @@ def _load_state_dict(module: torch.nn.Module, path: Path) -> None:
 
 
 def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as weights_file:
-        for chunk in iter(lambda: weights_file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
+    return file_sha256(path)[:16]
 
 
 def _scrub(message: str, folder: Path) -> str:

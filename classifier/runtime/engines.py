@@ -1,105 +1,59 @@
 """Engines run a model's network on a batch: NxHxWx3 uint8 pixels in, Nxclasses probabilities out.
 
-Every engine follows one small protocol (``Engine``), so another (TensorRT, OpenVINO) is one more
-class here. ``build_engine`` picks one from CLASSIFIER_ENGINE / CLASSIFIER_PRECISION:
+Every engine follows one small protocol (``Engine``), so another (TensorRT, OpenVINO) is one more class.
+This module is torch-free: a serving process runs compiled artifacts on ONNX Runtime without importing torch.
+Eager torch (``torch_engines.TorchEngine``) is imported only when CLASSIFIER_ENGINE=torch, a reduced
+precision or a GPU asks for it. ``plan_engine`` decides which, from the choice and the machine, without
+loading anything:
 
-- ``torch``: eager PyTorch in fp32, bf16 (autocast, on CPUs with bf16 support or on CUDA) or fp16
-  (CUDA, channels-last);
-- ``onnxruntime``: ONNX Runtime fp32. A torch network is exported to ONNX once, with the
-  normalisation and the softmax inside the graph, and the export is cached on disk under the
-  weights' fingerprint; an operator's own ``model.onnx`` runs as given.
+- ``onnxruntime``: ONNX Runtime fp32. A torch network is compiled once to ONNX (``compiler.py``), with the
+  normalisation and the softmax inside the graph; an operator's own ``model.onnx`` runs as given.
+- ``torch``: eager PyTorch in fp32, bf16 (autocast, on CPUs with bf16 support or on CUDA) or fp16 (CUDA).
 
-``auto`` picks the fastest exact engine: on a CPU ONNX Runtime fp32 (about twice eager torch's
-rate on the 2-core machines of docs/benchmarks.md), on CUDA torch fp16 channels-last.
+``auto`` picks the fastest exact engine: on a CPU ONNX Runtime fp32 (about twice eager torch's rate on the
+2-core machines of docs/benchmarks.md), on CUDA torch fp16 channels-last.
 """
 
-import hashlib
-import io
 import logging
-import os
-import tempfile
-import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import torch
 
-from .artifacts import Artifact, ArtifactError
+from .errors import ArtifactError, first_line
+from .kinds import EngineKind, Precision
 from .preprocessing import Preprocessing
+from .sources import ModelSource
 
 logger = logging.getLogger(__name__)
 
-ENGINES = ("auto", "torch", "onnxruntime")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-EXPORT_FORMAT = "aiserver-onnx-1"  # bump when ServingGraph or the export options change
-ONNX_OPSET = 17
 # bf16 (autocast) is inexact: its largest probability difference from eager fp32 stays under this on the
 # reference pictures (tests/runtime/test_engines.py); the benchmark reports top-1 agreement and the measured gap.
 BF16_TOLERANCE = 0.05
+AGREEMENT_TOLERANCE = 1e-4  # an exact engine's largest probability difference from eager fp32
 
 
 class Engine(Protocol):
-    name: str  # "torch", "onnxruntime"
-    precision: str  # "fp32", "bf16", "fp16"
-    exact: bool  # agrees with eager fp32 within 1e-4
+    name: str  # an EngineKind
+    precision: str  # a Precision
+    exact: bool  # agrees with eager fp32 within AGREEMENT_TOLERANCE
     device: str
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """NxHxWx3 uint8 pixels in, Nxclasses float32 probabilities out."""
 
 
-class ServingGraph(torch.nn.Module):
-    """The network between uint8 NHWC pixels and probabilities: normalise as the weights' transform
-    does (``(x / 255 - mean) / std``, in that order, so fp32 answers equal torchvision's), run the
-    network, softmax in fp32."""
-
-    def __init__(self, network: torch.nn.Module, preprocessing: Preprocessing):
-        super().__init__()
-        self.network = network
-        self.register_buffer("mean", torch.tensor(preprocessing.mean).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(preprocessing.std).view(1, 3, 1, 1))
-
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        batch = pixels.permute(0, 3, 1, 2).to(self.mean.dtype).div(255.0).sub(self.mean).div(self.std)
-        if batch.is_cuda:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        return torch.softmax(self.network(batch).float(), dim=1)
-
-
-class TorchEngine:
-    name = "torch"
-
-    def __init__(self, network: torch.nn.Module, preprocessing: Preprocessing, *, device: torch.device, precision: str):
-        self.precision = precision
-        self.exact = precision == "fp32"
-        self._device = device
-        graph = ServingGraph(network, preprocessing).eval()
-        graph = graph.to(device=device, dtype=torch.float16 if precision == "fp16" else torch.float32)
-        if device.type == "cuda":
-            graph = graph.to(memory_format=torch.channels_last)
-        self._graph = graph
-        self.device = str(device)
-
-    @torch.inference_mode()
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        pixels = torch.from_numpy(batch).to(self._device, non_blocking=True)
-        if self.precision == "bf16":
-            with torch.autocast(self._device.type, dtype=torch.bfloat16):
-                return self._graph(pixels).float().cpu().numpy()
-        return self._graph(pixels).cpu().numpy()
-
-
 class OnnxRuntimeEngine:
     """ONNX Runtime fp32. ``takes_pixels``: the graph is our export (uint8 pixels in, probabilities
     out); otherwise it is an operator's model (normalised NCHW float in, logits out)."""
 
-    name = "onnxruntime"
-    precision = "fp32"
+    name = EngineKind.ONNXRUNTIME
+    precision = Precision.FP32
     exact = True
 
     def __init__(
-        self, graph: bytes, *, threads: int, takes_pixels: bool, preprocessing: Preprocessing, device: torch.device
+        self, graph: bytes, *, threads: int, takes_pixels: bool, preprocessing: Preprocessing, device: str = "cpu"
     ):
         import onnxruntime
 
@@ -112,12 +66,12 @@ class OnnxRuntimeEngine:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         providers = ["CPUExecutionProvider"]
-        if device.type == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        if device.startswith("cuda") and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
         try:
             self._session = onnxruntime.InferenceSession(graph, options, providers=providers)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for a bad graph
-            raise ArtifactError(f"the ONNX graph does not load in onnxruntime ({_first_line(exc)})") from exc
+            raise ArtifactError(f"the ONNX graph does not load in onnxruntime ({first_line(exc)})") from exc
         self.device = "cuda" if providers[0].startswith("CUDA") else "cpu"
         self._takes_pixels = takes_pixels
         self._input = self._check_input(preprocessing.crop_size)
@@ -157,18 +111,6 @@ class OnnxRuntimeEngine:
         return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def bf16_supported(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
 def onnxruntime_available() -> bool:
     try:
         import onnxruntime  # noqa: F401
@@ -177,115 +119,61 @@ def onnxruntime_available() -> bool:
     return True
 
 
-def build_engine(
-    artifact: Artifact,
-    *,
-    device: torch.device,
-    engine: str,
-    precision: str,
-    threads: int,
-    cache_dir: Path | None,
-) -> Engine:
-    """The engine for ``artifact`` under the CLASSIFIER_ENGINE/PRECISION choice; ArtifactError when the
-    choice cannot serve it (the message says why)."""
-    if artifact.kind == "onnx":
-        if engine == "torch":
+def cuda_present() -> bool:
+    """Whether this machine has an NVIDIA driver loaded (checked without importing torch)."""
+    return Path("/proc/driver/nvidia/version").exists()
+
+
+def resolve_device_name(name: str) -> str:
+    """CLASSIFIER_DEVICE as a device name: ``auto`` is ``cuda`` when a GPU is present and torch sees it."""
+    if name != "auto":
+        return name
+    if cuda_present():
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cpu"
+
+
+@dataclass(frozen=True)
+class EnginePlan:
+    """What serves a source: a compiled ONNX Runtime artifact, or eager torch built in the process."""
+
+    engine: EngineKind
+    precision: Precision
+    device: str
+    fallback: bool = False  # ``auto``'s choice: eager torch may serve if compiling fails
+
+    @property
+    def compiled(self) -> bool:
+        return self.engine is EngineKind.ONNXRUNTIME
+
+
+def source_is_onnx(source: ModelSource) -> bool:
+    return source.folder is not None and (source.folder / "model.onnx").is_file()
+
+
+def plan_engine(source: ModelSource, *, engine: str, precision: str, device: str) -> EnginePlan:
+    """The engine for ``source`` under the CLASSIFIER_ENGINE/PRECISION choice on ``device``; ArtifactError when
+    the choice cannot serve it (the message says why). Loads nothing."""
+    device = resolve_device_name(device)
+    on_cuda = device.startswith("cuda")
+    if source_is_onnx(source):
+        if engine == EngineKind.TORCH:
             raise ArtifactError("an ONNX model runs on onnxruntime; CLASSIFIER_ENGINE=torch cannot serve it")
-        if precision not in ("auto", "fp32"):
+        if precision not in (Precision.AUTO, Precision.FP32):
             raise ArtifactError(f"an ONNX model is served in fp32; CLASSIFIER_PRECISION={precision} cannot serve it")
-        return OnnxRuntimeEngine(
-            artifact.onnx, threads=threads, takes_pixels=False, preprocessing=artifact.preprocessing, device=device
-        )
-    if precision == "auto":
-        precision = "fp16" if device.type == "cuda" else "fp32"
-    if precision == "fp16" and device.type != "cuda":
+        return EnginePlan(EngineKind.ONNXRUNTIME, Precision.FP32, device)
+    if precision == Precision.AUTO:
+        precision = Precision.FP16 if on_cuda else Precision.FP32
+    if precision == Precision.FP16 and not on_cuda:
         raise ArtifactError("fp16 needs a CUDA device; on a CPU use fp32 or bf16")
-    if precision == "bf16" and not bf16_supported(device):
-        raise ArtifactError("this machine has no bf16 support; use fp32")
-    if engine == "onnxruntime" and precision != "fp32":
+    if engine == EngineKind.ONNXRUNTIME and precision != Precision.FP32:
         raise ArtifactError(
             f"onnxruntime serves fp32 here; CLASSIFIER_PRECISION={precision} needs CLASSIFIER_ENGINE=torch"
         )
-    wants_onnxruntime = engine == "onnxruntime" or (
-        engine == "auto" and device.type == "cpu" and precision == "fp32" and onnxruntime_available()
-    )
-    if not wants_onnxruntime:
-        return TorchEngine(artifact.module, artifact.preprocessing, device=device, precision=precision)
-    try:
-        graph = export_onnx(artifact, cache_dir=cache_dir)
-        return OnnxRuntimeEngine(
-            graph,
-            threads=threads,
-            takes_pixels=_exports_pixels(artifact),
-            preprocessing=artifact.preprocessing,
-            device=device,
-        )
-    except Exception as exc:  # noqa: BLE001 - auto falls back to the engine that always works
-        if engine == "onnxruntime":
-            raise ArtifactError(f"the model could not be exported to ONNX ({_first_line(exc)})") from exc
-        logger.warning("ONNX export failed (%s); serving with torch", _first_line(exc))
-        return TorchEngine(artifact.module, artifact.preprocessing, device=device, precision=precision)
-
-
-def export_onnx(artifact: Artifact, *, cache_dir: Path | None) -> bytes:
-    """The artifact's ServingGraph as ONNX (dynamic batch), from the cache when this export was made before."""
-    cache_path = _cache_path(artifact, cache_dir)
-    if cache_path is not None and cache_path.is_file():
-        logger.info("ONNX export reused from the cache (%s)", cache_path.name)
-        return cache_path.read_bytes()
-    crop = artifact.preprocessing.crop_size
-    if _exports_pixels(artifact):
-        graph, example = (
-            ServingGraph(artifact.module, artifact.preprocessing).eval(),
-            torch.zeros(1, crop, crop, 3, dtype=torch.uint8),
-        )
-    else:
-        graph, example = artifact.module, torch.zeros(1, 3, crop, crop)
-    buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-        warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation notice
-        torch.onnx.export(
-            graph,
-            (example,),
-            buffer,
-            dynamo=False,
-            input_names=["input"],
-            output_names=["output"],
-            opset_version=ONNX_OPSET,
-            dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
-        )
-    data = buffer.getvalue()
-    if cache_path is not None:
-        _write_atomically(cache_path, data)
-    return data
-
-
-def _exports_pixels(artifact: Artifact) -> bool:
-    """Whether the export holds the whole ServingGraph (pixels in, probabilities out). A TorchScript module
-    cannot be traced inside another module, so it is exported alone (normalised NCHW in, logits out)."""
-    return artifact.kind != "torchscript"
-
-
-def _cache_path(artifact: Artifact, cache_dir: Path | None) -> Path | None:
-    """Where this export is cached: a name from the weights' fingerprint, the preprocessing, the export
-    format and torch's version. None for random weights (each process draws its own) or no cache."""
-    if cache_dir is None or artifact.fingerprint is None:
-        return None
-    key = "|".join([EXPORT_FORMAT, torch.__version__, artifact.fingerprint, repr(artifact.preprocessing)])
-    return cache_dir / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.onnx"
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that no reader (another worker starting) sees half a file."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as handle:
-            handle.write(data)
-        os.replace(handle.name, path)
-    except OSError as exc:
-        logger.warning("could not cache the ONNX export (%s); the next start exports again", exc)
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
+    if engine == EngineKind.ONNXRUNTIME or (
+        engine == EngineKind.AUTO and not on_cuda and precision == Precision.FP32 and onnxruntime_available()
+    ):
+        return EnginePlan(EngineKind.ONNXRUNTIME, Precision.FP32, device, fallback=engine == EngineKind.AUTO)
+    return EnginePlan(EngineKind.TORCH, Precision(precision), device)

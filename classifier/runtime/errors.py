@@ -26,6 +26,14 @@ class ImageTooLarge(ImageError):
     """More pixels than CLASSIFIER_MAX_IMAGE_PIXELS."""
 
 
+class InferenceFailed(ImageError):
+    """The model failed on this image's batch."""
+
+
+class InferenceTimeout(ServingError):
+    """The model did not answer within the inference timeout: retry shortly."""
+
+
 class ModelNotFound(ServingError):
     """No model (or model version) of that name is served here."""
 
@@ -40,3 +48,25 @@ class BatcherClosed(ModelUnavailable):
 
 class Overloaded(ServingError):
     """The queue or the decode budget is full: retry shortly."""
+
+
+class ArtifactError(Exception):
+    """A model that cannot be served; the message is safe to show to API users (it names no server path)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as one short line: its type and the first line of its message."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
+
+
+class ExportFailed(ArtifactError):
+    """The network could not be compiled to ONNX (``auto`` then serves it with eager torch)."""
+
+
+class PretrainedUnavailable(ArtifactError):
+    """torchvision's pretrained weights could not be fetched (offline, most often)."""
+
+
+# The compile errors a child process reports by name (sandbox.py raises the same class in the parent).
+COMPILE_ERRORS = {cls.__name__: cls for cls in (ArtifactError, ExportFailed, PretrainedUnavailable)}

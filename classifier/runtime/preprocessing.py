@@ -38,6 +38,26 @@ class Preprocessing:
     std: tuple[float, float, float]
     resample: int  # a PIL resampling filter
 
+    def to_dict(self) -> dict:
+        """JSON-safe, for a compiled artifact's manifest (``from_dict`` reads it back exactly)."""
+        return {
+            "resize_size": self.resize_size,
+            "crop_size": self.crop_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "resample": int(self.resample),
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Preprocessing":
+        return cls(
+            resize_size=int(values["resize_size"]),
+            crop_size=int(values["crop_size"]),
+            mean=tuple(float(v) for v in values["mean"]),
+            std=tuple(float(v) for v in values["std"]),
+            resample=int(values["resample"]),
+        )
+
 
 # torchvision's ImageNet classifiers' transform: the default for a model that names no other.
 IMAGENET = Preprocessing(

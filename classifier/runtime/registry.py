@@ -1,36 +1,46 @@
-"""The serving process's models: one ordered set of slots by name, plus the name of the default.
+"""The serving process's models: the ``Runtime``, one ordered set of slots by name plus the name of the default.
 
-Loading runs on a background thread so the server answers (``/healthz``, ``/readyz`` with
-"loading") while weights load; a failure leaves that model ``unavailable`` with a reason, never
-raised into the server, and the other models still serve.
+Loading runs on a background thread so the server answers (``/healthz``, ``/readyz`` with "loading") while
+models load; a failure leaves that model ``unavailable`` with a reason, never raised into the server, and the
+other models still serve.
+
+A model is served from its compiled artifact (``store.py``): found, it is loaded alone (no torch, no export, no
+agreement check: those were done when it was compiled); missing, it is compiled first, once, in a sandboxed
+child process (``sandbox.py``), and kept for every other worker and restart. Eager torch (CLASSIFIER_ENGINE=torch,
+bf16, fp16, CUDA) has nothing to compile and is built in the process.
+
+The runtime reads no Django setting: it is given a ``RuntimeConfig`` (or a function returning the current one).
 """
 
 import contextlib
 import ctypes
 import logging
-import os
 import re
+import sys
+import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
-import torch
-from django.conf import settings
 from PIL import Image
 
-from .. import metrics
-from .artifacts import Artifact, ArtifactError, ModelSource, load_artifact, model_sources
 from .batching import MicroBatcher
-from .engines import Engine, TorchEngine, build_engine, resolve_device
-from .errors import ModelNotFound, ModelUnavailable
+from .config import RuntimeConfig
+from .engines import Engine, EnginePlan, OnnxRuntimeEngine, plan_engine
+from .errors import ArtifactError, ExportFailed, ModelNotFound, ModelUnavailable, PretrainedUnavailable
+from .kinds import EngineKind, ModelStatus, Precision, Provenance
 from .preprocessing import Preprocessing
+from .sandbox import SandboxLimits, run_in_sandbox
+from .sources import ModelSource, model_sources
+from .store import ArtifactStore, CompiledModel, artifact_key
 
 logger = logging.getLogger(__name__)
 
-LOADING, LOADED, UNAVAILABLE = "loading", "loaded", "unavailable"
-AGREEMENT_TOLERANCE = 1e-4  # an exact engine's largest probability difference from eager fp32
+LOADING, LOADED, UNAVAILABLE = ModelStatus.LOADING, ModelStatus.LOADED, ModelStatus.UNAVAILABLE
 SETTINGS_VERSION = "settings"  # the version of a model configured in CLASSIFIER_MODELS
+BatchHook = Callable[[str, int, float, int], None]  # (model name, batch size, seconds, queue depth)
 
 
 @dataclass
@@ -38,7 +48,7 @@ class LoadedModel:
     """A model ready to serve: its labels, its preprocessing and the engine that runs it."""
 
     name: str
-    kind: str  # the artifact's kind: torchvision, state_dict, torchscript, onnx
+    kind: str  # the source's kind: torchvision, state_dict, torchscript, onnx
     pretrained: bool
     labels: list[str]
     preprocessing: Preprocessing
@@ -46,6 +56,9 @@ class LoadedModel:
     fingerprint: str | None = None  # names these exact weights (for the result cache); None: random
     # Which version answers: a registered version's name, else "settings" (a CLASSIFIER_MODELS model).
     version: str = SETTINGS_VERSION
+    provenance: Provenance = Provenance.IN_PROCESS  # compiled here, loaded compiled, or eager torch
+    artifact_key: str = ""  # the compiled artifact's key ("" for eager torch)
+    report: dict = field(default_factory=dict, repr=False)  # the compile report: agreement, compile time
 
     def run_batch(self, images: list[np.ndarray]) -> np.ndarray:
         """Forward a list of preprocessed HxWx3 uint8 arrays; return their probability rows."""
@@ -67,152 +80,236 @@ class Slot:
         return self.source.name
 
 
-def configure_libraries() -> None:
+def configure_libraries(config: RuntimeConfig) -> None:
     """Global library knobs, set in this one place.
 
-    - Pillow: refuse (not just warn about) images over twice our pixel limit; ``decode``
-      enforces the limit itself from the header.
-    - torch: the intra-op pool size of this process; only the batcher threads run models, so
-      request threads never add torch threads. (ONNX Runtime sessions get their own count.)
+    - Pillow: refuse (not just warn about) images over twice our pixel limit; ``decode`` enforces the limit
+      itself from the header.
+    - torch (only where eager torch serves, so only if it is imported): the intra-op pool size of this process.
     """
-    Image.MAX_IMAGE_PIXELS = settings.CLASSIFIER_MAX_IMAGE_PIXELS
-    torch.set_num_threads(torch_threads())
+    Image.MAX_IMAGE_PIXELS = config.max_image_pixels
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(config.engine_threads())
 
 
-def process_cores() -> int:
-    """This process's share of the cores among WEB_CONCURRENCY (uvicorn's worker count) processes."""
-    return max(1, (os.cpu_count() or 1) // settings.WEB_CONCURRENCY)
-
-
-def batch_workers(device: torch.device) -> int:
-    """CLASSIFIER_BATCH_WORKERS, or by default one per core of this process on a CPU and one on a GPU."""
-    if settings.CLASSIFIER_BATCH_WORKERS > 0:
-        return settings.CLASSIFIER_BATCH_WORKERS
-    return 1 if device.type == "cuda" else process_cores()
-
-
-def torch_threads() -> int:
-    """CLASSIFIER_TORCH_THREADS, or this process's cores shared among its CPU batch workers."""
-    if settings.CLASSIFIER_TORCH_THREADS > 0:
-        return settings.CLASSIFIER_TORCH_THREADS
-    return max(1, process_cores() // batch_workers(torch.device("cpu")))
-
-
-def configured_sources() -> list[ModelSource]:
+def configured_sources(config: RuntimeConfig) -> list[ModelSource]:
     """Every configured model, v1's (the default) first."""
-    return model_sources(
-        settings.CLASSIFIER_MODELS,
-        default_model=settings.CLASSIFIER_MODEL,
-        default_weights=settings.CLASSIFIER_WEIGHTS,
+    return model_sources(config.models, default_model=config.default_model, default_weights=config.default_weights)
+
+
+def plan_for(source: ModelSource, config: RuntimeConfig) -> EnginePlan:
+    return plan_engine(
+        source,
+        engine=source.engine or config.engine,
+        precision=source.precision or config.precision,
+        device=config.device,
     )
 
 
-def build_model(source: ModelSource, device: torch.device) -> LoadedModel:
-    """Load ``source`` and put it on the configured engine; raises ArtifactError (safe to show) when it
-    cannot serve, and the network errors of a "default" download as they are."""
-    artifact = load_artifact(source)
-    engine = build_engine(
-        artifact,
-        device=device,
-        engine=source.engine or settings.CLASSIFIER_ENGINE,
-        precision=source.precision or settings.CLASSIFIER_PRECISION,
-        threads=torch_threads(),
-        cache_dir=settings.CLASSIFIER_ENGINE_CACHE_DIR,
+def sandbox_limits(config: RuntimeConfig) -> SandboxLimits:
+    return SandboxLimits(timeout_seconds=config.compile_timeout_seconds, memory_bytes=config.compile_memory_bytes)
+
+
+def compile_request(source: ModelSource, plan: EnginePlan, config: RuntimeConfig) -> dict:
+    """What the compiling child is asked (JSON): the source, the engine plan and the limits it works under."""
+    fields = asdict(source)
+    fields["folder"] = str(source.folder) if source.folder is not None else None
+    return {
+        "source": fields,
+        "engine": str(plan.engine),
+        "precision": str(plan.precision),
+        "device": plan.device,
+        "threads": config.engine_threads(),
+        "max_batch_size": config.max_batch_size,
+    }
+
+
+def compile_in_child(source: ModelSource, plan: EnginePlan, config: RuntimeConfig) -> tuple[dict[str, bytes], dict]:
+    result = run_in_sandbox(compile_request(source, plan, config), limits=sandbox_limits(config))
+    return result.files, result.manifest
+
+
+def compile_here(source: ModelSource, plan: EnginePlan, config: RuntimeConfig) -> tuple[dict[str, bytes], dict]:
+    from .compiler import compile_source
+
+    files, manifest, _engine = compile_source(
+        source, plan=plan, threads=config.engine_threads(), max_batch_size=config.max_batch_size
     )
-    model = LoadedModel(
+    return files, manifest
+
+
+def artifact_store(config: RuntimeConfig) -> ArtifactStore:
+    root = config.artifact_dir or Path(tempfile.gettempdir()) / "aiserver-compiled"
+    return ArtifactStore(root)
+
+
+def compiled_artifact(source: ModelSource, plan: EnginePlan, config: RuntimeConfig) -> CompiledModel:
+    """``source``'s compiled artifact for ``plan``: read from the store, or compiled once (one compiler per key on
+    this machine; the others wait and read what it stored)."""
+    store = artifact_store(config)
+    key = artifact_key(source, engine=plan.engine, precision=plan.precision, device=plan.device)
+    found = store.read(key)
+    if found is not None:
+        return found
+    compile_ = compile_in_child if config.compile_in_child else compile_here
+    if not store.writable():  # compile for this process alone
+        logger.warning("the artifact store is not writable; compiling %s for this process only", source.name)
+        files, manifest = compile_(source, plan, config)
+        return ArtifactStore(Path(tempfile.mkdtemp(prefix="aiserver-compiled-"))).write(key, files, manifest)
+    with store.locked(key):
+        found = store.read(key)
+        if found is not None:
+            return found
+        files, manifest = compile_(source, plan, config)
+        return store.write(key, files, manifest)
+
+
+def validate_folder(folder: Path, config: RuntimeConfig, *, engine: str = "", precision: str = "") -> dict:
+    """The validation gate: compile the model folder in the sandboxed child and run every check on it
+    (validation.py). A passing model's compiled artifact is stored, so activating it later only loads it.
+    Returns the report (JSON-ready); a refused model's says why."""
+    source = ModelSource(name="candidate", architecture=None, folder=folder, engine=engine, precision=precision)
+    try:
+        plan = plan_for(source, config)
+        request = compile_request(source, plan, config)
+        request["gate"] = {"max_batch_size": config.max_batch_size, "max_image_pixels": config.max_image_pixels}
+        result = run_in_sandbox(request, limits=sandbox_limits(config))
+    except ArtifactError as exc:
+        return {
+            "passed": False,
+            "checks": [{"check": "loads", "passed": False, "detail": str(exc)}],
+            "summary": f"Refused: loads failed: {exc}.",
+        }
+    if result.report.get("passed") and plan.compiled:
+        key = artifact_key(source, engine=plan.engine, precision=plan.precision, device=plan.device)
+        stored = artifact_store(config).write(key, result.files, result.manifest)
+        result.report["artifact_key"] = stored.key
+    return result.report
+
+
+def build_model(source: ModelSource, config: RuntimeConfig) -> LoadedModel:
+    """Load ``source`` on its planned engine, from its compiled artifact where it has one; raises ArtifactError
+    (safe to show) when it cannot serve."""
+    plan = plan_for(source, config)
+    if plan.compiled:
+        try:
+            model = _from_compiled(source, plan, config)
+        except ExportFailed as exc:
+            if not plan.fallback:
+                raise
+            logger.warning("%s; serving %s with eager torch", exc, source.name)
+            plan = EnginePlan(EngineKind.TORCH, Precision.FP32, plan.device)
+        else:
+            warm_up(model, config)
+            return model
+    model = _eager(source, plan, config)
+    warm_up(model, config)
+    return model
+
+
+def _from_compiled(source: ModelSource, plan: EnginePlan, config: RuntimeConfig) -> LoadedModel:
+    compiled = compiled_artifact(source, plan, config)
+    manifest = compiled.manifest
+    engine = OnnxRuntimeEngine(
+        compiled.graph.read_bytes(),
+        threads=config.engine_threads(),
+        takes_pixels=manifest["takes_pixels"],
+        preprocessing=compiled.preprocessing,
+        device=plan.device,
+    )
+    return LoadedModel(
+        name=source.name,
+        kind=manifest["kind"],
+        pretrained=manifest["pretrained"],
+        labels=compiled.labels,
+        preprocessing=compiled.preprocessing,
+        engine=engine,
+        fingerprint=manifest["fingerprint"],
+        version=source.version or SETTINGS_VERSION,
+        provenance=compiled.provenance,
+        artifact_key=compiled.key,
+        report=manifest.get("report", {}),
+    )
+
+
+def _eager(source: ModelSource, plan: EnginePlan, config: RuntimeConfig) -> LoadedModel:
+    from .compiler import eager_engine
+
+    artifact, engine = eager_engine(source, plan=plan)
+    configure_libraries(config)
+    fingerprint = artifact.fingerprint
+    if fingerprint is not None and not engine.exact:  # an inexact engine answers differently: its own cache entries
+        fingerprint = f"{fingerprint}:{engine.name}-{engine.precision}"
+    return LoadedModel(
         name=source.name,
         kind=artifact.kind,
         pretrained=artifact.pretrained,
         labels=artifact.labels,
         preprocessing=artifact.preprocessing,
         engine=engine,
-        fingerprint=_fingerprint(artifact, engine),
+        fingerprint=fingerprint,
         version=source.version or SETTINGS_VERSION,
     )
-    check_model(model, artifact, device)
-    return model
 
 
-def _fingerprint(artifact: Artifact, engine: Engine) -> str | None:
-    """The result cache's name for these weights on this engine (an inexact engine answers differently)."""
-    if artifact.fingerprint is None:
-        return None
-    return artifact.fingerprint if engine.exact else f"{artifact.fingerprint}:{engine.name}-{engine.precision}"
-
-
-def check_model(model: LoadedModel, artifact: Artifact, device: torch.device) -> None:
-    """Run every batch size the batcher will use once (so no request pays for first-call setup: allocator
-    growth, oneDNN primitives, cuDNN's algorithm choice), check the output size against the labels and,
-    for an exact engine other than eager torch, its agreement with eager fp32 on this machine."""
+def warm_up(model: LoadedModel, config: RuntimeConfig) -> None:
+    """Run every batch size the batcher will use once (so no request pays for first-call setup: allocator growth,
+    oneDNN primitives, cuDNN's algorithm choice) and check the output size against the labels."""
     crop = model.preprocessing.crop_size
-    rng = np.random.default_rng(0)
-    sample = rng.integers(0, 256, size=(2, crop, crop, 3), dtype=np.uint8)
-    for size in sorted({1, settings.CLASSIFIER_MAX_BATCH_SIZE}):
+    sample = np.random.default_rng(0).integers(0, 256, size=(2, crop, crop, 3), dtype=np.uint8)
+    for size in sorted({1, config.max_batch_size}):
         rows = model.run_batch([sample[index % 2] for index in range(size)])
     if rows.ndim != 2 or rows.shape[1] != len(model.labels):
         outputs = rows.shape[1] if rows.ndim == 2 else rows.shape
         raise ArtifactError(f"the model gives {outputs} outputs but there are {len(model.labels)} labels")
-    if model.engine.exact and not isinstance(model.engine, TorchEngine) and artifact.module is not None:
-        reference = TorchEngine(artifact.module, artifact.preprocessing, device=device, precision="fp32")
-        difference = float(np.abs(reference.run(sample) - model.engine.run(sample)).max())
-        if difference > AGREEMENT_TOLERANCE:
-            raise ArtifactError(
-                f"the {model.engine.name} engine differs from torch by {difference:.2g} on this model; "
-                "set CLASSIFIER_ENGINE=torch"
-            )
 
 
 def release_freed_memory() -> None:
-    """Hand the heap that loading freed (the eager model of the agreement check, an ONNX export) back to the
-    system, so a worker's resident memory starts at what it serves with (glibc only; elsewhere nothing)."""
+    """Hand the heap that loading freed back to the system, so a worker's resident memory starts at what it serves
+    with (glibc only; elsewhere nothing)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def load_slot(source: ModelSource) -> Slot:
-    """Build, check and start a batcher for one model; a failure is recorded in the slot, never raised."""
+def load_slot(source: ModelSource, config: RuntimeConfig, *, on_batch: BatchHook | None = None) -> Slot:
+    """Build and start a batcher for one model; a failure is recorded in the slot, never raised."""
     slot = Slot(source=source)
     try:
-        model = build_model(source, resolve_device(settings.CLASSIFIER_DEVICE))
+        model = build_model(source, config)
     except Exception as exc:  # noqa: BLE001 - any failure must leave the server up and say why
         slot.reason = _explain(source, exc)
         slot.status = UNAVAILABLE
-        # the reason is public and path-free; the log keeps where the model came from and the whole error
-        logger.error(
-            "model %s unavailable (from %s): %s",
-            source.name,
-            source.folder or source.weights,
-            slot.reason,
-            exc_info=exc,
-        )
+        # the reason is public and path-free; the log keeps where the model came from, in one line
+        logger.error("model %s unavailable (from %s): %s", source.name, source.folder or source.weights, slot.reason)
         return slot
     slot.model = model
+
+    def record(size: int, seconds: float) -> None:
+        if on_batch is not None and slot.batcher is not None:
+            on_batch(slot.name, size, seconds, slot.batcher.queue_depth)
+
     slot.batcher = MicroBatcher(
         model.run_batch,
-        max_batch_size=settings.CLASSIFIER_MAX_BATCH_SIZE,
-        max_delay_s=settings.CLASSIFIER_MAX_BATCH_DELAY_MS / 1000.0,
-        queue_size=settings.CLASSIFIER_QUEUE_SIZE,
-        on_start=configure_libraries,
-        on_batch=lambda size, seconds: _record_batch(slot, size, seconds),
+        max_batch_size=config.max_batch_size,
+        max_delay_s=config.max_batch_delay_ms / 1000.0,
+        queue_size=config.queue_size,
+        on_start=lambda: configure_libraries(config),
+        on_batch=record,
         name=f"batcher-{source.name}",
-        workers=batch_workers(torch.device(model.engine.device)),
+        workers=config.workers_for(model.engine.device),
     )
     slot.status, slot.reason = LOADED, ""
     logger.info(
-        "model %s loaded (%s, %s %s on %s)",
+        "model %s loaded (%s, %s %s on %s, %s)",
         source.name,
         source.described,
         model.engine.name,
         model.engine.precision,
         model.engine.device,
+        model.provenance,
     )
     return slot
-
-
-def _record_batch(slot: Slot, size: int, seconds: float) -> None:
-    metrics.BATCH_SIZE.labels(slot.name).observe(size)
-    metrics.INFERENCE_SECONDS.labels(slot.name).observe(seconds)
-    metrics.QUEUE_DEPTH.labels(slot.name).set(slot.batcher.queue_depth)
 
 
 def _explain(source: ModelSource, exc: Exception) -> str:
@@ -230,25 +327,48 @@ def _without_directories(text: str) -> str:
 
 
 def _reason(source: ModelSource, exc: Exception) -> str:
-    if isinstance(exc, ArtifactError):
-        return f"Could not load model {source.name} ({source.described}): {exc}."
-    if source.folder is None and source.weights == "default":
+    if isinstance(exc, PretrainedUnavailable) or (
+        source.folder is None and source.weights == "default" and not isinstance(exc, ArtifactError)
+    ):
         return (
-            f"Could not load the pretrained weights of {source.name} ({type(exc).__name__}: {exc}). "
+            f"Could not load the pretrained weights of {source.name} ({exc}). "
             "Set CLASSIFIER_WEIGHTS to a state_dict file path, or to 'random' for an untrained demo model."
         )
+    if isinstance(exc, ArtifactError):
+        return f"Could not load model {source.name} ({source.described}): {exc}."
     return f"Could not load model {source.name} ({source.described}): {type(exc).__name__}."
 
 
-class ModelRegistry:
+class Runtime:
     """The serving process's models, by name, in configured order; the first is the default (v1's)."""
 
-    def __init__(self):
+    def __init__(self, config: RuntimeConfig | Callable[[], RuntimeConfig], *, on_batch: BatchHook | None = None):
+        self._config = config
+        self.on_batch = on_batch
         self._slots: dict[str, Slot] = {}
         self._started = False
         self._lock = threading.Lock()
         self._loaded = threading.Event()
         self._then: Callable[[], None] | None = None
+
+    @property
+    def config(self) -> RuntimeConfig:
+        """The configuration now (a function given at construction is asked each time)."""
+        return self._config if isinstance(self._config, RuntimeConfig) else self._config()
+
+    def load_slot(self, source: ModelSource) -> Slot:
+        """A slot for ``source``, built with this runtime's configuration (not installed: see ``replace``)."""
+        return load_slot(source, self.config, on_batch=self.on_batch)
+
+    def sources(self) -> list[ModelSource]:
+        """The configured models' sources, the default first."""
+        return configured_sources(self.config)
+
+    def close(self) -> None:
+        """Stop every model's batcher (what is queued is answered first)."""
+        for slot in list(self._slots.values()):
+            if slot.batcher is not None:
+                slot.batcher.close()
 
     def start(self, *, background: bool = True, then: Callable[[], None] | None = None) -> None:
         """Load the configured models once (idempotent), then call ``then`` (the version watcher's first
@@ -258,17 +378,18 @@ class ModelRegistry:
                 return
             self._started = True
             self._then = then
-            self._slots = {source.name: Slot(source=source) for source in configured_sources()}
+            self._slots = {source.name: Slot(source=source) for source in configured_sources(self.config)}
         if background:
             threading.Thread(target=self.load, name="model-loader", daemon=True).start()
         else:
             self.load()
 
     def load(self) -> None:
-        configure_libraries()
+        config = self.config
+        configure_libraries(config)
         try:
             for name, slot in list(self._slots.items()):
-                self._slots[name] = load_slot(slot.source)
+                self._slots[name] = load_slot(slot.source, config, on_batch=self.on_batch)
             if self._then is not None:
                 self._then()
         finally:
@@ -281,14 +402,16 @@ class ModelRegistry:
 
     @property
     def default_name(self) -> str:
-        return next(iter(self._slots), None) or settings.CLASSIFIER_MODEL
+        return next(iter(self._slots), None) or self.config.default_model
 
     def slot(self, name: str | None = None) -> Slot:
         """The slot of model ``name`` (default: the default model), loaded or not; raises ModelNotFound."""
         name = name or self.default_name
         slot = self._slots.get(name)
         if slot is None and not self._started:  # before start(): the configured model, loading
-            slot = next((Slot(source=source) for source in configured_sources() if source.name == name), None)
+            slot = next(
+                (Slot(source=source) for source in configured_sources(self.config) if source.name == name), None
+            )
         if slot is None:
             raise ModelNotFound(f"Unknown model {name!r}; this server has {', '.join(self.names())}.")
         return slot
@@ -321,7 +444,7 @@ class ModelRegistry:
 
     def names(self) -> list[str]:
         """The configured models' names, the default first."""
-        return list(self._slots) or [source.name for source in configured_sources()]
+        return list(self._slots) or [source.name for source in configured_sources(self.config)]
 
     def describe(self) -> list[dict]:
         """Every configured model as /api/v2/models, /readyz and the pages show it, the default first."""
@@ -345,7 +468,16 @@ def describe_slot(slot: Slot, *, default: bool) -> dict:
         "engine": model.engine.name if model else None,
         "precision": model.engine.precision if model else None,
         "exact": model.engine.exact if model else None,
+        "compiled": _compiled_description(model) if model else None,
     }
 
 
-registry = ModelRegistry()
+def _compiled_description(model: LoadedModel) -> dict:
+    """How this process got the model's engine, and what the compile measured."""
+    agreement = model.report.get("agreement", {})
+    return {
+        "provenance": str(model.provenance),
+        "artifact_key": model.artifact_key or None,
+        "agreement_max_difference": agreement.get("max_difference"),
+        "compile_seconds": model.report.get("compile_seconds"),
+    }

@@ -1,9 +1,10 @@
-"""The validation gate's checks of one model folder, run in a separate process (``manage.py
-validate_model_folder``) so that a model that crashes, hangs or eats memory cannot hurt the caller.
+"""The validation gate's checks of one model folder, run in the sandboxed compiling child (``sandbox.py``) so that
+a model that crashes, hangs, eats memory or runs code cannot hurt the server.
 
-``validate_folder`` answers a report (JSON-ready): whether it passed and, per check, what was seen:
+``gate`` compiles the folder and answers its compiled artifact with a report (JSON-ready): whether it passed
+and, per check, what was seen:
 
-- ``loads``: the files load and the engine builds;
+- ``loads``: the files load and compile to the engine's artifact, which agrees with eager torch;
 - ``labels``: the model's output count equals the number of labels;
 - ``forward``: generated sample images go through decode, preprocessing and the engine, giving
   finite probabilities that sum to 1 (and, for an exact engine other than eager torch, agree with it);
@@ -13,17 +14,15 @@ validate_model_folder``) so that a model that crashes, hangs or eats memory cann
 import io
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
-import torch
-from django.conf import settings
 from PIL import Image
 
 from . import preprocessing as pipeline
-from .artifacts import ArtifactError, ModelSource, load_artifact
-from .engines import build_engine, resolve_device
-from .registry import LoadedModel, check_model, configure_libraries, torch_threads
+from .compiler import compile_source
+from .engines import Engine, EnginePlan
+from .errors import ArtifactError, first_line
+from .sources import ModelSource
 
 SAMPLE_COLOURS = [(220, 40, 30), (40, 180, 60), (30, 60, 210), (245, 245, 240), (10, 10, 10)]
 SAMPLE_SIZES = [(400, 300), (224, 224), (120, 500), (1000, 800), (64, 64)]
@@ -45,98 +44,102 @@ def sample_images() -> list[bytes]:
     return images
 
 
-def validate_folder(folder: Path, *, engine: str = "", precision: str = "") -> dict:
-    """Run every check on the model folder; the report says what passed, what failed and why."""
-    configure_libraries()
-    source = ModelSource(name="candidate", architecture=None, folder=folder, engine=engine, precision=precision)
+def gate(source: ModelSource, *, plan: EnginePlan, threads: int, settings: dict) -> tuple[dict, dict, dict]:
+    """Compile ``source`` and run every check on it: (the artifact's files, its manifest, the report). A refused
+    model has no files; the report says what passed, what failed and why."""
+    Image.MAX_IMAGE_PIXELS = settings["max_image_pixels"] * 2
     checks: list[dict] = []
-    report = {"passed": False, "checks": checks}
-    device = resolve_device(settings.CLASSIFIER_DEVICE)
+    report: dict = {"passed": False, "checks": checks}
     try:
-        artifact = load_artifact(source)
-        built = build_engine(
-            artifact,
-            device=device,
-            engine=engine or settings.CLASSIFIER_ENGINE,
-            precision=precision or settings.CLASSIFIER_PRECISION,
-            threads=torch_threads(),
-            cache_dir=settings.CLASSIFIER_ENGINE_CACHE_DIR,
-        )
+        if plan.compiled:
+            files, manifest, engine = compile_source(
+                source, plan=plan, threads=threads, max_batch_size=settings["max_batch_size"]
+            )
+        else:  # eager torch has nothing to compile: check the model as it will serve
+            files, manifest, engine = _eager(source, plan)
     except Exception as exc:  # noqa: BLE001 - whatever fails, the report says so
         checks.append(_failed("loads", _reason(exc)))
-        return _summarised(report)
-    model = LoadedModel(
-        name=source.name,
-        kind=artifact.kind,
-        pretrained=True,
-        labels=artifact.labels,
-        preprocessing=artifact.preprocessing,
-        engine=built,
-        fingerprint=artifact.fingerprint,
-    )
+        return {}, {}, _summarised(report)
+    labels, spec = manifest["labels"], pipeline.Preprocessing.from_dict(manifest["preprocessing"])
     report.update(
-        kind=artifact.kind,
-        engine=built.name,
-        precision=built.precision,
-        device=built.device,
-        num_labels=len(artifact.labels),
-        input_size=artifact.preprocessing.crop_size,
+        kind=manifest["kind"],
+        engine=str(engine.name),
+        precision=str(engine.precision),
+        device=engine.device,
+        num_labels=len(labels),
+        input_size=spec.crop_size,
+        agreement=manifest["report"]["agreement"],
     )
-    checks.append(_passed("loads", f"{artifact.kind} on {built.name} {built.precision} ({built.device})"))
+    checks.append(
+        _passed("loads", f"{manifest['kind']} compiled for {engine.name} {engine.precision} ({engine.device})")
+    )
     for check in (_check_labels, _check_forward, _check_latency):
         try:
-            result = check(model, artifact, device, report)
+            result = check(engine, labels, spec, settings, report)
         except Exception as exc:  # noqa: BLE001
             result = _failed(check.__name__.removeprefix("_check_"), _reason(exc))
         checks.append(result)
         if not result["passed"]:
             break
     report["passed"] = len(checks) == 4 and all(check["passed"] for check in checks)
-    return _summarised(report)
+    if not report["passed"]:
+        return {}, {}, _summarised(report)
+    return files, {**manifest, "report": {**manifest["report"], "gate": _summarised(report)["summary"]}}, report
 
 
-def _check_labels(model: LoadedModel, artifact, device, report: dict) -> dict:
-    crop = model.preprocessing.crop_size
-    rows = model.run_batch([np.zeros((crop, crop, 3), dtype=np.uint8)])
+def _eager(source: ModelSource, plan: EnginePlan) -> tuple[dict, dict, Engine]:
+    from .compiler import eager_engine
+
+    artifact, engine = eager_engine(source, plan=plan)
+    manifest = {
+        "kind": artifact.kind,
+        "labels": artifact.labels,
+        "preprocessing": artifact.preprocessing.to_dict(),
+        "report": {"agreement": {"reference": "eager torch is the reference", "max_difference": 0.0}},
+    }
+    return {}, manifest, engine
+
+
+def _check_labels(engine: Engine, labels: list[str], spec, settings: dict, report: dict) -> dict:
+    crop = spec.crop_size
+    rows = engine.run(np.zeros((1, crop, crop, 3), dtype=np.uint8))
     outputs = rows.shape[1] if rows.ndim == 2 else None
     report["outputs"] = outputs
-    if outputs != len(model.labels):
+    if outputs != len(labels):
         return _failed(
             "labels",
             f"the model gives {outputs if outputs is not None else rows.shape} outputs but "
-            f"labels.json has {len(model.labels)} labels",
+            f"labels.json has {len(labels)} labels",
         )
-    return _passed("labels", f"{outputs} outputs, {len(model.labels)} labels")
+    return _passed("labels", f"{outputs} outputs, {len(labels)} labels")
 
 
-def _check_forward(model: LoadedModel, artifact, device, report: dict) -> dict:
-    spec = model.preprocessing
+def _check_forward(engine: Engine, labels: list[str], spec, settings: dict, report: dict) -> dict:
     pixels = [
-        pipeline.preprocess(pipeline.decode(data, max_pixels=settings.CLASSIFIER_MAX_IMAGE_PIXELS), spec)
+        pipeline.preprocess(pipeline.decode(data, max_pixels=settings["max_image_pixels"]), spec)
         for data in sample_images()
     ]
-    rows = model.run_batch(pixels)
+    rows = engine.run(np.stack(pixels))
     if not np.all(np.isfinite(rows)):
         return _failed("forward", "the model's answers to the sample images are not all finite numbers")
     sums = rows.sum(axis=1)
     if np.abs(sums - 1.0).max() > PROBABILITY_TOLERANCE or rows.min() < 0:
         return _failed("forward", f"the answers are not probabilities (row sums {sums.min():.4g}..{sums.max():.4g})")
-    check_model(model, artifact, device)  # every batch size once, and the agreement of an exact engine
-    top = [model.labels[int(index)] for index in rows.argmax(axis=1)]
+    top = [labels[int(index)] for index in rows.argmax(axis=1)]
     report["sample_top_labels"] = top
     return _passed("forward", f"{len(pixels)} sample images classified (top labels: {', '.join(top)})")
 
 
-def _check_latency(model: LoadedModel, artifact, device, report: dict) -> dict:
-    crop = model.preprocessing.crop_size
+def _check_latency(engine: Engine, labels: list[str], spec, settings: dict, report: dict) -> dict:
+    crop = spec.crop_size
     image = np.full((crop, crop, 3), 128, dtype=np.uint8)
     latency = {}
-    for size in sorted({1, settings.CLASSIFIER_MAX_BATCH_SIZE}):
-        batch = [image] * size
+    for size in sorted({1, settings["max_batch_size"]}):
+        batch = np.stack([image] * size)
         times = []
         for _ in range(LATENCY_RUNS):
             started = time.perf_counter()
-            model.run_batch(batch)
+            engine.run(batch)
             times.append((time.perf_counter() - started) * 1000.0)
         latency[f"batch_{size}"] = round(statistics.median(times), 2)
     report["latency_ms"] = latency
@@ -152,10 +155,7 @@ def _failed(name: str, detail: str) -> dict:
 
 
 def _reason(exc: Exception) -> str:
-    if isinstance(exc, ArtifactError):
-        return str(exc)
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0][:300]}" if lines else type(exc).__name__
+    return str(exc) if isinstance(exc, ArtifactError) else first_line(exc)
 
 
 def _summarised(report: dict) -> dict:
@@ -166,5 +166,4 @@ def _summarised(report: dict) -> dict:
         if failed
         else "Passed: " + "; ".join(f"{c['check']}: {c['detail']}" for c in report["checks"]) + "."
     )
-    report["torch"] = torch.__version__
     return report

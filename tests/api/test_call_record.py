@@ -9,8 +9,9 @@ from rest_framework.request import Request
 from accounts.models import RateLimitEvent, RequestLog
 from classifier.api import middleware
 from classifier.api.call import CallRecord, call_record, open_call
-from classifier.runtime.artifacts import ModelSource
-from classifier.runtime.registry import LOADING, Slot, registry
+from classifier.runtime.registry import LOADING, Slot
+from classifier.runtime.sources import ModelSource
+from classifier.serving import process_runtime
 from tests.model_weights import picture
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("loaded_model", "database_windows")]
@@ -59,7 +60,7 @@ def test_a_v2_batch_fills_one_record_from_auth_to_log(client, make_key, written)
     assert call.api_key == key  # authentication
     assert call.units == 3 and call.window.remaining == 7  # the throttle
     assert call.request_id == "r-1" == response.json()["id"]  # the request-id middleware, read by the view
-    assert (call.model_name, call.model_version) == (registry.default_name, response.json()["model_version"])
+    assert (call.model_name, call.model_version) == (process_runtime().default_name, response.json()["model_version"])
     assert call.route == "/api/v2/classify"
     row = RequestLog.objects.get()
     assert (row.api_key_id, row.images, row.request_id, row.model_name, row.endpoint) == (
@@ -110,7 +111,7 @@ def test_without_a_key_a_malformed_body_is_401_and_not_read(client, monkeypatch)
 
 def test_model_permissions_judge_the_model_the_validated_payload_names(client, make_key):
     _, raw = make_key(rate_limit=10, rate_window_seconds=60, allowed_models=["other"])
-    asked = registry.default_name
+    asked = process_runtime().default_name
     response = client.post(V2, {**images(1), "model": asked}, format="json", HTTP_AUTHORIZATION=f"Bearer {raw}")
     assert response.status_code == 403 and response.json()["code"] == "model_not_allowed"
     assert f"{asked!r}" in response.json()["detail"]
@@ -127,7 +128,7 @@ def test_a_malformed_body_is_charged_one_unit_after_the_permissions(client, make
 
 def test_a_malformed_body_for_a_default_model_still_loading_is_503_before_any_quota(client, make_key, install_slot):
     _, raw = make_key(rate_limit=10, rate_window_seconds=60)
-    source = ModelSource(name=registry.default_name, architecture="resnet18", weights="random")
+    source = ModelSource(name=process_runtime().default_name, architecture="resnet18", weights="random")
     install_slot(Slot(source=source, status=LOADING, reason="", model=None, batcher=None))
     response = client.post(V2, {"images": "x"}, format="json", HTTP_AUTHORIZATION=f"Bearer {raw}")
     assert response.status_code == 503

@@ -9,8 +9,9 @@ import pytest
 from accounts.models import RateLimitEvent, RequestLog
 from classifier.api.exceptions import ModelNotAllowed
 from classifier.api.permissions import ModelIsAllowed
-from classifier.runtime.artifacts import ModelSource
-from classifier.runtime.registry import LOADED, LOADING, UNAVAILABLE, Slot, registry
+from classifier.runtime.registry import LOADED, LOADING, UNAVAILABLE, Slot
+from classifier.runtime.sources import ModelSource
+from classifier.serving import process_runtime
 from tests.model_weights import picture
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("loaded_model", "database_windows")]
@@ -31,7 +32,7 @@ def batch(model: str | None = None, images: int = 1) -> dict:
 @pytest.fixture
 def second_model(install_slot, loaded_model):
     """A second loaded model, version 3: the default's real engine and batcher under another name."""
-    default = registry.slot()
+    default = process_runtime().slot()
     model = dataclasses.replace(default.model, name=SECOND, version=SECOND_VERSION)
     source = ModelSource(name=SECOND, architecture="resnet18", weights="random")
     return install_slot(Slot(source=source, status=LOADED, reason="", model=model, batcher=default.batcher))

@@ -8,8 +8,9 @@ import pytest
 import torch
 import torchvision
 
-from classifier.runtime import engines
-from classifier.runtime.registry import UNAVAILABLE, registry
+from classifier.runtime import compiler
+from classifier.runtime.registry import UNAVAILABLE
+from classifier.serving import process_runtime
 from tests.model_weights import write_model_folder
 from tests.runtime.helpers import folder_source, load, torchvision_source
 
@@ -91,7 +92,7 @@ def torchscript_error_naming_the_path(root, network, monkeypatch):
 
 def engine_cache_not_writable(root, network, monkeypatch):
     monkeypatch.setattr(
-        engines, "export_onnx", raise_permission_denied(lambda *a, **k: root / "engine-cache" / "x.onnx")
+        compiler, "export_onnx", raise_permission_denied(lambda *a, **k: root / "engine-cache" / "x.onnx")
     )
     return torchvision_source("random"), ["PermissionError", "x.onnx"]
 
@@ -126,7 +127,7 @@ def test_a_failed_model_shows_no_server_path_in_public_answers(
     root.mkdir()
     source, shown = failure(root, flowers_network, monkeypatch)
     secrets = [str(root), HUB_CACHE] if failure is download_cache_not_writable else [str(root)]
-    source = type(source)(**{**source.__dict__, "name": registry.default_name})
+    source = type(source)(**{**source.__dict__, "name": process_runtime().default_name})
     slot = load(source, engine="onnxruntime" if "onnx" in failure.__name__ or "engine" in failure.__name__ else "auto")
     monkeypatch.undo()  # the loading failed; the pages render with the real libraries
     install_slot(slot)

@@ -5,10 +5,10 @@ import re
 
 import pytest
 
-from classifier.runtime.registry import load_slot, registry
+from classifier.serving import process_runtime
 from tests.classifier.factories import version_row
 from tests.model_weights import flower_picture, picture
-from tests.runtime.helpers import folder_source
+from tests.runtime.helpers import folder_source, load_slot
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("loaded_model")]
 
@@ -91,7 +91,7 @@ def test_the_schema_documents_model_version_and_the_versions_list(client):
         model = schema[component]["properties"]["model"]
         assert "name@version" in model["description"]
         pattern = re.compile(model["pattern"])
-        served = registry.names()[0]
+        served = process_runtime().names()[0]
         assert pattern.match(served) and pattern.match(f"{served}@3") and pattern.match(f"{served}@v1.2-rc")
         assert (
             not pattern.match("not-a-served-model")

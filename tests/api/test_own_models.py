@@ -5,9 +5,10 @@ import base64
 import pytest
 
 from accounts.models import RateLimitEvent
-from classifier.runtime.registry import UNAVAILABLE, load_slot, registry
+from classifier.runtime.registry import UNAVAILABLE
+from classifier.serving import process_runtime
 from tests.model_weights import FLOWERS, flower_picture
-from tests.runtime.helpers import folder_source
+from tests.runtime.helpers import folder_source, load_slot
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("loaded_model")]
 
@@ -55,8 +56,8 @@ def test_models_lists_each_model_with_labels_count_engine_precision_artifact_and
 
 @pytest.mark.usefixtures("database_windows")
 def test_a_loaded_model_serves_while_the_default_is_unavailable(auth_client, flowers, monkeypatch):
-    monkeypatch.setattr(registry.slot(), "status", UNAVAILABLE)
-    monkeypatch.setattr(registry.slot(), "reason", "the weights did not download")
+    monkeypatch.setattr(process_runtime().slot(), "status", UNAVAILABLE)
+    monkeypatch.setattr(process_runtime().slot(), "reason", "the weights did not download")
     ours = auth_client.post(
         "/api/v2/classify", {"images": [{"image": b64(flower_picture("rose"))}], "model": "flowers"}, format="json"
     )

@@ -6,9 +6,10 @@ from django.conf import settings
 
 from accounts.models import RateLimitEvent, RequestLog
 from classifier.api.throttling import SlidingWindowThrottle
-from classifier.runtime.artifacts import ModelSource
-from classifier.runtime.registry import LOADING, Slot, load_slot
+from classifier.runtime.registry import LOADING, Slot
+from classifier.runtime.sources import ModelSource
 from tests.model_weights import picture
+from tests.runtime.helpers import load_slot
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("loaded_model")]
 URL = "/api/v2/classify"

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from classifier.runtime.artifacts import ModelSource
 from classifier.runtime.registry import UNAVAILABLE, Slot
+from classifier.runtime.sources import ModelSource
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("loaded_model")]
 URL = "/api/v2/models"

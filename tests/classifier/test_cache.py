@@ -4,8 +4,9 @@ import pytest
 from django.test import override_settings
 
 from classifier import cache
-from classifier.runtime.artifacts import ModelSource
 from classifier.runtime.registry import build_model
+from classifier.runtime.sources import ModelSource
+from classifier.serving import process_runtime
 from tests.model_weights import picture
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("loaded_model")]
@@ -17,7 +18,7 @@ def b64(data: bytes) -> str:
 
 
 def images_through_model(registry) -> int:
-    return registry.slot().batcher.stats.images
+    return process_runtime().slot().batcher.stats.images
 
 
 def test_same_image_again_is_answered_from_the_cache_without_the_model(auth_client, loaded_model):

@@ -8,9 +8,10 @@ import pytest
 from classifier import versions
 from classifier.api.exceptions import api_error
 from classifier.models import ModelLoadStatus
-from classifier.runtime.artifacts import ModelSource
 from classifier.runtime.errors import BatcherClosed, ModelUnavailable
-from classifier.runtime.registry import ModelRegistry, Slot
+from classifier.runtime.registry import Runtime, Slot
+from classifier.runtime.sources import ModelSource
+from classifier.runtime_settings import runtime_config
 from classifier.watcher import VersionWatcher
 from tests.classifier.factories import stored_version
 from tests.model_weights import FLOWERS, flower_picture
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.django_db
 def watcher(settings, version_storage):
     settings.CLASSIFIER_ENGINE = "torch"
     settings.CLASSIFIER_MODEL_DRAIN_SECONDS = 0
-    watcher = VersionWatcher(ModelRegistry())
+    watcher = VersionWatcher(Runtime(runtime_config))
     watcher.registry.replace(Slot(source=ModelSource(name="resnet18", architecture="resnet18")))  # the default
     yield watcher
     for name in watcher.registry.names():
@@ -123,11 +124,11 @@ def test_a_request_that_took_a_replaced_version_runs_again_on_the_new_one(monkey
     )
     closed.batcher.close()
     answers = iter([closed, current])
-    monkeypatch.setattr(services.registry, "get", lambda name=None: next(answers))
+    monkeypatch.setattr(services.process_runtime(), "get", lambda name=None: next(answers))
     model, (predictions,) = services.classify_images([picture("goldfish")], top_k=1)
     assert model.version == "settings" and predictions[0].label == "goldfish"
 
-    monkeypatch.setattr(services.registry, "get", lambda name=None: closed)
+    monkeypatch.setattr(services.process_runtime(), "get", lambda name=None: closed)
     with pytest.raises(ModelUnavailable) as raised:  # a new image: not in the result cache
         services.classify_images([picture("jellyfish")], top_k=1)
     answer = api_error(raised.value)

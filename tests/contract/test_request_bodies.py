@@ -11,7 +11,7 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
-from classifier.runtime.registry import registry
+from classifier.serving import process_runtime
 from tests.contract.compat import resolve
 from tests.contract.helpers import request_body
 
@@ -81,7 +81,7 @@ def test_v2_top_k_is_bounded_by_classifier_max_top_k(served_schema, content_type
 def test_v2_model_is_a_configured_name_or_name_at_version(served_schema, content_type):
     _, body = request_body(served_schema, V2, content_type)
     pattern = re.compile(resolve(served_schema, body["properties"]["model"])["pattern"])
-    for name in registry.names():
+    for name in process_runtime().names():
         assert pattern.match(name) and pattern.match(f"{name}@2")
     assert not pattern.match("no-such-model") and not pattern.match("no-such-model@2")
 

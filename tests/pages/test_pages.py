@@ -11,7 +11,8 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import RequestLog
-from classifier.runtime.registry import LOADING, registry
+from classifier.runtime.registry import LOADING
+from classifier.serving import process_runtime
 
 pytestmark = pytest.mark.django_db
 DASHBOARD_PERMISSIONS = ("accounts.view_requestlog", "accounts.view_apikey")
@@ -60,7 +61,7 @@ def test_landing_page_shows_models_readiness_links_and_a_curl_example(client):
 
 @pytest.mark.usefixtures("loaded_model")
 def test_landing_page_says_not_ready_while_the_model_loads(client, monkeypatch):
-    monkeypatch.setattr(registry.slot(), "status", LOADING)
+    monkeypatch.setattr(process_runtime().slot(), "status", LOADING)
     html = client.get("/").content.decode()
     assert 'id="server-status">not ready<' in html and 'model-status">loading<' in html
 

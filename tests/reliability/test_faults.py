@@ -16,7 +16,7 @@ from accounts.windows import RedisWindowStore
 from classifier import services
 from classifier.api.throttling import SlidingWindowThrottle, UsageThrottle
 from classifier.runtime.budget import PixelBudget
-from classifier.runtime.registry import registry
+from classifier.serving import process_runtime
 from tests.live.server import ROOT
 from tests.model_weights import picture
 from tests.services import require_redis
@@ -69,7 +69,7 @@ def test_database_failure_is_a_json_503_not_an_html_500(client, api_key, monkeyp
 
 
 def test_model_failure_fails_only_that_batch_with_a_json_500(auth_client, monkeypatch):
-    slot = registry.get()
+    slot = process_runtime().get()
     model = slot.model
     real = model.run_batch
     calls = []

@@ -4,8 +4,9 @@ import numpy as np
 from django.test import override_settings
 
 from classifier.runtime import preprocessing
-from classifier.runtime.artifacts import ModelSource
-from classifier.runtime.registry import Slot, load_slot
+from classifier.runtime.registry import Slot
+from classifier.runtime.sources import ModelSource
+from classifier.serving import process_runtime
 
 MAX_PIXELS = 40_000_000
 
@@ -34,3 +35,8 @@ def top_labels(slot: Slot, images: list[bytes], k: int = 1) -> list[list[str]]:
     return [
         [p.label for p in preprocessing.postprocess(row, slot.model.labels, k)] for row in probabilities(slot, images)
     ]
+
+
+def load_slot(source):
+    """A slot for ``source`` built with the process runtime's configuration (the settings as they are now)."""
+    return process_runtime().load_slot(source)

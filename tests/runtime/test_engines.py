@@ -1,7 +1,9 @@
-"""Engines: the known answers on each, the ONNX export cache, and the reference comparison (orientation and
+"""Engines: the known answers on each, the compiled artifacts, and the reference comparison (orientation and
 layout): our decode -> preprocess -> engine against torchvision's own model and ``weights.transforms()``."""
 
+import hashlib
 import io
+import json
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from PIL import Image, ImageDraw
 
 from classifier.runtime import engines
 from classifier.runtime.engines import BF16_TOLERANCE
+from classifier.runtime.kinds import EngineKind
 from classifier.runtime.registry import LOADED, describe_slot
 from tests.model_weights import ARTIFACT_KINDS, PICTURES, flower_picture, picture, write_model_folder
 from tests.runtime.helpers import folder_source, load, probabilities, top_labels, torchvision_source
@@ -56,40 +59,61 @@ def test_an_engine_that_cannot_serve_says_why(weights_path, engine, precision, r
     assert slot.status == "unavailable" and reason in slot.reason
 
 
-# --- the ONNX export cache --------------------------------------------------------------------
+# --- compiled artifacts: compiled once, loaded alone after ---------------------------------------------------
 
 
-def test_the_onnx_export_is_cached_and_reused_on_the_next_start(flower_folders, tmp_path, monkeypatch):
-    cache = tmp_path / "engine-cache"
+def artifacts(store):
+    return sorted(path.parent.name for path in store.glob("*/manifest.json"))
+
+
+def test_a_model_is_compiled_once_and_the_next_start_loads_only_the_artifact(flower_folders, tmp_path, monkeypatch):
+    store = tmp_path / "engine-cache"
     source = folder_source(flower_folders["state_dict"])
-    first = load(source, CLASSIFIER_ENGINE_CACHE_DIR=cache)
-    (exported,) = cache.glob("*.onnx")
+    first = load(source, CLASSIFIER_ENGINE_CACHE_DIR=store)
+    (key,) = artifacts(store)
+    assert describe_slot(first, default=False)["compiled"]["provenance"] == "compiled here"
 
     def no_export(*args, **kwargs):
         raise AssertionError("exported again")
 
     monkeypatch.setattr(torch.onnx, "export", no_export)
-    second = load(source, CLASSIFIER_ENGINE_CACHE_DIR=cache)
-    assert second.status == LOADED and describe_slot(second, default=False)["engine"] == "onnxruntime"
+    monkeypatch.setattr("classifier.runtime.compiler.load_artifact", no_export)  # not even loaded with torch
+    second = load(source, CLASSIFIER_ENGINE_CACHE_DIR=store)
+    described = describe_slot(second, default=False)
+    assert second.status == LOADED and described["engine"] == "onnxruntime"
+    assert described["compiled"]["provenance"] == "loaded compiled" and described["compiled"]["artifact_key"] == key
+    assert described["compiled"]["agreement_max_difference"] <= 1e-4
     images = [flower_picture("tulip"), flower_picture("fern")]
     assert np.array_equal(probabilities(first, images), probabilities(second, images))
-    assert list(cache.glob("*.onnx")) == [exported]
+    assert artifacts(store) == [key]
 
 
-def test_other_weights_get_their_own_export_and_random_weights_none(flower_folders, weights_path, tmp_path):
-    cache = tmp_path / "engine-cache"
-    load(folder_source(flower_folders["state_dict"]), CLASSIFIER_ENGINE_CACHE_DIR=cache)
-    load(torchvision_source(str(weights_path)), CLASSIFIER_ENGINE_CACHE_DIR=cache)
-    assert len(list(cache.glob("*.onnx"))) == 2
-    load(torchvision_source("random"), CLASSIFIER_ENGINE_CACHE_DIR=cache)
-    assert len(list(cache.glob("*.onnx"))) == 2  # every process draws its own random weights: nothing to reuse
+def test_other_weights_or_another_engine_version_get_their_own_artifact(
+    flower_folders, weights_path, tmp_path, monkeypatch
+):
+    store = tmp_path / "engine-cache"
+    load(folder_source(flower_folders["state_dict"]), CLASSIFIER_ENGINE_CACHE_DIR=store)
+    load(torchvision_source(str(weights_path)), CLASSIFIER_ENGINE_CACHE_DIR=store)
+    assert len(artifacts(store)) == 2
+    from classifier.runtime import store as store_module
+
+    versions = store_module.library_versions()
+    monkeypatch.setattr(store_module, "library_versions", lambda: {**versions, "onnxruntime": "99.0"})
+    load(torchvision_source(str(weights_path)), CLASSIFIER_ENGINE_CACHE_DIR=store)
+    assert len(artifacts(store)) == 3
 
 
-def test_an_unwritable_cache_still_serves(flower_folders, tmp_path):
-    blocked = tmp_path / "file-not-dir"
-    blocked.write_text("")
-    slot = load(folder_source(flower_folders["state_dict"]), CLASSIFIER_ENGINE_CACHE_DIR=blocked / "cache")
-    assert slot.status == LOADED and describe_slot(slot, default=False)["engine"] == "onnxruntime"
+def test_an_artifact_whose_files_do_not_match_their_digest_is_compiled_again(flower_folders, tmp_path):
+    store = tmp_path / "engine-cache"
+    source = folder_source(flower_folders["state_dict"])
+    load(source, CLASSIFIER_ENGINE_CACHE_DIR=store)
+    (key,) = artifacts(store)
+    graph = store / key / "model.onnx"
+    graph.write_bytes(graph.read_bytes()[:-16] + bytes(16))  # a tampered (or torn) graph
+    again = load(source, CLASSIFIER_ENGINE_CACHE_DIR=store)
+    assert describe_slot(again, default=False)["compiled"]["provenance"] == "compiled here"
+    manifest = json.loads((store / key / "manifest.json").read_text())
+    assert hashlib.sha256(graph.read_bytes()).hexdigest() == manifest["files"]["model.onnx"]
 
 
 def test_a_failed_export_falls_back_to_torch_under_auto_and_fails_under_onnxruntime(weights_path, monkeypatch):
@@ -211,5 +235,5 @@ def test_the_reference_comparison_would_see_a_transposed_image(probe_weights_pat
 
 
 def test_engines_protocol_lists_what_each_engine_declares():
-    assert engines.ENGINES == ("auto", "torch", "onnxruntime")
+    assert EngineKind.choices() == ["auto", "torch", "onnxruntime"]
     assert engines.OnnxRuntimeEngine.exact is True and engines.OnnxRuntimeEngine.precision == "fp32"

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torchvision
 
-from classifier.runtime.registry import LOADED, UNAVAILABLE, ModelRegistry, describe_slot
+from classifier.runtime.registry import LOADED, UNAVAILABLE, Runtime, describe_slot
+from classifier.runtime_settings import runtime_config
 from tests.model_weights import ARTIFACT_KINDS, FLOWERS, flower_picture, write_model_folder
 from tests.runtime.helpers import folder_source, load, probabilities, top_labels
 
@@ -178,7 +179,7 @@ def test_a_broken_model_leaves_the_others_serving(tmp_path, flowers_network, flo
     folder = broken(tmp_path / "broken", "onnx", flowers_network, edit=lambda f: (f / "model.onnx").write_bytes(b"x"))
     settings.CLASSIFIER_MODEL = "broken"
     settings.CLASSIFIER_MODELS = {"broken": str(folder), "flowers": str(flower_folders["onnx"])}
-    fresh = ModelRegistry()
+    fresh = Runtime(runtime_config)
     fresh.start(background=False)
     assert [model["status"] for model in fresh.describe()] == ["unavailable", "loaded"]
     assert top_labels(fresh.get("flowers"), [flower_picture("rose")]) == [["rose"]]

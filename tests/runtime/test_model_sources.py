@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from aiserver.config import model_entries
-from classifier.runtime.artifacts import ModelSource, model_sources
+from classifier.runtime.sources import ModelSource, model_sources
 
 
 def torchvision(name: str, weights: str) -> ModelSource:

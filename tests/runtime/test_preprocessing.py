@@ -10,8 +10,9 @@ import torchvision
 from PIL import Image
 
 from classifier.runtime import preprocessing as pipeline
-from classifier.runtime.artifacts import ModelSource, load_artifact
+from classifier.runtime.artifacts import load_artifact
 from classifier.runtime.errors import ImageTooLarge, InvalidImage
+from classifier.runtime.sources import ModelSource
 from tests.live.server import ROOT
 
 MAX_PIXELS = 40_000_000

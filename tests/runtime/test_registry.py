@@ -3,17 +3,17 @@ import urllib.error
 
 import numpy as np
 import pytest
-import torch
 import torchvision
 from django.test import override_settings
 
-from classifier.runtime.artifacts import ModelSource
 from classifier.runtime.errors import ModelNotFound, ModelUnavailable
-from classifier.runtime.registry import LOADED, UNAVAILABLE, ModelRegistry, build_model
+from classifier.runtime.registry import LOADED, UNAVAILABLE, Runtime, build_model
+from classifier.runtime.sources import ModelSource
+from classifier.runtime_settings import runtime_config
 
 
-def load(**overrides) -> ModelRegistry:
-    fresh = ModelRegistry()
+def load(**overrides) -> Runtime:
+    fresh = Runtime(runtime_config)
     with override_settings(**overrides):
         fresh.start(background=False)
     return fresh
@@ -100,13 +100,11 @@ def test_replacing_a_slot_is_seen_by_the_next_lookup_and_returns_the_old_one():
 def test_torch_threads_split_the_cores_among_processes_and_batch_workers(
     monkeypatch, threads, workers, processes, expected
 ):
-    from classifier.runtime.registry import torch_threads
-
     monkeypatch.setattr("os.cpu_count", lambda: 4)
     with override_settings(
         CLASSIFIER_TORCH_THREADS=threads, CLASSIFIER_BATCH_WORKERS=workers, WEB_CONCURRENCY=processes
     ):
-        assert torch_threads() == expected
+        assert runtime_config().engine_threads() == expected
 
 
 @pytest.mark.parametrize(
@@ -121,15 +119,14 @@ def test_torch_threads_split_the_cores_among_processes_and_batch_workers(
 def test_batch_workers_default_to_one_per_core_on_cpu_and_one_on_gpu(
     monkeypatch, configured, device, processes, expected
 ):
-    from classifier.runtime.registry import batch_workers
 
     monkeypatch.setattr("os.cpu_count", lambda: 4)
     with override_settings(CLASSIFIER_BATCH_WORKERS=configured, WEB_CONCURRENCY=processes):
-        assert batch_workers(torch.device(device)) == expected
+        assert runtime_config().workers_for(device) == expected
 
 
 def test_trivial_benchmark_model_answers_every_label_without_the_network():
-    model = build_model(ModelSource(name="resnet18", architecture="resnet18", weights="trivial"), torch.device("cpu"))
+    model = build_model(ModelSource(name="resnet18", architecture="resnet18", weights="trivial"), runtime_config())
     rows = model.run_batch([np.zeros((224, 224, 3), dtype=np.uint8)] * 3)
     assert rows.shape == (3, 1000)
     assert np.allclose(rows.sum(axis=1), 1.0, atol=1e-5)

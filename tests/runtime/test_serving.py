@@ -14,12 +14,13 @@ from classifier import serving
 @pytest.fixture
 def recorded_starts(monkeypatch):
     """start_serving() as if in a fresh process, with the registry's and the watcher's starts recorded."""
-    from classifier.runtime.registry import registry
     from classifier.watcher import VersionWatcher
 
     starts = []
     monkeypatch.setattr(serving, "_started", False)
-    monkeypatch.setattr(registry, "start", lambda **kwargs: starts.append(("registry", kwargs["then"].__name__)))
+    monkeypatch.setattr(
+        serving.process_runtime(), "start", lambda **kwargs: starts.append(("registry", kwargs["then"].__name__))
+    )
     monkeypatch.setattr(VersionWatcher, "start", lambda self: starts.append(("watcher", None)))
     return starts
 
@@ -43,8 +44,8 @@ def test_setting_up_django_as_any_command_does_loads_no_model():
     """What migrate, create_api_key and the rest do: django.setup() (app ready() included) starts nothing."""
     program = (
         "import django; django.setup()\n"
-        "from classifier import serving; from classifier.runtime.registry import registry\n"
-        "print(serving._started, registry._started)\n"
+        "import sys; from classifier import serving\n"
+        "print(serving._started, serving.process_runtime()._started, 'torch' in sys.modules)\n"
     )
     environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
     answer = subprocess.run(
@@ -56,4 +57,4 @@ def test_setting_up_django_as_any_command_does_loads_no_model():
         timeout=120,
         check=True,
     )
-    assert answer.stdout.split() == ["False", "False"]
+    assert answer.stdout.split() == ["False", "False", "False"]  # no model, and no torch imported

@@ -1,12 +1,25 @@
-"""The validation gate's checks, in process (classifier.runtime.validation; the separate process is
-tests/classifier/test_versions.py's)."""
+"""The validation gate's checks, in process (classifier.runtime.validation.gate; the sandboxed child that runs
+it for real is tests/runtime/test_sandbox.py's and tests/classifier/test_versions.py's)."""
 
 import json
 import shutil
 
 from django.test import override_settings
 
-from classifier.runtime.validation import validate_folder
+from classifier.runtime.registry import plan_for
+from classifier.runtime.sources import ModelSource
+from classifier.runtime.validation import gate
+from classifier.runtime_settings import runtime_config
+
+
+def validate_folder(folder, *, engine="", precision=""):
+    """The gate's report on ``folder``, in this process."""
+    config = runtime_config()
+    source = ModelSource(name="candidate", architecture=None, folder=folder, engine=engine, precision=precision)
+    limits = {"max_batch_size": config.max_batch_size, "max_image_pixels": config.max_image_pixels}
+    _files, _manifest, report = gate(source, plan=plan_for(source, config), threads=1, settings=limits)
+    return report
+
 
 CHECKS = ["loads", "labels", "forward", "latency"]
 

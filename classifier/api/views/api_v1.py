@@ -7,8 +7,8 @@ from rest_framework.response import Response
 
 from accounts.selectors import usage_summary
 
-from ...runtime.registry import registry
 from ...services import classify_image
+from ...serving import process_runtime
 from .. import schema
 from .. import serializers as s
 from ..call import call_record
@@ -44,4 +44,4 @@ class UsageView(KeyedEndpoint):
 class ModelInfoView(Endpoint):
     @schema.V1_MODEL_INFO
     def get(self, request):
-        return Response(s.ModelInfoOutput({**registry.describe()[0], "top_k": settings.CLASSIFIER_TOP_K}).data)
+        return Response(s.ModelInfoOutput({**process_runtime().describe()[0], "top_k": settings.CLASSIFIER_TOP_K}).data)

@@ -11,9 +11,9 @@ from rest_framework.response import Response
 
 from accounts.selectors import rate_limit_state, usage_report
 
-from ...runtime.registry import registry
 from ...selectors import model_versions_list
 from ...services import classify_batch
+from ...serving import process_runtime
 from .. import schema
 from .. import serializers as s
 from ..authentication import ApiKeyAuthentication
@@ -106,7 +106,7 @@ class ModelsView(Endpoint):
         answer = {
             "max_batch_images": settings.CLASSIFIER_MAX_BATCH_IMAGES,
             "max_top_k": settings.CLASSIFIER_MAX_TOP_K,
-            "models": [model for model in registry.describe() if _may_use(request.auth, model["name"])],
+            "models": [model for model in process_runtime().describe() if _may_use(request.auth, model["name"])],
         }
         if query.validated_data["all"]:
             answer["versions"] = [version_row(v) for v in model_versions_list() if _may_use(request.auth, v.name)]

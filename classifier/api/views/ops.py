@@ -9,8 +9,8 @@ from rest_framework.views import APIView
 
 from ... import metrics
 from ...runtime import errors as runtime_errors
-from ...runtime.registry import registry
 from ...selectors import database_problem
+from ...serving import process_runtime
 from ..exceptions import DatabaseUnavailable, ModelUnavailable
 from ..permissions import CanReadMetrics
 from .base import Endpoint
@@ -31,7 +31,7 @@ class ReadyView(APIView):
     def get(self, request):
         name = request.query_params.get("model")
         try:
-            registry.get(name)
+            process_runtime().get(name)
         except (runtime_errors.ModelNotFound, runtime_errors.ModelUnavailable):
             if name is None:
                 raise  # 503 with the reason

@@ -3,6 +3,7 @@
 from django.core.management.base import BaseCommand
 
 from classifier.runtime.registry import configured_sources
+from classifier.runtime_settings import runtime_config
 from classifier.selectors import model_versions_list
 
 
@@ -10,7 +11,7 @@ class Command(BaseCommand):
     help = "List the models from settings and every registered version with its status and validation."
 
     def handle(self, *args, **options):
-        for source in configured_sources():
+        for source in configured_sources(runtime_config()):
             self.stdout.write(f"{source.name}@settings\tsettings\t{source.described}\t(CLASSIFIER_MODELS, read-only)")
         for model_version in model_versions_list():
             validated = "validated" if model_version.passed else "NOT VALIDATED"

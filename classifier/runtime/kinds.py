@@ -1,0 +1,42 @@
+"""The runtime's vocabularies, each an enum defined once: the model fields' choices, the schema and the docs
+derive from these, so adding an engine is one new member here and one engine class."""
+
+from enum import StrEnum
+
+
+class EngineKind(StrEnum):
+    AUTO = "auto"  # a choice only: the fastest exact engine for this machine
+    TORCH = "torch"
+    ONNXRUNTIME = "onnxruntime"
+
+    @classmethod
+    def choices(cls) -> list[str]:
+        return [member.value for member in cls]
+
+
+class Precision(StrEnum):
+    AUTO = "auto"  # a choice only: fp32 on a CPU, fp16 on CUDA
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+    @classmethod
+    def choices(cls) -> list[str]:
+        return [member.value for member in cls]
+
+
+class ModelStatus(StrEnum):
+    """A slot's state as /readyz, /api/v2/models and the pages report it."""
+
+    LOADING = "loading"
+    LOADED = "loaded"
+    UNAVAILABLE = "unavailable"
+
+
+class Provenance(StrEnum):
+    """How a serving process got its engine: compiled here, loaded from a compiled artifact, or built in process
+    from the source (eager torch has nothing to compile)."""
+
+    COMPILED = "compiled here"
+    LOADED_COMPILED = "loaded compiled"
+    IN_PROCESS = "built in process"
