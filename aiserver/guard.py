@@ -18,10 +18,19 @@ closes it.
 """
 
 import asyncio
+import logging
 import time
 
+from aiserver.protocols import PROTOCOL_SCOPE_KEY
 from classifier.api.middleware import BODY_TIMED_OUT_SCOPE_KEY, BODY_TOO_LARGE_SCOPE_KEY, HEADERS_TOO_LARGE_SCOPE_KEY
 
+logger = logging.getLogger(__name__)
+# Without aiserver.protocols.H11Protocol (its PROTOCOL_SCOPE_KEY in the first request's scope), half-sent heads and
+# connections after an early refusal are not timed: the guard says so once per process.
+UNPROTECTED_WARNING = (
+    "This server runs without aiserver.protocols.H11Protocol: half-sent request heads and connections after an "
+    "early refusal can be held for ever. Pass uvicorn --http aiserver.protocols:H11Protocol (docs/deployment.md)."
+)
 _END_OF_BODY = {"type": "http.request", "body": b"", "more_body": False}
 CONNECTION_CLOSE = (b"connection", b"close")
 
@@ -49,6 +58,7 @@ class RequestGuard:
     """
 
     clock = staticmethod(time.monotonic)
+    protocol_checked = False  # whether the first request's protocol has been looked at (see UNPROTECTED_WARNING)
 
     def __init__(
         self, app, *, max_body_bytes: int, max_header_bytes: int, body_timeout_s: float, idle_timeout_s: float
@@ -62,6 +72,10 @@ class RequestGuard:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        if not self.protocol_checked:
+            self.protocol_checked = True
+            if not scope.get(PROTOCOL_SCOPE_KEY):
+                logger.warning(UNPROTECTED_WARNING)
         headers = scope.get("headers", [])
         if header_bytes(headers) > self.max_header_bytes:
             scope = {

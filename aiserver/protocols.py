@@ -14,6 +14,8 @@ uvicorn times out idle keep-alive connections, and nothing else a client can hol
   for ``API_SEND_TIMEOUT_SECONDS`` aborts the connection;
 - **a request with both Content-Length and Transfer-Encoding** is answered 400 and the connection closed
   (RFC 9112 §6.3: such a message may be a request-smuggling attempt).
+
+Each request's scope carries ``PROTOCOL_SCOPE_KEY``, so aiserver.guard can warn when a server runs without it.
 """
 
 import asyncio
@@ -21,6 +23,8 @@ import json
 
 import h11
 from uvicorn.protocols.http import h11_impl
+
+PROTOCOL_SCOPE_KEY = "aiserver.protocol"  # in the scope of each request this protocol reads
 
 
 class StrictConnection(h11.Connection):
@@ -87,6 +91,11 @@ class H11Protocol(h11_impl.H11Protocol):
         else:
             self._cancel_header_timer()
 
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.scope is not None:  # the request being served; its task has not run yet
+            self.scope[PROTOCOL_SCOPE_KEY] = True  # type: ignore[typeddict-unknown-key]
+
     def connection_lost(self, exc) -> None:
         self._cancel_header_timer()
         for timer in (self.linger_timer, self.send_timer):
@@ -104,7 +113,11 @@ class H11Protocol(h11_impl.H11Protocol):
         """uvicorn's answer to a request h11 cannot parse, in the API's error shape."""
         reason = h11_impl.STATUS_PHRASES[400]
         body = json.dumps({"detail": msg, "code": "parse_error"}).encode()
-        headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
         for event in (h11.Response(status_code=400, headers=headers, reason=reason), h11.Data(data=body)):
             self.transport.write(self.conn.send(event))
         self.transport.write(self.conn.send(h11.EndOfMessage()))

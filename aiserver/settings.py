@@ -557,6 +557,14 @@ CLASSIFIER_MODEL_ARCHIVE_MAX_RATIO = config.float(
     "largest expansion ratio of a file in a model archive (a .tar.gz: of the whole archive); weights expand little",
     shown="`100`",
 )
+# Largest resize or crop a registered version's config.json may ask for: the preprocessed image every request
+# pays for (a classifier uses 224 to 600; 4096 is 50 MB an image).
+CLASSIFIER_MAX_INPUT_SIZE = config.int(
+    "CLASSIFIER_MAX_INPUT_SIZE",
+    1024,
+    "largest `resize` or `crop` of a registered version's config.json, in pixels a side",
+    shown="`1024`",
+)
 # Largest labels.json or config.json in a model archive or folder: the runtime reads them whole.
 CLASSIFIER_MODEL_METADATA_MAX_BYTES = config.int(
     "CLASSIFIER_MODEL_METADATA_MAX_BYTES",

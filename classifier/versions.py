@@ -7,6 +7,7 @@ activated, and one that passed is stored compiled, so activating it only loads t
 """
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -235,7 +236,24 @@ def _model_files(folder: Path) -> dict[str, Path]:
     for path in (folder / LABELS_FILE, folder / CONFIG_FILE):
         if path.is_file() and path.stat().st_size > limit:
             raise ModelVersionError(f"{path.name} is over CLASSIFIER_MODEL_METADATA_MAX_BYTES ({limit} bytes).")
+    _check_input_size(folder / CONFIG_FILE)
     return files
+
+
+def _check_input_size(config_file: Path) -> None:
+    """Refuse a config.json whose resize or crop is over CLASSIFIER_MAX_INPUT_SIZE: every request would pay for
+    it (a 4096 crop is 50 MB an image). Other faults of the file are the validation gate's to report."""
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return
+    limit = settings.CLASSIFIER_MAX_INPUT_SIZE
+    for key in ("resize", "crop"):
+        value = config.get(key) if isinstance(config, dict) else None
+        if isinstance(value, int | float) and value > limit:
+            raise ModelVersionError(
+                f"config.json: {key} is {value}, over CLASSIFIER_MAX_INPUT_SIZE ({limit} pixels a side)."
+            )
 
 
 def _stored_files(model_version: ModelVersion) -> list[tuple[str, str]]:

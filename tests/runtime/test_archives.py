@@ -6,10 +6,10 @@ import tarfile
 import zipfile
 
 import pytest
-
 from django.conf import settings as django_settings
 
-from classifier.runtime.archives import MAX_MEMBERS, ArchiveError, unpack_model_archive as unpack_with
+from classifier.runtime.archives import MAX_MEMBERS, ArchiveError
+from classifier.runtime.archives import unpack_model_archive as unpack_with
 
 FILES = {"model.onnx": b"graph", "labels.json": b'["a", "b"]'}
 
