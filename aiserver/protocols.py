@@ -20,6 +20,7 @@ Each request's scope carries ``PROTOCOL_SCOPE_KEY``, so aiserver.guard can warn 
 
 import asyncio
 import json
+from typing import cast
 
 import h11
 from uvicorn.protocols.http import h11_impl
@@ -70,7 +71,7 @@ class H11Protocol(h11_impl.H11Protocol):
         self.header_timer: asyncio.TimerHandle | None = None
         self.linger_timer: asyncio.TimerHandle | None = None
         self.send_timer: asyncio.TimerHandle | None = None
-        self.raw_transport: asyncio.Transport | None = None
+        self.raw_transport = cast(asyncio.Transport, None)  # set when the connection opens
 
     @property
     def lingering(self) -> bool:
@@ -78,7 +79,7 @@ class H11Protocol(h11_impl.H11Protocol):
 
     def connection_made(self, transport) -> None:
         self.raw_transport = transport
-        super().connection_made(_LingeringTransport(transport, self))
+        super().connection_made(cast(asyncio.Transport, _LingeringTransport(transport, self)))
         self._arm_header_timer()
 
     def data_received(self, data: bytes) -> None:
@@ -94,7 +95,7 @@ class H11Protocol(h11_impl.H11Protocol):
     def handle_events(self) -> None:
         super().handle_events()
         if self.scope is not None:  # the request being served; its task has not run yet
-            self.scope[PROTOCOL_SCOPE_KEY] = True  # type: ignore[typeddict-unknown-key]
+            self.scope[PROTOCOL_SCOPE_KEY] = True  # type: ignore[literal-required]
 
     def connection_lost(self, exc) -> None:
         self._cancel_header_timer()
