@@ -162,7 +162,7 @@ def test_labels_over_the_metadata_bound_are_refused_in_a_folder(flower_folders, 
 def test_a_config_asking_for_an_input_over_the_bound_is_refused(flower_folders, settings, tmp_path, key):
     folder = shutil.copytree(flower_folders["onnx"], tmp_path / "huge-input")
     limit = settings.CLASSIFIER_MAX_INPUT_SIZE
-    (folder / "config.json").write_text(json.dumps({"resize": limit + 1, key: limit + 1}))
+    (folder / "config.json").write_text(json.dumps({key: limit + 1}))
     with pytest.raises(versions.ModelVersionError, match=f"{key} is {limit + 1}, over CLASSIFIER_MAX_INPUT_SIZE"):
         versions.model_version_register(name="flowers", version="1", path=folder)
     assert not ModelVersion.objects.exists()
