@@ -12,7 +12,7 @@ RUN_ENV ?= DJANGO_DEBUG=$${DJANGO_DEBUG:-true}
 UVICORN_FLAGS := --http aiserver.protocols:H11Protocol --h11-max-incomplete-event-size 65536 \
 	--limit-concurrency 512 --timeout-keep-alive 5
 
-.PHONY: install browser node run test check docs bench wrk schema clean
+.PHONY: install browser node run test check docs bench bench-peers wrk schema clean
 
 $(BIN)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,11 @@ docs: install
 # The benchmark (docs/benchmarks.md): one run, a few minutes. BENCH_ARGS e.g. "--workers 2 --seconds 20".
 bench: install wrk
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# The peers side by side (bench/peers): a minimal FastAPI server, LitServe and aiserver in interleaved rounds, medians.
+# BENCH_PEERS_ARGS e.g. "--rounds 3 --seconds 15 --concurrency 16".
+bench-peers: install wrk
+	$(BIN)/python -m bench.peers.run $(BENCH_PEERS_ARGS)
 
 # wrk, the HTTP load generator of the benchmark, from the system's packages when it is missing.
 wrk:

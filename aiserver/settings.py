@@ -11,6 +11,7 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 
 from aiserver.config import Config, model_entries
+from classifier.runtime.kinds import EngineKind, Precision
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -403,8 +404,8 @@ CLASSIFIER_PRECISION = config.str(
     shown="`auto`",
 )
 for _name, _value, _choices in [
-    ("CLASSIFIER_ENGINE", CLASSIFIER_ENGINE, ("auto", "torch", "onnxruntime")),
-    ("CLASSIFIER_PRECISION", CLASSIFIER_PRECISION, ("auto", "fp32", "bf16", "fp16")),
+    ("CLASSIFIER_ENGINE", CLASSIFIER_ENGINE, EngineKind.choices()),
+    ("CLASSIFIER_PRECISION", CLASSIFIER_PRECISION, Precision.choices()),
 ]:
     if _value not in _choices:
         raise ImproperlyConfigured(f"{_name} must be one of {', '.join(_choices)} (got {_value!r}).")

@@ -66,12 +66,13 @@ def main() -> None:
     from classifier.api.serializers import ClassifyInput, ClassifyOutput
     from classifier.api.throttling import SlidingWindowThrottle
     from classifier.runtime import preprocessing as pipeline
-    from classifier.runtime.registry import registry
     from classifier.services import classify_image
+    from classifier.serving import process_runtime
 
     from .images import photo_jpeg
 
     call_command("migrate", verbosity=0)
+    registry = process_runtime()
     registry.start()  # already started by ready() when this counts as a serving process
     registry.wait()
     api_key, raw_key = api_key_create(name="overhead", rate_limit=10_000_000, rate_window_seconds=60)

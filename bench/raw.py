@@ -3,8 +3,10 @@
 ``python -m bench.raw --engine E --precision P --threads T --seconds S [--batch N]`` classifies the
 benchmark JPEG in a loop (decode -> preprocess -> engine -> top-5) and prints one JSON line: images,
 wall seconds and this process's CPU seconds. Engines are the service's own (classifier.runtime.engines):
-``torch`` (fp32 or bf16) and ``onnxruntime`` (fp32). The benchmark runs each as one stream with every
-core's threads and as one stream per core with one thread each, one image and batches per forward pass.
+``torch`` (fp32 or bf16) and ``onnxruntime`` (fp32), and ``openvino`` (classifier.runtime.openvino_engine:
+fp32, bf16 where the CPU has it natively, int8 calibrated on photo-like pictures) on the same exported graph.
+The benchmark runs each as one stream with every core's threads and as one stream per core with one thread
+each, one image and batches per forward pass.
 """
 
 import argparse
@@ -23,8 +25,8 @@ RAW_ONLY = {
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--engine", choices=["torch", "onnxruntime", *RAW_ONLY], default="torch")
-    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    parser.add_argument("--engine", choices=["torch", "onnxruntime", "openvino", *RAW_ONLY], default="torch")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16", "int8"], default="fp32")
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--batch", type=int, default=1)
@@ -35,8 +37,8 @@ def main() -> None:
         {
             "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "aiserver.settings"),
             "DJANGO_DEBUG": os.environ.get("DJANGO_DEBUG", "true"),
-            "CLASSIFIER_ENGINE": "torch" if args.engine in RAW_ONLY else args.engine,
-            "CLASSIFIER_PRECISION": args.precision,
+            "CLASSIFIER_ENGINE": "torch" if args.engine in (*RAW_ONLY, "openvino") else args.engine,
+            "CLASSIFIER_PRECISION": "fp32" if args.engine == "openvino" else args.precision,
             "CLASSIFIER_TORCH_THREADS": str(args.threads),  # torch's pool, and the onnxruntime session's
             "CLASSIFIER_MAX_BATCH_SIZE": str(args.batch),  # what the load-time check warms up
         }
@@ -47,17 +49,19 @@ def main() -> None:
     import torch
 
     from classifier.runtime import preprocessing as pipeline
-    from classifier.runtime.sources import ModelSource
-    from classifier.runtime.engines import resolve_device
     from classifier.runtime.registry import build_model, configure_libraries
+    from classifier.runtime.sources import ModelSource
+    from classifier.runtime_settings import runtime_config
 
     from .images import photo_jpeg
 
-    configure_libraries()
-    device = resolve_device(os.environ.get("CLASSIFIER_DEVICE", "auto"))
-    model = build_model(ModelSource(name=args.model, architecture=args.model, weights="random"), device)
+    config = runtime_config()
+    configure_libraries(config)
+    model = build_model(ModelSource(name=args.model, architecture=args.model, weights="random"), config)
     if args.engine in RAW_ONLY:
         model.engine = raw_only_engine(args.engine, model.engine, batch=args.batch)
+    elif args.engine == "openvino":
+        model.engine = openvino_engine(model, precision=args.precision, threads=args.threads)
     data = photo_jpeg()
     spec = model.preprocessing
 
@@ -126,6 +130,48 @@ def raw_only_engine(kind: str, eager, *, batch: int):
 
     engine = RawEngine()
     engine.exact = bool(np.abs(engine.run(sample) - eager.run(sample)).max() <= 1e-4)
+    return engine
+
+
+CALIBRATION_PICTURES = 32  # int8: photo-like pictures (bench.images, other seeds than the measured one)
+
+
+def openvino_engine(model, *, precision: str, threads: int):
+    """The model's network (eager fp32 ``model.engine``) exported as the runtime exports it, on OpenVINO;
+    ``exact`` checked against eager fp32 on this machine as for the other exact engines."""
+    import numpy as np
+
+    from classifier.runtime import preprocessing as pipeline
+    from classifier.runtime.artifacts import Artifact
+    from classifier.runtime.openvino_engine import OpenVinoEngine, compile_int8
+    from classifier.runtime.torch_engines import export_onnx
+
+    from .images import photo_jpeg
+
+    eager = model.engine
+    artifact = Artifact(
+        kind="torchvision",
+        labels=model.labels,
+        preprocessing=model.preprocessing,
+        pretrained=False,
+        fingerprint=None,
+        module=eager._graph.network,
+    )
+    graph = export_onnx(artifact)
+    if precision == "int8":
+        spec = model.preprocessing
+        calibration = np.stack(
+            [
+                pipeline.preprocess(pipeline.decode(photo_jpeg(seed=seed), max_pixels=10**8), spec)
+                for seed in range(1, CALIBRATION_PICTURES + 1)
+            ]
+        )
+        engine = OpenVinoEngine.from_ir(*compile_int8(graph, [calibration]), precision="int8", threads=threads)
+    else:
+        engine = OpenVinoEngine.from_onnx(graph, precision=precision, threads=threads)
+    if engine.exact:
+        sample = np.random.default_rng(0).integers(0, 256, size=(2, 224, 224, 3), dtype=np.uint8)
+        engine.exact = bool(np.abs(engine.run(sample) - eager.run(sample)).max() <= 1e-4)
     return engine
 
 

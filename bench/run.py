@@ -1,8 +1,9 @@
 """The benchmark, in one run on one machine: ``python -m bench.run`` (``make bench``).
 
 1. The raw in-process pipeline (decode + preprocess + model + top-5 of a 500x375 JPEG) on every engine
-   (torch fp32, torch bf16, onnxruntime fp32), as one stream using every core and as one stream per core,
-   one image and batches of 8 per forward pass; the best exact row is the reference.
+   (onnxruntime fp32, OpenVINO fp32/bf16/int8, torch fp32/bf16), as one stream using every core and as one
+   stream per core, one image and batches per forward pass; the best exact row (onnxruntime or OpenVINO, any
+   layout and batch size) is the reference. ``--raw-only`` measures these rows alone.
 2. The real server (uvicorn, the configured workers) driven over HTTP by wrk at several
    concurrencies: requests/s, p50/p95/p99, errors, mean batch size (from /metrics), the
    server's and wrk's CPU, and served / raw.
@@ -110,14 +111,32 @@ def run_raw(*, engine: str, precision: str, streams: int, threads: int, seconds:
     )
 
 
-def raw_reference(cores: int, seconds: float, *, bf16: bool) -> list[RawResult]:
-    """Every engine this machine has (torch fp32, torch bf16 when the CPU has it, onnxruntime fp32) and the ways
-    to run torch the service does not offer (bench.raw.RAW_ONLY: channels-last, frozen TorchScript,
-    torch.compile), each as one stream on every core and as one stream per core, with one image and with
-    batches per forward pass (onnxruntime, the default engine, also with 4 and 16)."""
-    engines = [("onnxruntime", "fp32", (1, 4, 8, 16)), ("torch", "fp32", (1, 8))]
-    engines += [("torch", "bf16", (1, 8))] if bf16 else []
-    engines += [(engine, "fp32", (1, 8)) for engine in RAW_ONLY]
+EXACT_BATCHES = (1, 4, 8, 16)  # the exact engines that can be the reference: every batch size the batcher uses
+FAST_BATCHES = (1, 8)
+
+
+def raw_engines(*, bf16: bool, openvino_bf16: bool) -> list[tuple[str, str, tuple[int, ...]]]:
+    """(engine, precision, batch sizes) of the raw reference: the two fastest exact engines (onnxruntime and
+    OpenVINO fp32) with every batch size, eager torch, the fast modes (torch bf16, OpenVINO bf16 where the CPU
+    has it natively, OpenVINO int8) and the ways to run torch the service does not offer (bench.raw.RAW_ONLY)."""
+    engines = [
+        ("onnxruntime", "fp32", EXACT_BATCHES),
+        ("openvino", "fp32", EXACT_BATCHES),
+        ("torch", "fp32", FAST_BATCHES),
+    ]
+    engines += [("torch", "bf16", FAST_BATCHES)] if bf16 else []
+    engines += [("openvino", "bf16", FAST_BATCHES)] if openvino_bf16 else []
+    engines += [("openvino", "int8", FAST_BATCHES)]
+    return engines + [(engine, "fp32", FAST_BATCHES) for engine in RAW_ONLY]
+
+
+def raw_reference(
+    cores: int, seconds: float, *, bf16: bool, openvino_bf16: bool, only: tuple[str, ...] = ()
+) -> list[RawResult]:
+    """Every engine of ``raw_engines`` (those named in ``only``, when given), each as one stream on every core
+    and as one stream per core, with each of its batch sizes. The best exact row, whatever its engine, layout
+    or batch size, is the reference."""
+    engines = [e for e in raw_engines(bf16=bf16, openvino_bf16=openvino_bf16) if not only or e[0] in only]
     layouts = [(1, cores)] + ([(cores, 1)] if cores > 1 else [])
     results = []
     for engine, precision, batches in engines:
@@ -160,8 +179,9 @@ def batch_totals(server: LiveServer) -> tuple[float, float]:
     return value("aiserver_batch_size_sum"), value("aiserver_batch_size_count")
 
 
-def wrk(server: LiveServer, *, key: str, body_path: Path, concurrency: int, seconds: float) -> tuple[dict, float]:
-    """Run wrk against v1 classify; return its summary and its own CPU seconds."""
+def wrk(server: LiveServer | str, *, key: str, body_path: Path, concurrency: int, seconds: float) -> tuple[dict, float]:
+    """Run wrk against v1 classify (or against the URL given); return its summary and its own CPU seconds."""
+    url = server if isinstance(server, str) else f"{server.url}/api/v1/classify"
     command = [
         "wrk",
         "-t1",
@@ -171,7 +191,7 @@ def wrk(server: LiveServer, *, key: str, body_path: Path, concurrency: int, seco
         "30s",
         "-s",
         str(ROOT / "bench" / "wrk_post.lua"),
-        f"{server.url}/api/v1/classify",
+        url,
     ]
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, text=True, env={**os.environ, "BENCH_KEY": key, "BENCH_BODY": str(body_path)}
@@ -289,8 +309,15 @@ def main() -> None:
     parser.add_argument("--concurrency", type=lambda v: [int(c) for c in v.split(",")], default=[1, 2, 4, 8, 16, 32])
     parser.add_argument("--batch-delay-ms", default=os.environ.get("CLASSIFIER_MAX_BATCH_DELAY_MS", "2"))
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
+    parser.add_argument("--raw-only", action="store_true", help="measure the raw pipelines only, print them")
+    parser.add_argument(
+        "--raw-engines",
+        type=lambda v: v.split(","),
+        default=[],
+        help="only these raw engines, e.g. onnxruntime,openvino",
+    )
     args = parser.parse_args()
-    if not shutil.which("wrk"):
+    if not shutil.which("wrk") and not args.raw_only:
         sys.exit("wrk is not installed: apt-get install wrk (Debian/Ubuntu) or brew install wrk")
     cores = os.cpu_count() or 1
     extra_env = {"CLASSIFIER_MAX_BATCH_DELAY_MS": str(args.batch_delay_ms)}
@@ -305,8 +332,18 @@ def main() -> None:
         import torch
 
         from classifier.runtime.engines import bf16_supported
+        from classifier.runtime.openvino_engine import bf16_native
 
-        raw = raw_reference(cores, min(args.seconds, 10.0), bf16=bf16_supported(torch.device("cpu")))
+        raw = raw_reference(
+            cores,
+            min(args.seconds, 10.0),
+            bf16=bf16_supported(torch.device("cpu")),
+            openvino_bf16=bf16_native(),
+            only=tuple(args.raw_engines),
+        )
+        if args.raw_only:
+            print(json.dumps({"raw": [asdict(r) for r in raw]}, indent=2))
+            return
         print(
             f"served (default engine): {args.workers} worker(s), wrk at concurrency {args.concurrency} ...", flush=True
         )

@@ -26,7 +26,14 @@ class ModelVersionUploadForm(forms.ModelForm):
     archive = forms.FileField(
         required=False, help_text="The model folder as one .zip or .tar.gz (instead of the files)."
     )
-    model_upload = forms.FileField(required=False, label="Model file", help_text=", ".join(MODEL_FILES))
+    model_upload = forms.FileField(
+        required=False,
+        label="Model file",
+        help_text=", ".join(MODEL_FILES)
+        + ". model.pt and model.onnx are data; model.ts (TorchScript) is code that runs "
+        'when it loads, so it needs the permission "Can upload model files that are code", which no group has by '
+        "default.",
+    )
     labels_upload = forms.FileField(required=False, label="labels.json")
     config_upload = forms.FileField(required=False, label="config.json", help_text="Optional.")
 
@@ -66,6 +73,7 @@ class ModelVersionUploadForm(forms.ModelForm):
                     precision=data.get("precision", ""),
                     notes=data.get("notes", ""),
                     created_by=self.user,
+                    executable_allowed=bool(self.user and self.user.has_perm("classifier.upload_executable_model")),
                 )
             except versions.ModelVersionError as exc:
                 self.add_error(None, str(exc))

@@ -10,6 +10,8 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 
+from .runtime.kinds import EngineKind, Precision
+
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # also a version's pattern: no "@", "/" or spaces
 name_validator = RegexValidator(NAME_PATTERN, "Use up to 64 of A-Z a-z 0-9 . _ - (starting with a letter or digit).")
 
@@ -31,16 +33,9 @@ class ModelVersion(models.Model):
         ACTIVE = "active"
         RETIRED = "retired"
 
-    class Engine(models.TextChoices):
-        SETTINGS = "", "CLASSIFIER_ENGINE"
-        TORCH = "torch"
-        ONNXRUNTIME = "onnxruntime"
-
-    class Precision(models.TextChoices):
-        SETTINGS = "", "CLASSIFIER_PRECISION"
-        FP32 = "fp32"
-        BF16 = "bf16"
-        FP16 = "fp16"
+    # The runtime's enums, "" meaning "as the settings say": an engine added there is a choice here.
+    ENGINE_CHOICES = [("", "CLASSIFIER_ENGINE")] + [(k.value, k.value) for k in EngineKind if k != EngineKind.AUTO]
+    PRECISION_CHOICES = [("", "CLASSIFIER_PRECISION")] + [(p.value, p.value) for p in Precision if p != Precision.AUTO]
 
     name = models.CharField(max_length=64, validators=[name_validator], help_text="The model's name in the API.")
     version = models.CharField(max_length=64, validators=[name_validator], help_text="e.g. 1, 2026-12-01, v2.1")
@@ -56,8 +51,8 @@ class ModelVersion(models.Model):
     sha256 = models.CharField(
         max_length=64, editable=False, help_text="Of the files, in the order model, labels, config."
     )
-    engine = models.CharField(max_length=16, choices=Engine.choices, blank=True, default="")
-    precision = models.CharField(max_length=8, choices=Precision.choices, blank=True, default="")
+    engine = models.CharField(max_length=16, choices=ENGINE_CHOICES, blank=True, default="")
+    precision = models.CharField(max_length=8, choices=PRECISION_CHOICES, blank=True, default="")
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.STAGED)
     report = models.JSONField(
         default=dict, blank=True, editable=False, help_text="The validation gate's report (classifier.validation)."
@@ -78,6 +73,8 @@ class ModelVersion(models.Model):
             ),
         ]
         indexes = [models.Index(fields=["status", "name"], name="model_version_status_name")]
+        # Not in any group by default: a TorchScript file is a program (docs/security.md).
+        permissions = [("upload_executable_model", "Can upload model files that are code")]
 
     def __str__(self) -> str:
         return f"{self.name}@{self.version}"

@@ -42,3 +42,8 @@ def database_problem() -> str | None:
     except Exception as exc:  # noqa: BLE001 - any database failure means not ready
         return type(exc).__name__
     return None
+
+
+def active_versions() -> list[ModelVersion]:
+    """Every active version, by name."""
+    return list(ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).order_by("name"))

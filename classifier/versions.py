@@ -23,7 +23,7 @@ from django.utils import timezone
 from .models import ModelLoadStatus, ModelVersion, name_validator
 from .runtime.archives import ArchiveError, is_archive, remove_tree, unpack_model_archive
 from .runtime.registry import validate_folder
-from .runtime.sources import CONFIG_FILE, LABELS_FILE, MODEL_FILES
+from .runtime.sources import CONFIG_FILE, EXECUTABLE_MODEL_FILES, LABELS_FILE, MODEL_FILES
 from .runtime_settings import runtime_config
 
 COMPLETE_MARKER = ".complete"  # written last into a local copy whose files matched the version's sha256
@@ -42,16 +42,26 @@ def model_version_register(
     precision: str = "",
     notes: str = "",
     created_by=None,
+    executable_allowed: bool = True,
 ) -> ModelVersion:
     """Store the model folder (or .zip/.tar.gz of one) at ``path`` as version ``version`` of ``name``, staged,
     with the validation gate's report (passed or not); the files are kept only when it passed (a refused
-    version is its report). Raises ModelVersionError when it cannot be stored."""
+    version is its report). Raises ModelVersionError when it cannot be stored, or when it holds a model file
+    that is code (TorchScript) and ``executable_allowed`` is False (an admin user without
+    ``classifier.upload_executable_model``)."""
     _check_names(name, version, engine, precision)
     if ModelVersion.objects.filter(name=name, version=version).exists():
         raise ModelVersionError(f"{name}@{version} is already registered; give the new one another version.")
     with tempfile.TemporaryDirectory(prefix="model-version-") as scratch:
         folder = _unpacked(Path(path), Path(scratch))
         files = _model_files(folder)
+        executable = [name for name in EXECUTABLE_MODEL_FILES if (folder / name).is_file()]
+        if executable and not executable_allowed:
+            raise ModelVersionError(
+                f"{executable[0]} is TorchScript, a program that runs when it is loaded: uploading it needs the "
+                'permission "Can upload model files that are code" (classifier.upload_executable_model). '
+                "Upload a state_dict (model.pt) or an ONNX graph (model.onnx) instead: they are data."
+            )
         report = run_validation_gate(folder, engine=engine, precision=precision)
         model_version = ModelVersion(
             name=name,
@@ -194,9 +204,9 @@ def _check_names(name: str, version: str, engine: str, precision: str) -> None:
             name_validator(value)
         except ValidationError:
             raise ModelVersionError(f"The {what} {value!r} is not allowed: {name_validator.message}") from None
-    if engine not in ModelVersion.Engine.values:
+    if engine not in [value for value, _ in ModelVersion.ENGINE_CHOICES]:
         raise ModelVersionError(f"Unknown engine {engine!r}; use one of torch, onnxruntime (or none).")
-    if precision not in ModelVersion.Precision.values:
+    if precision not in [value for value, _ in ModelVersion.PRECISION_CHOICES]:
         raise ModelVersionError(f"Unknown precision {precision!r}; use one of fp32, bf16, fp16 (or none).")
 
 

@@ -12,6 +12,7 @@ from rest_framework.exceptions import APIException
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 from ..runtime.errors import ServingError
+from ..runtime.kinds import EngineKind, ModelStatus, Precision, Provenance
 from ..serving import process_runtime
 from .exceptions import InvalidImage, api_error, error_body, first_error
 
@@ -104,12 +105,27 @@ class ClassifyOutput(serializers.Serializer):
         }
 
 
+class CompiledOutput(serializers.Serializer):
+    provenance = serializers.ChoiceField(
+        choices=[provenance.value for provenance in Provenance],
+        help_text="'compiled here' (this process compiled it on start), 'loaded compiled' (it loaded an artifact "
+        "compiled before: no torch, no export, no check at start) or 'built in process' (eager torch).",
+    )
+    artifact_key = serializers.CharField(
+        allow_null=True, help_text="The compiled artifact's name: the sha256 of its inputs and the engine's version."
+    )
+    agreement_max_difference = serializers.FloatField(
+        allow_null=True, help_text="The compiled engine's largest probability difference from eager torch fp32."
+    )
+    compile_seconds = serializers.FloatField(allow_null=True, help_text="How long compiling took.")
+
+
 class ModelDescriptionOutput(serializers.Serializer):
     """What the server says about one configured model (the ``None`` fields are null until it loads)."""
 
     name = serializers.CharField()
     version = serializers.CharField(help_text=MODEL_VERSION_HELP.replace("that answered", "this server serves"))
-    status = serializers.ChoiceField(choices=["loaded", "loading", "unavailable"])
+    status = serializers.ChoiceField(choices=[status.value for status in ModelStatus])
     reason = serializers.CharField(allow_blank=True, help_text="Why the model is not loaded, when it is not.")
     weights = serializers.CharField(
         help_text="'default' (pretrained), 'random' (untrained), 'file:NAME' (a state_dict), 'folder:NAME' (a model "
@@ -124,11 +140,18 @@ class ModelDescriptionOutput(serializers.Serializer):
         allow_null=True,
         help_text="What the model was loaded from.",
     )
-    engine = serializers.ChoiceField(choices=["torch", "onnxruntime"], allow_null=True, help_text="What runs it.")
-    precision = serializers.ChoiceField(choices=["fp32", "bf16", "fp16"], allow_null=True)
+    engine = serializers.ChoiceField(
+        choices=[kind.value for kind in EngineKind if kind != EngineKind.AUTO],
+        allow_null=True,
+        help_text="What runs it.",
+    )
+    precision = serializers.ChoiceField(
+        choices=[precision.value for precision in Precision if precision != Precision.AUTO], allow_null=True
+    )
     exact = serializers.BooleanField(
         allow_null=True, help_text="Whether its answers agree with eager fp32 torch within 1e-4 (fp32 engines)."
     )
+    compiled = CompiledOutput(allow_null=True, help_text="How this server got the model's engine (null until loaded).")
 
 
 class ModelInfoOutput(ModelDescriptionOutput):

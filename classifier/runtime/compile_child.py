@@ -87,6 +87,8 @@ def main() -> int:
     for name, data in files.items():
         (out / name).write_bytes(data)
     manifest = {**manifest, "files": sorted(files), "sandbox": {"landlock": confined}}
+    if report is not None:
+        report = {**report, "sandbox": {"landlock": confined}}
     (out / "manifest.json").write_text(json.dumps(manifest))
     if report is not None:
         (out / "report.json").write_text(json.dumps(report))
@@ -94,6 +96,8 @@ def main() -> int:
 
 
 def _run(request: dict) -> tuple[dict, dict, dict | None]:
+    if "probe" in request:
+        return {}, {}, probe(Path(request["probe"]))
     from classifier.runtime.compiler import compile_source
     from classifier.runtime.engines import EnginePlan
     from classifier.runtime.kinds import EngineKind, Precision
@@ -111,6 +115,23 @@ def _run(request: dict) -> tuple[dict, dict, dict | None]:
         source, plan=plan, threads=request["threads"], max_batch_size=request["max_batch_size"]
     )
     return files, manifest, None
+
+
+def probe(outside: Path) -> dict:
+    """What this child sees and may do (``sandbox.describe_sandbox``, the tests): its environment's names, its
+    working directory, its limits, and whether a write to ``outside`` was refused."""
+    try:
+        outside.write_bytes(b"planted")
+        refused = False
+    except OSError:
+        refused = True
+    return {
+        "environment": sorted(os.environ),
+        "cwd": os.getcwd(),
+        "write_outside_refused": refused,
+        "address_space": resource.getrlimit(resource.RLIMIT_AS)[0],
+        "open_files": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+    }
 
 
 if __name__ == "__main__":

@@ -280,8 +280,14 @@ def load_slot(source: ModelSource, config: RuntimeConfig, *, on_batch: BatchHook
     except Exception as exc:  # noqa: BLE001 - any failure must leave the server up and say why
         slot.reason = _explain(source, exc)
         slot.status = UNAVAILABLE
-        # the reason is public and path-free; the log keeps where the model came from, in one line
-        logger.error("model %s unavailable (from %s): %s", source.name, source.folder or source.weights, slot.reason)
+        # the reason is public and path-free; the log keeps where the model came from and the full detail, in one line
+        logger.error(
+            "model %s unavailable (from %s): %s [%s]",
+            source.name,
+            source.folder or source.weights,
+            slot.reason,
+            " ".join(str(exc).split())[:1000],
+        )
         return slot
     slot.model = model
 
@@ -327,11 +333,11 @@ def _without_directories(text: str) -> str:
 
 
 def _reason(source: ModelSource, exc: Exception) -> str:
-    if isinstance(exc, PretrainedUnavailable) or (
-        source.folder is None and source.weights == "default" and not isinstance(exc, ArtifactError)
-    ):
+    pretrained = source.folder is None and source.weights == "default"
+    if isinstance(exc, PretrainedUnavailable) or (pretrained and not isinstance(exc, ArtifactError)):
+        detail = str(exc) if isinstance(exc, PretrainedUnavailable) else f"{type(exc).__name__}: {exc}"
         return (
-            f"Could not load the pretrained weights of {source.name} ({exc}). "
+            f"Could not load the pretrained weights of {source.name} ({detail}). "
             "Set CLASSIFIER_WEIGHTS to a state_dict file path, or to 'random' for an untrained demo model."
         )
     if isinstance(exc, ArtifactError):

@@ -80,7 +80,9 @@ def run_in_sandbox(request: dict, *, limits: SandboxLimits) -> ChildResult:
                 timeout=limits.timeout_seconds,
             )
         except subprocess.TimeoutExpired:
-            raise ArtifactError(f"compiling ran past its time limit ({limits.timeout_seconds:g} s)") from None
+            raise ArtifactError(
+                f"the compiling process ran past CLASSIFIER_VALIDATION_TIMEOUT_SECONDS ({limits.timeout_seconds:g} s)"
+            ) from None
         return _result(scratch, finished)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -56,8 +56,8 @@ class TorchEngine:
         return self._graph(pixels).cpu().numpy()
 
 
-def bf16_supported(device: str) -> bool:
-    if device.startswith("cuda"):
+def bf16_supported(device: "str | torch.device") -> bool:
+    if str(device).startswith("cuda"):
         return torch.cuda.is_bf16_supported()
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
@@ -92,3 +92,10 @@ def export_onnx(artifact: Artifact) -> bytes:
             dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
         )
     return buffer.getvalue()
+
+
+def resolve_device(name: str) -> torch.device:
+    """CLASSIFIER_DEVICE as a torch device (``auto``: CUDA when torch sees it)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)

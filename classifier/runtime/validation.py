@@ -53,7 +53,7 @@ def gate(source: ModelSource, *, plan: EnginePlan, threads: int, settings: dict)
     try:
         if plan.compiled:
             files, manifest, engine = compile_source(
-                source, plan=plan, threads=threads, max_batch_size=settings["max_batch_size"]
+                source, plan=plan, threads=threads, max_batch_size=settings["max_batch_size"], check_labels=False
             )
         else:  # eager torch has nothing to compile: check the model as it will serve
             files, manifest, engine = _eager(source, plan)

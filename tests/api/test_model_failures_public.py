@@ -7,6 +7,7 @@ import pathlib
 import pytest
 import torch
 import torchvision
+from django.conf import settings
 
 from classifier.runtime import compiler
 from classifier.runtime.registry import UNAVAILABLE
@@ -91,6 +92,7 @@ def torchscript_error_naming_the_path(root, network, monkeypatch):
 
 
 def engine_cache_not_writable(root, network, monkeypatch):
+    monkeypatch.setattr(settings, "CLASSIFIER_ENGINE_CACHE_DIR", root / "engine-cache")  # nothing compiled yet
     monkeypatch.setattr(
         compiler, "export_onnx", raise_permission_denied(lambda *a, **k: root / "engine-cache" / "x.onnx")
     )

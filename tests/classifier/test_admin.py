@@ -93,3 +93,25 @@ def test_the_activate_action_takes_exactly_one_version(admin_client):
 def test_the_list_shows_the_settings_models_read_only(admin_client):
     page = admin_client.get("/admin/classifier/modelversion/").content.decode()
     assert 'id="settings-models"' in page and "resnet18" in page
+
+
+def test_torchscript_needs_the_executable_upload_permission_which_no_default_role_has(
+    client, relabelled_flowers, version_storage, settings, django_user_model
+):
+    """A TorchScript file is a program: a staff user who may add versions but not upload code is refused
+    before the gate runs it; given the permission, the same upload is registered."""
+    from django.contrib.auth.models import Permission
+
+    settings.API_MAX_BODY_BYTES = 200 * 1024 * 1024
+    staff = django_user_model.objects.create_user("uploader", password="pw", is_staff=True)
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=["add_modelversion", "view_modelversion"]))
+    client.force_login(staff)
+    refused = _upload(client, relabelled_flowers["v1"], "1")
+    assert refused.status_code == 200
+    assert "classifier.upload_executable_model" in refused.content.decode()
+    assert not ModelVersion.objects.exists()
+    staff.user_permissions.add(Permission.objects.get(codename="upload_executable_model"))
+    staff = django_user_model.objects.get(pk=staff.pk)  # the permission cache starts afresh
+    client.force_login(staff)
+    assert _upload(client, relabelled_flowers["v1"], "1").status_code == 302
+    assert ModelVersion.objects.filter(version="1").exists()

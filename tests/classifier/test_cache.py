@@ -6,6 +6,7 @@ from django.test import override_settings
 from classifier import cache
 from classifier.runtime.registry import build_model
 from classifier.runtime.sources import ModelSource
+from classifier.runtime_settings import runtime_config
 from classifier.serving import process_runtime
 from tests.model_weights import picture
 
@@ -84,6 +85,5 @@ def resnet18(weights: str) -> ModelSource:
 
 
 def cpu():
-    import torch
-
-    return torch.device("cpu")
+    """The runtime's configuration now (the tests' settings: a CPU)."""
+    return runtime_config()

@@ -64,3 +64,18 @@ def test_list_models_shows_settings_models_and_every_version():
     assert lines[0].startswith("resnet18@settings\tsettings")
     assert any(line.startswith("flowers@1\tretired\tvalidated") for line in lines)
     assert any(line.startswith("flowers@2\tstaged\tNOT VALIDATED") for line in lines)
+
+
+def test_compile_models_compiles_each_configured_model_once_then_finds_it(weights_path, settings, tmp_path, db):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    settings.CLASSIFIER_ENGINE_CACHE_DIR = tmp_path / "compiled"
+    settings.CLASSIFIER_WEIGHTS = str(weights_path)
+    first, second = StringIO(), StringIO()
+    call_command("compile_models", stdout=first)
+    call_command("compile_models", stdout=second)
+    assert "resnet18@settings: compiled here (onnxruntime fp32" in first.getvalue()
+    assert "resnet18@settings: loaded compiled (onnxruntime fp32" in second.getvalue()
+    assert len(list((tmp_path / "compiled").glob("*/manifest.json"))) == 1

@@ -18,7 +18,10 @@ from tests.model_weights import flower_picture
 from tests.services import throwaway_postgres_database
 
 pytestmark = pytest.mark.live
-SWITCH_DEADLINE_SECONDS = 5.0  # the issue's promise: every server answers with the new version within this
+# The promise: every answer comes from the new version within 2 s of the activation (new weights: the gate compiled
+# them, so each worker only loads the artifact); the assert allows half as much again for a loaded 2-core machine.
+SWITCH_BOUND_SECONDS = 2.0
+SWITCH_DEADLINE_SECONDS = SWITCH_BOUND_SECONDS * 1.5
 CLIENTS = 3  # client threads sending classifications back to back
 RSS_MARGIN_BYTES = 120 * 1024 * 1024  # a freed ResNet-18 version is ~45 MB: three leaked ones would exceed this
 ROSE = base64.b64encode(flower_picture("rose")).decode()
@@ -152,7 +155,6 @@ def _environment(tmp_path_factory, media_root) -> dict:
     return {
         "DJANGO_MEDIA_ROOT": str(media_root),  # shared: the servers' "S3"
         "CLASSIFIER_MODEL_CACHE_DIR": str(tmp_path_factory.mktemp("model-cache")),  # each machine its own
-        "CLASSIFIER_ENGINE": "torch",
         "CLASSIFIER_RESULT_CACHE_SECONDS": "0",
         "CLASSIFIER_MODEL_DRAIN_SECONDS": "0.5",
         "CLASSIFIER_MAX_BATCH_SIZE": "4",

@@ -20,8 +20,8 @@ class Command(BaseCommand):
         parser.add_argument("path", type=Path)
         parser.add_argument("--version", required=True, dest="model_version", help="The version's name, e.g. 2.")
         parser.add_argument("--activate", action="store_true", help="Activate it once it passes validation.")
-        parser.add_argument("--engine", default="", choices=ModelVersion.Engine.values)
-        parser.add_argument("--precision", default="", choices=ModelVersion.Precision.values)
+        parser.add_argument("--engine", default="", choices=[value for value, _ in ModelVersion.ENGINE_CHOICES])
+        parser.add_argument("--precision", default="", choices=[value for value, _ in ModelVersion.PRECISION_CHOICES])
         parser.add_argument("--notes", default="")
 
     def handle(

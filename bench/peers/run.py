@@ -1,0 +1,196 @@
+"""The peers, side by side: ``python -m bench.peers.run`` (``make bench-peers``).
+
+The same ResNet-18 (ONNX Runtime fp32 on the graph aiserver exports), the same JSON base64 body, the same wrk
+load at one concurrency, on: a minimal FastAPI server (bench.peers.fastapi_app: no auth, no limits, no log),
+LitServe with its batching (bench.peers.litserve_app) and aiserver with its defaults. A single run moves by
++-15% on a shared machine, so the servers take turns: each round starts every server in turn, warms it, measures
+it and stops it, and the table gives each server's median over the rounds. Prints a markdown table and writes the
+rounds to docs/benchmark-peers.json.
+"""
+
+import argparse
+import base64
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import requests
+
+from bench.images import photo_jpeg
+from bench.run import ROOT, start_server, tree_cpu_seconds, wrk
+from tests.live.server import free_port
+
+SERVERS = ("fastapi", "litserve", "aiserver")
+TITLES = {
+    "fastapi": "a minimal FastAPI server (no auth, no limits, no log)",
+    "litserve": "LitServe (batching, max 16)",
+    "aiserver": "aiserver, default",
+}
+
+
+@dataclass
+class Round:
+    server: str
+    round: int
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    server_cpu_ms_per_request: float
+
+
+class Peer:
+    """A peer server in its own process group, started with $PEER_ONNX pointing at the exported graph."""
+
+    def __init__(self, name: str, graph: Path):
+        self.port = free_port()
+        command = {
+            "fastapi": [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bench.peers.fastapi_app:app",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            "litserve": [sys.executable, "-m", "bench.peers.litserve_app", "--port", str(self.port)],
+        }[name]
+        self.process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**os.environ, "PEER_ONNX": str(graph)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.url = f"http://127.0.0.1:{self.port}/classify"
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the {name} peer exited ({self.process.returncode})")
+            try:
+                if requests.get(f"http://127.0.0.1:{self.port}/health", timeout=2).ok:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"the {name} peer did not become healthy")
+
+    def stop(self) -> None:
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def export_graph(path: Path) -> Path:
+    """ResNet-18 (random weights: the pretrained ones' compute) as aiserver exports it."""
+    from classifier.runtime.artifacts import load_artifact
+    from classifier.runtime.sources import ModelSource
+    from classifier.runtime.torch_engines import export_onnx
+
+    artifact = load_artifact(ModelSource(name="resnet18", architecture="resnet18", weights="random"))
+    path.write_bytes(export_onnx(artifact))
+    return path
+
+
+def measure(
+    name: str, number: int, *, workdir: Path, graph: Path, body_path: Path, concurrency: int, seconds: float
+) -> Round:
+    if name == "aiserver":
+        server, key = start_server(workdir, workers=1, weights="random", extra_env={})
+        assert server.process is not None  # started
+        url, pid, stop = f"{server.url}/api/v1/classify", server.process.pid, server.stop
+    else:
+        peer = Peer(name, graph)
+        key, url, pid, stop = "none", peer.url, peer.process.pid, peer.stop
+    try:
+        wrk(url, key=key, body_path=body_path, concurrency=concurrency, seconds=2)  # warm the connections
+        cpu_before = tree_cpu_seconds(pid)
+        summary, _ = wrk(url, key=key, body_path=body_path, concurrency=concurrency, seconds=seconds)
+        cpu = tree_cpu_seconds(pid) - cpu_before
+    finally:
+        stop()
+    answered = max(summary["requests"], 1)
+    return Round(
+        server=name,
+        round=number,
+        requests_per_s=summary["requests"] / (summary["duration_us"] / 1e6),
+        p50_ms=summary["p50_us"] / 1000.0,
+        p99_ms=summary["p99_us"] / 1000.0,
+        errors=summary["status_errors"] + summary["socket_errors"],
+        server_cpu_ms_per_request=1000.0 * cpu / answered,
+    )
+
+
+def table(rounds: list[Round], concurrency: int) -> str:
+    lines = [
+        f"| server (median of {max(r.round for r in rounds)} interleaved rounds, concurrency {concurrency}) | "
+        "requests/s | p50 / p99 ms | server CPU ms/request | errors | every round's requests/s |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for name in SERVERS:
+        mine = [r for r in rounds if r.server == name]
+        if not mine:
+            continue
+
+        def median(field: str, rows: list[Round] = mine) -> float:
+            return statistics.median(getattr(r, field) for r in rows)
+
+        lines.append(
+            f"| {TITLES[name]} | {median('requests_per_s'):.1f} | {median('p50_ms'):.0f} / {median('p99_ms'):.0f} | "
+            f"{median('server_cpu_ms_per_request'):.1f} | {sum(r.errors for r in mine)} | "
+            f"{', '.join(f'{r.requests_per_s:.1f}' for r in mine)} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--servers", type=lambda v: v.split(","), default=list(SERVERS))
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmark-peers.json")
+    args = parser.parse_args()
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aiserver.settings")
+    os.environ.setdefault("DJANGO_DEBUG", "true")
+    rounds = []
+    with tempfile.TemporaryDirectory(prefix="aiserver-peers-") as tmp:
+        workdir = Path(tmp)
+        graph = export_graph(workdir / "resnet18.onnx")
+        body_path = workdir / "body.json"
+        body_path.write_text(json.dumps({"image": base64.b64encode(photo_jpeg()).decode(), "filename": "photo.jpg"}))
+        for number in range(1, args.rounds + 1):
+            for name in args.servers:
+                rounds.append(
+                    measure(
+                        name,
+                        number,
+                        workdir=workdir,
+                        graph=graph,
+                        body_path=body_path,
+                        concurrency=args.concurrency,
+                        seconds=args.seconds,
+                    )
+                )
+                print(f"  {rounds[-1]}", flush=True)
+    args.out.write_text(json.dumps([asdict(r) for r in rounds], indent=2) + "\n")
+    print(table(rounds, args.concurrency))
+
+
+if __name__ == "__main__":
+    main()
