@@ -93,7 +93,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             ),
         )
 
-    @admin.action(description="Revoke selected API keys")
+    @admin.action(description="Revoke selected API keys", permissions=["change"])
     def revoke_keys(self, request, queryset) -> None:
         revoked = 0
         for api_key in queryset.filter(revoked_at__isnull=True):

@@ -11,16 +11,28 @@ the client likes. The guard
 - hands Django no headers but the length when the headers total more than ``max_header_bytes``: 431.
 
 In every case Django still runs, so the refusal is a JSON ``{"detail", "code"}`` answer and is
-logged like any request. A head that never finishes never reaches the app: ``aiserver.protocols``
+logged like any request. An answer that starts before the body was read to its end (these refusals)
+carries ``Connection: close``: the rest of that body is never read, so the connection cannot serve
+another request (aiserver.protocols closes it, lingering a bounded time for the client to finish). A head that never finishes never reaches the app: ``aiserver.protocols``
 closes it.
 """
 
 import asyncio
+import logging
 import time
 
+from aiserver.protocols import PROTOCOL_SCOPE_KEY
 from classifier.api.middleware import BODY_TIMED_OUT_SCOPE_KEY, BODY_TOO_LARGE_SCOPE_KEY, HEADERS_TOO_LARGE_SCOPE_KEY
 
+logger = logging.getLogger(__name__)
+# Without aiserver.protocols.H11Protocol (its PROTOCOL_SCOPE_KEY in the first request's scope), half-sent heads and
+# connections after an early refusal are not timed: the guard says so once per process.
+UNPROTECTED_WARNING = (
+    "This server runs without aiserver.protocols.H11Protocol: half-sent request heads and connections after an "
+    "early refusal can be held for ever. Pass uvicorn --http aiserver.protocols:H11Protocol (docs/deployment.md)."
+)
 _END_OF_BODY = {"type": "http.request", "body": b"", "more_body": False}
+CONNECTION_CLOSE = (b"connection", b"close")
 
 
 def declared_length(headers) -> int | None:
@@ -46,6 +58,7 @@ class RequestGuard:
     """
 
     clock = staticmethod(time.monotonic)
+    protocol_checked = False  # whether the first request's protocol has been looked at (see UNPROTECTED_WARNING)
 
     def __init__(
         self, app, *, max_body_bytes: int, max_header_bytes: int, body_timeout_s: float, idle_timeout_s: float
@@ -59,6 +72,10 @@ class RequestGuard:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        if not self.protocol_checked:
+            self.protocol_checked = True
+            if not scope.get(PROTOCOL_SCOPE_KEY):
+                logger.warning(UNPROTECTED_WARNING)
         headers = scope.get("headers", [])
         if header_bytes(headers) > self.max_header_bytes:
             scope = {
@@ -66,13 +83,14 @@ class RequestGuard:
                 "headers": [(n, v) for n, v in headers if n == b"content-length"],
                 HEADERS_TOO_LARGE_SCOPE_KEY: True,
             }
-        return await self.app(scope, self._guarded(scope, receive), send)
+        body = _BodyState()
+        return await self.app(scope, self._guarded(scope, receive, body), _closing_early(send, body))
 
-    def _guarded(self, scope, receive):
+    def _guarded(self, scope, receive, body: "_BodyState"):
         """``receive``, bounded in size and time until the body's end; after it, passed through."""
         declared = declared_length(scope.get("headers", []))
         deadline = self.clock() + self.body_timeout_s
-        received, cut, ended = 0, False, False
+        received, cut = 0, False
 
         def cut_short(reason_key: str) -> dict:
             nonlocal cut
@@ -81,12 +99,12 @@ class RequestGuard:
             return dict(_END_OF_BODY)
 
         async def guarded_receive():
-            nonlocal received, ended
+            nonlocal received
             while cut:  # the body was cut: drop its rest, pass on the disconnect
                 message = await receive()
                 if message["type"] != "http.request":
                     return message
-            if ended:
+            if body.ended:
                 return await receive()
             if declared is not None and declared > self.max_body_bytes:  # not read at all
                 return cut_short(BODY_TOO_LARGE_SCOPE_KEY)
@@ -97,7 +115,7 @@ class RequestGuard:
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
                     return cut_short(BODY_TOO_LARGE_SCOPE_KEY)
-                ended = not message.get("more_body", False)
+                body.ended = not message.get("more_body", False)
             return message
 
         return guarded_receive
@@ -111,3 +129,22 @@ class RequestGuard:
             return await asyncio.wait_for(receive(), wait)
         except TimeoutError:
             return None
+
+
+class _BodyState:
+    """Whether a request's body has been read to its end."""
+
+    ended = False
+
+
+def _closing_early(send, body: _BodyState):
+    """``send``, adding ``Connection: close`` to an answer that starts before the body was read to its end."""
+
+    async def send_closing(message):
+        if message["type"] == "http.response.start" and not body.ended:
+            headers = list(message.get("headers", []))
+            if CONNECTION_CLOSE not in headers:
+                message = {**message, "headers": [*headers, CONNECTION_CLOSE]}
+        await send(message)
+
+    return send_closing

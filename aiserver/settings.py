@@ -291,6 +291,14 @@ API_BODY_IDLE_TIMEOUT_SECONDS = config.float(
     "longest pause between two chunks of a body; longer → 408 `request_timeout`",
     shown="`10`",
 )
+# Seconds an answer may wait for a client that does not read it (writing paused, or a closed connection's
+# answer still unsent); then the connection is aborted (aiserver.protocols). uvicorn alone waits for ever.
+API_SEND_TIMEOUT_SECONDS = config.float(
+    "API_SEND_TIMEOUT_SECONDS",
+    30.0,
+    "a connection whose client reads nothing of its answer for this long is aborted (`--http aiserver.protocols:H11Protocol`)",
+    shown="`30`",
+)
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 100
 DATA_UPLOAD_MAX_NUMBER_FILES = (
     32  # above CLASSIFIER_MAX_BATCH_IMAGES, so v2 can say "too many" itself (system check classifier.E011)
@@ -572,6 +580,28 @@ CLASSIFIER_MODEL_ARCHIVE_MAX_BYTES = config.int(
     1024 * 1024 * 1024,
     "largest total size of the files in a model archive (`register_model`, the admin)",
     shown="`1073741824`",
+)
+# How many times a model archive's file may expand (a .tar.gz: the whole archive); more is a decompression bomb.
+CLASSIFIER_MODEL_ARCHIVE_MAX_RATIO = config.float(
+    "CLASSIFIER_MODEL_ARCHIVE_MAX_RATIO",
+    100.0,
+    "largest expansion ratio of a file in a model archive (a .tar.gz: of the whole archive); weights expand little",
+    shown="`100`",
+)
+# Largest resize or crop a registered version's config.json may ask for: the preprocessed image every request
+# pays for (a classifier uses 224 to 600; 4096 is 50 MB an image).
+CLASSIFIER_MAX_INPUT_SIZE = config.int(
+    "CLASSIFIER_MAX_INPUT_SIZE",
+    1024,
+    "largest `resize` or `crop` of a registered version's config.json, in pixels a side",
+    shown="`1024`",
+)
+# Largest labels.json or config.json in a model archive or folder: the runtime reads them whole.
+CLASSIFIER_MODEL_METADATA_MAX_BYTES = config.int(
+    "CLASSIFIER_MODEL_METADATA_MAX_BYTES",
+    4 * 1024 * 1024,
+    "largest labels.json or config.json of a model version (`register_model`, the admin)",
+    shown="`4194304`",
 )
 
 # torch's OpenMP threads sleep between forward passes instead of spinning: spinning threads burn the

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -105,6 +106,18 @@ def _write_upload(upload, target: Path) -> None:
     with target.open("wb") as sink:
         for chunk in upload.chunks():
             sink.write(chunk)
+
+
+def admin_view_permissions(*permissions: str):
+    """Declare which ``has_<permission>_permission`` checks a ModelAdmin's custom view makes (as
+    ``@admin.action(permissions=...)`` does for actions), so tests/test_admin_permissions.py can walk them.
+    The view itself still checks them, against its object."""
+
+    def declare(view):
+        view.allowed_permissions = permissions
+        return view
+
+    return declare
 
 
 @admin.register(ModelVersion)
@@ -247,13 +260,14 @@ class ModelVersionAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
+    @admin_view_permissions("change")
     def activate_view(self, request, version_id: int):
-        """The change page's Activate / Roll back button (POST)."""
+        """The change page's Activate / Roll back button (POST); 403 without the change permission."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         model_version = get_object_or_404(ModelVersion, id=version_id)
         if not self.has_change_permission(request, model_version):
-            return HttpResponseRedirect(reverse("admin:index"))
+            raise PermissionDenied
         self._activate(request, model_version)
         return HttpResponseRedirect(reverse("admin:classifier_modelversion_change", args=[version_id]))
 
@@ -269,20 +283,20 @@ class ModelVersionAdmin(admin.ModelAdmin):
             request, f"{verb} {model_version}; every server switches to it within seconds.", messages.SUCCESS
         )
 
-    @admin.action(description="Activate (or roll back to) the selected version")
+    @admin.action(description="Activate (or roll back to) the selected version", permissions=["change"])
     def activate_version(self, request, queryset) -> None:
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one version to activate.", messages.ERROR)
             return
         self._activate(request, queryset.get())
 
-    @admin.action(description="Retire the selected versions")
+    @admin.action(description="Retire the selected versions", permissions=["change"])
     def retire_versions(self, request, queryset) -> None:
         for model_version in queryset:
             versions.model_version_retire(model_version=model_version)
         self.message_user(request, f"Retired {queryset.count()} version(s).", messages.SUCCESS)
 
-    @admin.action(description="Validate the selected versions again")
+    @admin.action(description="Validate the selected versions again", permissions=["change"])
     def validate_again(self, request, queryset) -> None:
         for model_version in queryset:
             try:
@@ -297,6 +311,9 @@ class ModelVersionAdmin(admin.ModelAdmin):
         return super().changelist_view(request, {**(extra_context or {}), "settings_models": configured})
 
     def has_delete_permission(self, request, obj=None) -> bool:
+        """Deleting needs ``delete_modelversion``; the active version is never deleted (retire it first)."""
+        if not super().has_delete_permission(request, obj):
+            return False
         return obj is None or obj.status != ModelVersion.Status.ACTIVE
 
 

@@ -145,13 +145,15 @@ def _submit(batcher, outcomes: list, pending: list[int]) -> None:
 
 
 def _preprocessed(data: bytes, spec: pipeline.Preprocessing) -> np.ndarray:
-    """Decode and preprocess one image while holding its pixels in the decode budget.
+    """Decode and preprocess one image while holding its pixels in the decode budget, the preprocessed
+    crop's pixels included (it is made while the decoded image is still held).
 
     Raises the runtime's InvalidImage, ImageTooLarge, or Overloaded when the budget has no room within
     CLASSIFIER_DECODE_BUDGET_WAIT_MS.
     """
     image = pipeline.open_image(data, max_pixels=settings.CLASSIFIER_MAX_IMAGE_PIXELS, draft_size=spec.resize_size)
-    with decode_budget.hold(image.width * image.height, timeout=settings.CLASSIFIER_DECODE_BUDGET_WAIT_MS / 1000.0):
+    pixels = image.width * image.height + spec.crop_size * spec.crop_size
+    with decode_budget.hold(pixels, timeout=settings.CLASSIFIER_DECODE_BUDGET_WAIT_MS / 1000.0):
         try:
             return pipeline.preprocess(pipeline.load(image), spec)
         finally:

@@ -7,6 +7,7 @@ activated, and one that passed is stored compiled, so activating it only loads t
 """
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -44,9 +45,10 @@ def model_version_register(
     executable_allowed: bool = True,
 ) -> ModelVersion:
     """Store the model folder (or .zip/.tar.gz of one) at ``path`` as version ``version`` of ``name``, staged,
-    with the validation gate's report (passed or not). Raises ModelVersionError when it cannot be stored, or
-    when it holds a model file that is code (TorchScript) and ``executable_allowed`` is False (an admin user
-    without ``classifier.upload_executable_model``)."""
+    with the validation gate's report (passed or not); the files are kept only when it passed (a refused
+    version is its report). Raises ModelVersionError when it cannot be stored, or when it holds a model file
+    that is code (TorchScript) and ``executable_allowed`` is False (an admin user without
+    ``classifier.upload_executable_model``)."""
     _check_names(name, version, engine, precision)
     if ModelVersion.objects.filter(name=name, version=version).exists():
         raise ModelVersionError(f"{name}@{version} is already registered; give the new one another version.")
@@ -73,9 +75,10 @@ def model_version_register(
         )
         try:
             with transaction.atomic():
-                for field, file_path in files.items():
-                    with file_path.open("rb") as handle:
-                        getattr(model_version, field).save(file_path.name, File(handle), save=False)
+                if model_version.passed:  # a refused version keeps its report, not its files
+                    for field, file_path in files.items():
+                        with file_path.open("rb") as handle:
+                            getattr(model_version, field).save(file_path.name, File(handle), save=False)
                 model_version.save()
         except IntegrityError:
             _delete_files(model_version)
@@ -84,7 +87,10 @@ def model_version_register(
 
 
 def model_version_validate(*, model_version: ModelVersion) -> ModelVersion:
-    """Run the validation gate again on the stored files (e.g. after a server upgrade); save the new report."""
+    """Run the validation gate again on the stored files (e.g. after a server upgrade); save the new report.
+    Raises ModelVersionError for a version refused at registration: its files were not kept."""
+    if not model_version.model_file:
+        raise ModelVersionError(f"{model_version} was refused when registered and its files were not kept.")
     folder = model_version_local_folder(model_version=model_version)
     model_version.report = run_validation_gate(folder, engine=model_version.engine, precision=model_version.precision)
     model_version.save(update_fields=["report"])
@@ -214,7 +220,13 @@ def _unpacked(path: Path, scratch: Path) -> Path:
     target = scratch / "unpacked"
     target.mkdir()
     try:
-        return unpack_model_archive(path, target, max_bytes=settings.CLASSIFIER_MODEL_ARCHIVE_MAX_BYTES)
+        return unpack_model_archive(
+            path,
+            target,
+            max_bytes=settings.CLASSIFIER_MODEL_ARCHIVE_MAX_BYTES,
+            max_ratio=settings.CLASSIFIER_MODEL_ARCHIVE_MAX_RATIO,
+            max_metadata_bytes=settings.CLASSIFIER_MODEL_METADATA_MAX_BYTES,
+        )
     except ArchiveError as exc:
         raise ModelVersionError(f"The archive was refused: {exc}.") from exc
 
@@ -230,7 +242,28 @@ def _model_files(folder: Path) -> dict[str, Path]:
     files = {"model_file": present[0], "labels_file": folder / LABELS_FILE}
     if (folder / CONFIG_FILE).is_file():
         files["config_file"] = folder / CONFIG_FILE
+    limit = settings.CLASSIFIER_MODEL_METADATA_MAX_BYTES
+    for path in (folder / LABELS_FILE, folder / CONFIG_FILE):
+        if path.is_file() and path.stat().st_size > limit:
+            raise ModelVersionError(f"{path.name} is over CLASSIFIER_MODEL_METADATA_MAX_BYTES ({limit} bytes).")
+    _check_input_size(folder / CONFIG_FILE)
     return files
+
+
+def _check_input_size(config_file: Path) -> None:
+    """Refuse a config.json whose resize or crop is over CLASSIFIER_MAX_INPUT_SIZE: every request would pay for
+    it (a 4096 crop is 50 MB an image). Other faults of the file are the validation gate's to report."""
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return
+    limit = settings.CLASSIFIER_MAX_INPUT_SIZE
+    for key in ("resize", "crop"):
+        value = config.get(key) if isinstance(config, dict) else None
+        if isinstance(value, int | float) and value > limit:
+            raise ModelVersionError(
+                f"config.json: {key} is {value}, over CLASSIFIER_MAX_INPUT_SIZE ({limit} pixels a side)."
+            )
 
 
 def _stored_files(model_version: ModelVersion) -> list[tuple[str, str]]:

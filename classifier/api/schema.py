@@ -446,7 +446,14 @@ V2_MODELS = extend_schema(
     operation_id="v2_models",
     summary="The models this server has loaded, at their active versions (?all=true: every version)",
     description="Public. With an API key, only the models that key may use (its allowed models) are listed.",
-    parameters=[OpenApiParameter("all", OpenApiTypes.BOOL, description="Also list every registered version.")],
+    parameters=[
+        OpenApiParameter(
+            "all",
+            OpenApiTypes.BOOL,
+            description="Also list every registered version (of the models the key may use); needs an API key "
+            "or a staff session (401 otherwise).",
+        )
+    ],
     responses={200: s.ModelsOutput, **errors(400, 401, 404, 405, s400=MODELS_BAD_QUERY)},
     examples=[
         OpenApiExample(

@@ -223,8 +223,14 @@ class ClassifyBatchInput(serializers.Serializer):
         return value
 
     def validate_model(self, value: str) -> str:
-        names = process_runtime().names()
+        """A loaded model's name (or name@version). The error names only the models the caller's key (the
+        ``api_key`` in the context) may use; a name it may not use passes, for ModelIsAllowed to refuse with
+        403 whether or not it exists, so a key learns nothing of the models it may not use."""
+        api_key = self.context.get("api_key")
         name = value.partition("@")[0]
+        if api_key is not None and not api_key.may_use_model(name):
+            return value
+        names = [known for known in process_runtime().names() if api_key is None or api_key.may_use_model(known)]
         if name not in names:
             raise serializers.ValidationError(
                 f"Unknown model {name!r}; this server has {', '.join(names)}.", code="unknown_model"

@@ -19,6 +19,7 @@ names the problem but never the server's paths (it is shown to API users).
 import hashlib
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -171,6 +172,9 @@ def _read_config(folder: Path) -> dict:
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in config[key])
         ):
             raise ArtifactError(f"{CONFIG_FILE}: {key} must be a list of 3 numbers")
+    for key in ("mean", "std"):
+        if key in config and not all(math.isfinite(v) for v in config[key]):
+            raise ArtifactError(f"{CONFIG_FILE}: {key} values must be finite numbers")
     if "std" in config and any(v <= 0 for v in config["std"]):
         raise ArtifactError(f"{CONFIG_FILE}: std values must be positive")
     if "interpolation" in config and config["interpolation"] not in RESAMPLING:

@@ -9,7 +9,7 @@ import pytest
 from accounts.models import ApiKey, RateLimitEvent, RequestLog
 from classifier.api.exceptions import ModelNotAllowed
 from classifier.api.permissions import ModelIsAllowed
-from classifier.runtime.registry import LOADED, LOADING, Slot
+from classifier.runtime.registry import LOADED, LOADING, UNAVAILABLE, Slot
 from classifier.runtime.sources import ModelSource
 from classifier.serving import process_runtime
 from tests.model_weights import picture
@@ -133,7 +133,7 @@ def test_every_key_without_a_list_sees_every_model(keyed):
 
 @pytest.mark.usefixtures("second_model")
 def test_each_classification_logs_the_model_and_version_that_answered(keyed):
-    client = keyed([SECOND, "resnet18"], rate_limit=3)
+    client = keyed([], rate_limit=3)  # every model: an unknown name is 400 (a limited key gets 403, see below)
     client.post(V1, {"image": b64(picture("goldfish"))}, format="json")
     client.post(V2, batch(SECOND), format="json")
     client.post(V2, batch("vgg_nonexistent"), format="json")  # 400: no model answered
@@ -166,3 +166,54 @@ def test_the_schema_documents_the_403_on_both_classify_endpoints(client):
         assert example["value"]["code"] == "model_not_allowed"
     usage = schema["components"]["schemas"]["UsageReportOutput"]
     assert "by_model" in usage["properties"] and "by_model" in usage["required"]
+
+
+@pytest.mark.usefixtures("second_model")
+def test_a_model_error_names_only_the_models_the_key_may_use(keyed, make_key):
+    """A limited key cannot tell a model it may not use from one that does not exist: both are 403, naming only
+    its own models; a key that may use every model hears every name in its 400."""
+    client = keyed(["resnet18"])
+    existing, missing = client.post(V2, batch(SECOND), format="json"), client.post(V2, batch("nothing"), format="json")
+    assert_not_allowed(existing, SECOND)
+    assert_not_allowed(missing, "nothing")
+    assert existing.json()["detail"].replace(SECOND, "X") == missing.json()["detail"].replace("nothing", "X")
+    assert SECOND not in missing.json()["detail"]
+
+    _, raw = make_key(name="every-model")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    unknown = client.post(V2, batch("nothing"), format="json")
+    assert unknown.status_code == 400 and unknown.json()["code"] == "unknown_model"
+    assert "resnet18" in unknown.json()["detail"] and SECOND in unknown.json()["detail"]
+
+
+def test_every_version_is_listed_only_to_a_key_or_staff(keyed, client, install_slot):
+    from django.contrib.auth.models import Permission, User
+
+    from tests.classifier.factories import version_row
+
+    version_row(name="secret", version="1", status="staged")
+    version_row(name="resnet18", version="2", status="retired")
+    anonymous = client.get(f"{MODELS}?all=true")
+    assert anonymous.status_code == 401 and anonymous.json()["code"] == "not_authenticated"
+    assert client.get(MODELS).status_code == 200  # the served models stay public
+
+    staff = User.objects.create_user("ops", is_staff=True)
+    client.force_login(staff)
+    assert client.get(f"{MODELS}?all=true").status_code == 401  # staff without the permission to see versions
+    staff.user_permissions.add(Permission.objects.get(codename="view_modelversion"))
+    client.force_login(User.objects.get(pk=staff.pk))
+    assert {v["name"] for v in client.get(f"{MODELS}?all=true").json()["versions"]} == {"secret", "resnet18"}
+    client.logout()
+
+    listed = keyed(["resnet18"]).get(f"{MODELS}?all=true")
+    assert [(v["name"], v["version"]) for v in listed.json()["versions"]] == [("resnet18", "2")]
+
+
+@pytest.mark.usefixtures("second_model")
+def test_readyz_for_a_named_model_says_only_ready_or_not(client, install_slot):
+    failed = ModelSource(name="failed", architecture="resnet18", weights="random")
+    install_slot(Slot(source=failed, status=UNAVAILABLE, reason="weights.pt: UnpicklingError at /srv/models"))
+    assert client.get("/readyz", {"model": SECOND}).status_code == 200
+    not_ready, missing = client.get("/readyz", {"model": "failed"}), client.get("/readyz", {"model": "nothing"})
+    assert not_ready.status_code == missing.status_code == 503
+    assert not_ready.json() == missing.json() == {"detail": "Not ready.", "code": "model_unavailable"}

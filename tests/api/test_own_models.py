@@ -72,7 +72,7 @@ def test_readiness_is_per_model(client, flowers, monkeypatch):
     monkeypatch.setattr(flowers, "status", UNAVAILABLE)
     assert client.get("/readyz", {"model": "flowers"}).status_code == 503
     assert client.get("/readyz").status_code == 200
-    assert client.get("/readyz", {"model": "nope"}).status_code == 404
+    assert client.get("/readyz", {"model": "nope"}).status_code == 503  # not ready, as an unknown name
 
 
 def test_v1_model_info_reports_what_was_loaded(client):

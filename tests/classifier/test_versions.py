@@ -120,3 +120,49 @@ def test_a_folder_without_labels_is_refused(flower_folders, tmp_path):
     (folder / "labels.json").unlink()
     with pytest.raises(versions.ModelVersionError, match="no labels.json"):
         versions.model_version_register(name="flowers", version="1", path=folder)
+
+
+def _stored_names(root) -> list[str]:
+    return sorted(str(path.relative_to(root)) for path in root.rglob("*") if path.is_file())
+
+
+def test_a_version_that_fails_the_gate_keeps_its_report_but_not_its_files(flower_folders, version_storage, tmp_path):
+    folder = shutil.copytree(flower_folders["onnx"], tmp_path / "spoilt")
+    _not_loading_onnx(folder)
+    registered = versions.model_version_register(name="flowers", version="bad", path=folder)
+    registered.refresh_from_db()
+    assert not registered.passed and registered.report["checks"]
+    assert not registered.model_file and not registered.labels_file
+    assert _stored_names(version_storage / "media") == []  # nothing of it in the media root
+    with pytest.raises(versions.ModelVersionError, match="files were not kept"):
+        versions.model_version_validate(model_version=registered)
+
+
+def test_a_damaged_archive_is_refused_with_the_archives_message(flower_folders, version_storage, tmp_path):
+    import zipfile
+
+    archive = tmp_path / "flowers.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:  # stored: the bytes below are the file's own
+        for path in flower_folders["onnx"].iterdir():
+            bundle.write(path, path.name)
+        bundle.writestr("labels.json/inside", b"a path that is also a file")
+    with pytest.raises(versions.ModelVersionError, match="The archive was refused: the archive is damaged"):
+        versions.model_version_register(name="flowers", version="1", path=archive)
+    assert not ModelVersion.objects.exists()
+
+
+def test_labels_over_the_metadata_bound_are_refused_in_a_folder(flower_folders, settings, tmp_path):
+    folder = shutil.copytree(flower_folders["onnx"], tmp_path / "big-labels")
+    settings.CLASSIFIER_MODEL_METADATA_MAX_BYTES = (folder / "labels.json").stat().st_size - 1
+    with pytest.raises(versions.ModelVersionError, match="labels.json is over CLASSIFIER_MODEL_METADATA_MAX_BYTES"):
+        versions.model_version_register(name="flowers", version="1", path=folder)
+
+
+@pytest.mark.parametrize("key", ["resize", "crop"])
+def test_a_config_asking_for_an_input_over_the_bound_is_refused(flower_folders, settings, tmp_path, key):
+    folder = shutil.copytree(flower_folders["onnx"], tmp_path / "huge-input")
+    limit = settings.CLASSIFIER_MAX_INPUT_SIZE
+    (folder / "config.json").write_text(json.dumps({key: limit + 1}))
+    with pytest.raises(versions.ModelVersionError, match=f"{key} is {limit + 1}, over CLASSIFIER_MAX_INPUT_SIZE"):
+        versions.model_version_register(name="flowers", version="1", path=folder)
+    assert not ModelVersion.objects.exists()

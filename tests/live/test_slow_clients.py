@@ -178,3 +178,78 @@ def test_make_run_and_the_deployment_docs_use_the_flags_the_live_tests_run():
     deployment = deployment[deployment.index("# Deployment") :]
     assert wanted <= _flag_pairs((ROOT / "Makefile").read_text())
     assert wanted <= _flag_pairs(deployment[: deployment.index("```", deployment.index("```sh") + 5)])
+
+
+KEEP_ALIVE_S = int(DEPLOYED_UVICORN_FLAGS[DEPLOYED_UVICORN_FLAGS.index("--timeout-keep-alive") + 1])
+
+
+def read_one_answer(sock: socket.socket) -> bytes:
+    """One whole answer (head and a chunked or Content-Length body), leaving the connection as it is."""
+    received = b""
+    while b"\r\n\r\n" not in received or not answer_complete(*received.split(b"\r\n\r\n", 1)):
+        chunk = sock.recv(65536)
+        assert chunk, received
+        received += chunk
+    return received
+
+
+def answer_complete(head: bytes, body: bytes) -> bool:
+    length = re.search(rb"(?im)^content-length: *(\d+)", head)
+    return len(body) >= int(length.group(1)) if length else body.endswith(b"0\r\n\r\n")
+
+
+@pytest.mark.live
+@pytest.mark.parametrize(
+    "head, first_bytes",
+    [
+        (b"Content-Length: 999999999\r\n", b""),  # refused on its declared length, nothing read
+        (b"Transfer-Encoding: chunked\r\n", b"%x\r\n" % (11 << 20) + b"A" * (11 << 20)),  # cut at the limit
+    ],
+    ids=["declared", "chunked"],
+)
+def test_one_byte_after_a_413_does_not_hold_the_connection(server, head, first_bytes):
+    """The answer came before the body ended: the connection closes within the keep-alive time, whatever the
+    client sends after it (before, one byte re-armed nothing and held it for ever)."""
+    sock = connect(server)
+    sock.sendall(b"POST /api/v1/classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" + head)
+    sock.sendall(b"\r\n" + first_bytes)
+    answer = read_one_answer(sock)
+    status, body = status_and_json(answer)
+    assert (status, body["code"]) == (413, "payload_too_large")
+    assert b"connection: close" in answer.lower()
+
+    sock.sendall(b"A")  # then silence
+    sock.settimeout(KEEP_ALIVE_S * 3)  # a held connection times out here: socket.timeout fails the test
+    assert read_until_closed(sock) == b""
+    sock.close()
+    small_requests_are_answered(server)
+
+
+@pytest.mark.live
+def test_a_413_is_read_by_a_client_that_sends_its_whole_body_first(server):
+    """Closing after the answer lingers while the client still sends, so it reads the 413, not a reset."""
+    answer = requests.post(
+        f"{server.url}/api/v1/classify",
+        data=b"A" * (11 << 20),
+        headers={"Authorization": f"Bearer {server.key}", "Content-Type": "application/json"},
+        timeout=GIVE_UP_S,
+    )
+    assert (answer.status_code, answer.json()["code"]) == (413, "payload_too_large")
+    assert answer.headers["Connection"] == "close"
+
+
+@pytest.mark.live
+def test_a_request_with_both_lengths_is_refused_400_and_the_connection_closed(server):
+    """RFC 9112 §6.3: Content-Length with Transfer-Encoding may be smuggling; the pipelined request is not read."""
+    sock = connect(server)
+    sock.sendall(
+        b"POST /api/v1/classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n"
+        b"\r\n0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    )
+    answered = read_until_closed(sock)
+    sock.close()
+
+    status, body = status_and_json(answered)
+    assert (status, body["code"]) == (400, "parse_error")
+    assert answered.count(b"HTTP/1.1 ") == 1  # the pipelined GET got no answer
+    small_requests_are_answered(server)

@@ -158,6 +158,16 @@ BROKEN = {
         lambda f: (f / "config.json").write_text('{"architecture": "resnet18", "std": [0.2, 0, 0.2]}'),
         "std values must be positive",
     ),
+    "infinite std": (
+        "state_dict",
+        lambda f: (f / "config.json").write_text('{"architecture": "resnet18", "std": [Infinity, 0.2, 0.2]}'),
+        "std values must be finite numbers",
+    ),
+    "NaN mean": (
+        "state_dict",
+        lambda f: (f / "config.json").write_text('{"architecture": "resnet18", "mean": [0.5, NaN, 0.5]}'),
+        "mean values must be finite numbers",
+    ),
     "pickle in place of a state_dict": ("state_dict", _evil_pickle, "model.pt is not a loadable state_dict"),
 }
 

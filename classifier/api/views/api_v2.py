@@ -4,7 +4,8 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.urls import reverse
 from django.utils import timezone
-from rest_framework.exceptions import APIException, ParseError
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.exceptions import APIException, NotAuthenticated, ParseError
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
@@ -67,7 +68,7 @@ class ClassifyBatchView(KeyedEndpoint):
     def validate(self, request) -> None:
         """Parse and validate the envelope once: ``payload``, or ``malformed`` with the 400 (413, 415) to answer."""
         try:
-            payload = s.ClassifyBatchInput(data=request.data)
+            payload = s.ClassifyBatchInput(data=request.data, context={"api_key": request.auth})
             payload.is_valid(raise_exception=True)
         except MALFORMED as exc:
             self.malformed = exc
@@ -103,13 +104,20 @@ class ClassifyBatchView(KeyedEndpoint):
         )
 
 
+# Who may list every registered version (?all=true) without a key: staff allowed to see the versions.
+VERSIONS_PERMISSION = "classifier.view_modelversion"
+
+
 class ModelsView(Endpoint):
-    authentication_classes = [ApiKeyAuthentication]  # optional: a key sees only the models it may use
+    # Optional: a key sees only the models it may use. ?all=true needs a key, or a staff session.
+    authentication_classes = [ApiKeyAuthentication, SessionAuthentication]
 
     @schema.V2_MODELS
     def get(self, request):
         query = s.ModelsQueryInput(data=request.query_params)
         query.is_valid(raise_exception=True)
+        if query.validated_data["all"] and request.auth is None and not _sees_every_version(request.user):
+            raise NotAuthenticated("Listing every version (?all=true) needs an API key.")
         answer = {
             "max_batch_images": settings.CLASSIFIER_MAX_BATCH_IMAGES,
             "max_top_k": settings.CLASSIFIER_MAX_TOP_K,
@@ -131,6 +139,10 @@ def version_row(model_version) -> dict:
         "created_at": model_version.created_at,
         "activated_at": model_version.activated_at,
     }
+
+
+def _sees_every_version(user) -> bool:
+    return bool(user and user.is_staff and user.has_perm(VERSIONS_PERMISSION))
 
 
 def _may_use(api_key, name: str) -> bool:

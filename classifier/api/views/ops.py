@@ -8,9 +8,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ... import metrics
+from ...runtime import errors as runtime_errors
 from ...selectors import database_problem
 from ...serving import process_runtime
-from ..exceptions import DatabaseUnavailable
+from ..exceptions import DatabaseUnavailable, ModelUnavailable
 from ..permissions import CanReadMetrics
 from .base import Endpoint
 
@@ -22,11 +23,19 @@ class HealthView(APIView):
 
 
 class ReadyView(APIView):
+    """200 when the default model (or ?model=NAME) and the database answer, else 503. The default model's 503
+    gives the public reason (as /api/v1/model/info does); ?model= says only ready or not ready, the same for a
+    name that does not exist, so an anonymous caller learns neither which names exist nor why one failed."""
+
     @extend_schema(exclude=True)
     def get(self, request):
-        process_runtime().get(
-            request.query_params.get("model")
-        )  # the default model, or ?model=NAME; 503 with the reason
+        name = request.query_params.get("model")
+        try:
+            process_runtime().get(name)
+        except (runtime_errors.ModelNotFound, runtime_errors.ModelUnavailable):
+            if name is None:
+                raise  # 503 with the reason
+            raise ModelUnavailable("Not ready.") from None
         problem = database_problem()
         if problem is not None:
             raise DatabaseUnavailable(f"The database is unavailable ({problem}).")
