@@ -12,7 +12,7 @@ RUN_ENV ?= DJANGO_DEBUG=$${DJANGO_DEBUG:-true}
 UVICORN_FLAGS := --http aiserver.protocols:H11Protocol --h11-max-incomplete-event-size 65536 \
 	--limit-concurrency 512 --timeout-keep-alive 5
 
-.PHONY: install browser node run test check docs bench bench-peers wrk schema clean
+.PHONY: install browser node run test check docs bench bench-peers bench-serving wrk schema clean
 
 $(BIN)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -64,6 +64,10 @@ bench: install wrk
 # BENCH_PEERS_ARGS e.g. "--rounds 3 --seconds 15 --concurrency 16".
 bench-peers: install wrk
 	$(BIN)/python -m bench.peers.run $(BENCH_PEERS_ARGS)
+
+# Serving processes with the model compiled: worker RSS for 1, 2 and 4 workers, start to ready, a command's start-up.
+bench-serving: install
+	$(BIN)/python -m bench.serving
 
 # wrk, the HTTP load generator of the benchmark, from the system's packages when it is missing.
 wrk:
