@@ -1,9 +1,10 @@
 """Compiled artifacts: a model compiled once into its engine's own format, stored with what serving needs.
 
 An artifact is a folder named by its key: the sha256 of everything that went into it (the source's files or
-torchvision name and weights, the engine and precision asked for, the compiler's format and the libraries'
-versions). It holds the engine's file(s) and ``manifest.json``: the labels, the preprocessing, the engine,
-the agreement report, and the sha256 of every file. A serving process that finds the artifact loads only
+torchvision name and weights, the engine and precision asked for, the compiler's format and the versions of
+the libraries that read it). It holds the engine's file(s) and ``manifest.json``: the labels, the
+preprocessing, the engine, the agreement report, the compiler's library versions and the sha256 of every
+file. A serving process that finds the artifact loads only
 that; nothing in here imports torch.
 
 Reads check every file's digest: an artifact whose files do not match its manifest is removed and compiled
@@ -34,10 +35,14 @@ FORMAT = "aiserver-compiled-1"  # bump when the compiled graph or the manifest c
 MANIFEST = "manifest.json"
 
 
-def library_versions() -> dict[str, str]:
-    """The versions that make a compiled artifact differ (read from the installed metadata: no import)."""
+COMPILER_LIBRARIES = ("torch", "torchvision", "onnx", "transformers", "timm")
+SERVING_LIBRARIES = ("onnxruntime", "openvino")
+
+
+def library_versions(names: tuple[str, ...] = COMPILER_LIBRARIES + SERVING_LIBRARIES) -> dict[str, str]:
+    """Installed versions of ``names``, read from the package metadata (no import); "" where one is missing."""
     versions = {}
-    for name in ("torch", "torchvision", "onnxruntime", "onnx"):
+    for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -53,7 +58,9 @@ def artifact_key(source: ModelSource, *, engine: str, precision: str, device: st
         "engine": engine,
         "precision": precision,
         "device": device.split(":")[0],
-        "versions": library_versions(),
+        # Only the libraries that read the artifact: a serving image without torch finds what a compiling
+        # image with torch wrote. The compiler's versions are recorded in the manifest, not in the key.
+        "versions": library_versions(SERVING_LIBRARIES),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:40]
 
