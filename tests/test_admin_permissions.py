@@ -15,7 +15,7 @@ from django.test import Client, RequestFactory
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import AnonymousRequestCount, ApiKey, RequestLog
+from accounts.models import AnonymousRequestCount, ApiKey, Plan, RequestLog
 from accounts.services import api_key_create
 from classifier.models import ModelLoadStatus, ModelVersion
 from tests.classifier.factories import version_row
@@ -32,6 +32,7 @@ ROWS = {  # one row of each project model, for the actions and views to act on
     AnonymousRequestCount: lambda: AnonymousRequestCount.objects.create(
         minute=timezone.now().replace(second=0, microsecond=0), client="127.0.0.1", route="/healthz", status_code=200
     ),
+    Plan: lambda: Plan.objects.create(name="pro", monthly_images=1000),
     ModelVersion: lambda: version_row(version="1"),
     ModelLoadStatus: lambda: ModelLoadStatus.objects.create(worker="w1", name="flowers", version="1", outcome="loaded"),
 }

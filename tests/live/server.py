@@ -70,9 +70,12 @@ class LiveServer:
         workers: int = 2,
         extra_env: dict | None = None,
         static_root: Path | None = None,
+        ready_models: tuple[str, ...] = (),
     ):
         """``static_root``: run collectstatic into it before starting; else the server uses one collected
-        once per test process (collected_static_root)."""
+        once per test process (collected_static_root). ``ready_models``: models besides the default that
+        every worker must have loaded before start() returns (/readyz?model=NAME)."""
+        self.ready_paths = ["/readyz", *(f"/readyz?model={name}" for name in ready_models)]
         self.port = free_port()
         self.static_root = static_root
         self.url = f"http://127.0.0.1:{self.port}"
@@ -135,7 +138,8 @@ class LiveServer:
         return self
 
     def _wait_ready(self, timeout: float) -> None:
-        """Wait until readyz has answered 200 enough times in a row that every worker is ready."""
+        """Wait until readyz (for the default and every ready_models name) has answered 200 enough times in a
+        row that every worker is ready."""
         deadline = time.monotonic() + timeout
         streak = 0
         while streak < 8 * self.workers:
@@ -143,7 +147,7 @@ class LiveServer:
                 self.stop()
                 raise RuntimeError("live server did not become ready")
             try:
-                ok = requests.get(f"{self.url}/readyz", timeout=5).status_code == 200
+                ok = all(requests.get(self.url + path, timeout=5).status_code == 200 for path in self.ready_paths)
             except requests.ConnectionError:
                 ok = False
             streak = streak + 1 if ok else 0

@@ -18,6 +18,7 @@ def server(tmp_path_factory, flower_folders):
         database_url=f"sqlite:///{database}",
         weights="random",
         workers=2,
+        ready_models=("resnet18",),
         extra_env={
             "CLASSIFIER_MODELS": f"flowers={flower_folders['state_dict']},resnet18=random",
             "CLASSIFIER_ENGINE_CACHE_DIR": str(tmp_path_factory.mktemp("engine-cache")),

@@ -97,8 +97,23 @@ def test_other_weights_or_another_engine_version_get_their_own_artifact(
     assert len(artifacts(store)) == 2
     from classifier.runtime import store as store_module
 
-    versions = store_module.library_versions()
-    monkeypatch.setattr(store_module, "library_versions", lambda: {**versions, "onnxruntime": "99.0"})
+    versions = store_module.library_versions
+
+    def compiled_by_another_torch(names=store_module.COMPILER_LIBRARIES + store_module.SERVING_LIBRARIES):
+        return {
+            name: "0.1" if name in ("torch", "torchvision", "onnx") else version
+            for name, version in versions(names).items()
+        }
+
+    monkeypatch.setattr(store_module, "library_versions", compiled_by_another_torch)
+    again = load(torchvision_source(str(weights_path)), CLASSIFIER_ENGINE_CACHE_DIR=store)
+    assert len(artifacts(store)) == 2  # a serving image without torch finds what a compiling one wrote
+    assert describe_slot(again, default=True)["compiled"]["provenance"] == "loaded compiled"
+
+    def another_onnxruntime(names=store_module.COMPILER_LIBRARIES + store_module.SERVING_LIBRARIES):
+        return {name: "99.0" if name == "onnxruntime" else version for name, version in versions(names).items()}
+
+    monkeypatch.setattr(store_module, "library_versions", another_onnxruntime)
     load(torchvision_source(str(weights_path)), CLASSIFIER_ENGINE_CACHE_DIR=store)
     assert len(artifacts(store)) == 3
 
@@ -116,14 +131,17 @@ def test_an_artifact_whose_files_do_not_match_their_digest_is_compiled_again(flo
     assert hashlib.sha256(graph.read_bytes()).hexdigest() == manifest["files"]["model.onnx"]
 
 
-def test_a_failed_export_falls_back_to_torch_under_auto_and_fails_under_onnxruntime(weights_path, monkeypatch):
+def test_a_failed_export_falls_back_to_torch_under_auto_and_fails_under_onnxruntime(
+    weights_path, monkeypatch, tmp_path
+):
     def unsupported(*args, **kwargs):
         raise RuntimeError("Exporting the operator 'aten::fancy' to ONNX opset version 17 is not supported")
 
     monkeypatch.setattr(torch.onnx, "export", unsupported)
-    auto = load(torchvision_source("random"))
+    store = tmp_path / "engine-cache"  # empty: nothing compiled earlier can answer for the export
+    auto = load(torchvision_source("random"), CLASSIFIER_ENGINE_CACHE_DIR=store)
     assert auto.status == LOADED and describe_slot(auto, default=True)["engine"] == "torch"
-    forced = load(torchvision_source("random"), engine="onnxruntime")
+    forced = load(torchvision_source("random"), engine="onnxruntime", CLASSIFIER_ENGINE_CACHE_DIR=store)
     assert forced.status == "unavailable" and "aten::fancy" in forced.reason
 
 
@@ -235,5 +253,5 @@ def test_the_reference_comparison_would_see_a_transposed_image(probe_weights_pat
 
 
 def test_engines_protocol_lists_what_each_engine_declares():
-    assert EngineKind.choices() == ["auto", "torch", "onnxruntime"]
+    assert EngineKind.choices() == ["auto", "torch", "onnxruntime", "openvino"]
     assert engines.OnnxRuntimeEngine.exact is True and engines.OnnxRuntimeEngine.precision == "fp32"
