@@ -12,7 +12,7 @@ from . import cache
 from .runtime import preprocessing as pipeline
 from .runtime.budget import PixelBudget
 from .runtime.errors import BatcherClosed, ImageError, InferenceFailed, InferenceTimeout, ModelNotFound, ServingError
-from .runtime.registry import LoadedModel
+from .runtime.registry import LoadedModel, Ready, Slot
 from .serving import process_runtime
 
 # The pixels this process decodes at once, shared by every request thread (swappable in tests).
@@ -43,20 +43,20 @@ def classify_images(
         return _classify_on(_serving(model_name, model_version), images, top_k=top_k)
 
 
-def _serving(model_name: str | None, model_version: str | None):
+def _serving(model_name: str | None, model_version: str | None) -> Slot:
     """The loaded slot of ``model_name``, checked to serve ``model_version`` when one is asked for."""
     slot = process_runtime().get(model_name)
-    if model_version is not None and slot.model.version != model_version:
-        raise ModelNotFound(
-            f"Model {slot.name} has no version {model_version!r} being served; it serves {slot.model.version!r}."
-        )
+    serving = slot.model.version if slot.model is not None else None
+    if model_version is not None and serving != model_version:
+        raise ModelNotFound(f"Model {slot.name} has no version {model_version!r} being served; it serves {serving!r}.")
     return slot
 
 
-def _classify_on(slot, images: list[bytes], *, top_k: int) -> tuple[LoadedModel, list]:
-    model, batcher = slot.model, slot.batcher
-    if model is None:  # a replaced version, freed after its drain time
+def _classify_on(slot: Slot, images: list[bytes], *, top_k: int) -> tuple[LoadedModel, list]:
+    state = slot.state
+    if not isinstance(state, Ready):  # a replaced version, freed after its drain time
         raise BatcherClosed()
+    model, batcher = state.model, state.batcher
     spec = model.preprocessing
     cached = cache.cached_results(model.fingerprint, images, top_k)
     outcomes: list = []

@@ -21,7 +21,7 @@ from django.db import close_old_connections
 
 from . import selectors, versions
 from .models import ModelLoadStatus, ModelVersion
-from .runtime.registry import LOADED, Runtime, Slot
+from .runtime.registry import Ready, Runtime, Slot, Unavailable
 from .runtime.sources import ModelSource
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class VersionWatcher:
                 precision=model_version.precision,
             )
         )
-        if slot.status != LOADED:
+        if not isinstance(slot.state, Ready):
             self._failed(model_version, slot.reason)
             return False
         self._install(slot)
@@ -121,13 +121,13 @@ class VersionWatcher:
             self._record(name, "", ModelLoadStatus.Outcome.LOADED, reason="no active version; not served")
             return
         slot = self.registry.load_slot(source) if source is not None else None
-        if slot is None or slot.status != LOADED:
+        if slot is None or not isinstance(slot.state, Ready):
             reason = slot.reason if slot else "no active version and no settings model"
             logger.error("model %s keeps its retired version: %s", name, reason)
             self._record(name, "", ModelLoadStatus.Outcome.FAILED, reason=reason)
             return
         self._install(slot)
-        self._record(name, slot.model.version, ModelLoadStatus.Outcome.LOADED)
+        self._record(name, slot.state.model.version, ModelLoadStatus.Outcome.LOADED)
 
     def _install(self, slot: Slot) -> None:
         self._retire(self.registry.replace(slot))
@@ -156,12 +156,13 @@ class VersionWatcher:
 def _retire(previous: Slot | None) -> threading.Timer | None:
     """Free a replaced slot once requests that took it just before the switch have queued on it: after
     CLASSIFIER_MODEL_DRAIN_SECONDS its batcher answers what is queued, stops, and the model is dropped."""
-    if previous is None or previous.batcher is None:
+    if previous is None or not isinstance(previous.state, Ready):
         return None
+    ready = previous.state
 
     def free() -> None:
-        previous.batcher.close()
-        previous.model = None
+        ready.batcher.close()
+        previous.state = Unavailable("Replaced by a newer version.")
         gc.collect()
 
     timer = threading.Timer(settings.CLASSIFIER_MODEL_DRAIN_SECONDS, free)

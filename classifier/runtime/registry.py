@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from PIL import Image
@@ -65,19 +66,63 @@ class LoadedModel:
         return self.engine.run(np.stack(images))
 
 
+@dataclass(frozen=True)
+class Loading:
+    """Being loaded (or compiled): nothing to serve yet."""
+
+    reason: str = "The model is loading."
+    status: ClassVar[ModelStatus] = LOADING
+
+
+@dataclass(frozen=True)
+class Ready:
+    """Serving: a ready slot always has its model and the batcher that runs it."""
+
+    model: LoadedModel
+    batcher: MicroBatcher
+    reason: ClassVar[str] = ""
+    status: ClassVar[ModelStatus] = LOADED
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """Cannot serve, and why (public and path-free: API errors and pages show it)."""
+
+    reason: str
+    status: ClassVar[ModelStatus] = UNAVAILABLE
+
+
+SlotState = Loading | Ready | Unavailable
+
+
 @dataclass
 class Slot:
-    """One configured model: where it comes from, its status and, once loaded, the model and its batcher."""
+    """One configured model: where it comes from and its state. Only a ``Ready`` state has a model; the state
+    is replaced whole (one assignment), so a reader sees a ready model with its batcher or no model at all."""
 
     source: ModelSource
-    status: str = LOADING
-    reason: str = "The model is loading."
-    model: LoadedModel | None = None
-    batcher: MicroBatcher | None = None
+    state: SlotState = field(default_factory=Loading)
 
     @property
     def name(self) -> str:
         return self.source.name
+
+    @property
+    def status(self) -> ModelStatus:
+        return self.state.status
+
+    @property
+    def reason(self) -> str:
+        return self.state.reason
+
+    @property
+    def model(self) -> LoadedModel | None:
+        """The model when ready, else None (for what describes a slot; serving matches on ``Ready``)."""
+        return self.state.model if isinstance(self.state, Ready) else None
+
+    @property
+    def batcher(self) -> MicroBatcher | None:
+        return self.state.batcher if isinstance(self.state, Ready) else None
 
 
 def configure_libraries(config: RuntimeConfig) -> None:
@@ -309,8 +354,7 @@ def load_slot(source: ModelSource, config: RuntimeConfig, *, on_batch: BatchHook
     try:
         model = build_model(source, config)
     except Exception as exc:  # noqa: BLE001 - any failure must leave the server up and say why
-        slot.reason = _explain(source, exc)
-        slot.status = UNAVAILABLE
+        slot.state = Unavailable(_explain(source, exc))
         # the reason is public and path-free; the log keeps where the model came from and the full detail, in one line
         logger.error(
             "model %s unavailable (from %s): %s [%s]",
@@ -320,13 +364,12 @@ def load_slot(source: ModelSource, config: RuntimeConfig, *, on_batch: BatchHook
             " ".join(str(exc).split())[:1000],
         )
         return slot
-    slot.model = model
 
     def record(size: int, seconds: float) -> None:
-        if on_batch is not None and slot.batcher is not None:
-            on_batch(slot.name, size, seconds, slot.batcher.queue_depth)
+        if on_batch is not None:
+            on_batch(source.name, size, seconds, batcher.queue_depth)
 
-    slot.batcher = MicroBatcher(
+    batcher = MicroBatcher(
         model.run_batch,
         max_batch_size=config.max_batch_size,
         max_delay_s=config.max_batch_delay_ms / 1000.0,
@@ -336,7 +379,7 @@ def load_slot(source: ModelSource, config: RuntimeConfig, *, on_batch: BatchHook
         name=f"batcher-{source.name}",
         workers=config.workers_for(model.engine.device),
     )
-    slot.status, slot.reason = LOADED, ""
+    slot.state = Ready(model, batcher)
     logger.info(
         "model %s loaded (%s, %s %s on %s, %s)",
         source.name,
@@ -404,8 +447,8 @@ class Runtime:
     def close(self) -> None:
         """Stop every model's batcher (what is queued is answered first)."""
         for slot in list(self._slots.values()):
-            if slot.batcher is not None:
-                slot.batcher.close()
+            if isinstance(slot.state, Ready):
+                slot.state.batcher.close()
 
     def start(self, *, background: bool = True, then: Callable[[], None] | None = None) -> None:
         """Load the configured models once (idempotent), then call ``then`` (the version watcher's first
@@ -460,7 +503,7 @@ class Runtime:
     def get(self, name: str | None = None) -> Slot:
         """The loaded slot of model ``name``; raises ModelNotFound or ModelUnavailable (with the reason)."""
         slot = self.slot(name)
-        if slot.status != LOADED:
+        if not isinstance(slot.state, Ready):
             raise ModelUnavailable(f"Model {slot.name}: {slot.reason}")
         return slot
 

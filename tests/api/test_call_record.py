@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from accounts.models import RateLimitEvent, RequestLog
 from classifier.api import middleware
 from classifier.api.call import CallRecord, call_record, open_call
-from classifier.runtime.registry import LOADING, Slot
+from classifier.runtime.registry import Slot
 from classifier.runtime.sources import ModelSource
 from classifier.serving import process_runtime
 from tests.model_weights import picture
@@ -129,7 +129,7 @@ def test_a_malformed_body_is_charged_one_unit_after_the_permissions(client, make
 def test_a_malformed_body_for_a_default_model_still_loading_is_503_before_any_quota(client, make_key, install_slot):
     _, raw = make_key(rate_limit=10, rate_window_seconds=60)
     source = ModelSource(name=process_runtime().default_name, architecture="resnet18", weights="random")
-    install_slot(Slot(source=source, status=LOADING, reason="", model=None, batcher=None))
+    install_slot(Slot(source=source))
     response = client.post(V2, {"images": "x"}, format="json", HTTP_AUTHORIZATION=f"Bearer {raw}")
     assert response.status_code == 503
     assert not RateLimitEvent.objects.exists()

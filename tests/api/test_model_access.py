@@ -9,7 +9,7 @@ import pytest
 from accounts.models import ApiKey, RateLimitEvent, RequestLog
 from classifier.api.exceptions import ModelNotAllowed
 from classifier.api.permissions import ModelIsAllowed
-from classifier.runtime.registry import LOADED, LOADING, UNAVAILABLE, Slot
+from classifier.runtime.registry import Ready, Slot, Unavailable
 from classifier.runtime.sources import ModelSource
 from classifier.serving import process_runtime
 from tests.model_weights import picture
@@ -35,7 +35,7 @@ def second_model(install_slot, loaded_model):
     default = process_runtime().slot()
     model = dataclasses.replace(default.model, name=SECOND, version=SECOND_VERSION)
     source = ModelSource(name=SECOND, architecture="resnet18", weights="random")
-    return install_slot(Slot(source=source, status=LOADED, reason="", model=model, batcher=default.batcher))
+    return install_slot(Slot(source=source, state=Ready(model, default.batcher)))
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ def test_an_empty_list_allows_every_model(keyed):
 
 
 def test_access_is_refused_before_readiness_is_told(keyed, install_slot):
-    install_slot(Slot(source=ModelSource(name="loading", architecture="resnet18", weights="random"), status=LOADING))
+    install_slot(Slot(source=ModelSource(name="loading", architecture="resnet18", weights="random")))
     client = keyed(["resnet18"])
     assert_not_allowed(client.post(V2, batch("loading"), format="json"), "loading")
 
@@ -212,7 +212,7 @@ def test_every_version_is_listed_only_to_a_key_or_staff(keyed, client, install_s
 @pytest.mark.usefixtures("second_model")
 def test_readyz_for_a_named_model_says_only_ready_or_not(client, install_slot):
     failed = ModelSource(name="failed", architecture="resnet18", weights="random")
-    install_slot(Slot(source=failed, status=UNAVAILABLE, reason="weights.pt: UnpicklingError at /srv/models"))
+    install_slot(Slot(source=failed, state=Unavailable("weights.pt: UnpicklingError at /srv/models")))
     assert client.get("/readyz", {"model": SECOND}).status_code == 200
     not_ready, missing = client.get("/readyz", {"model": "failed"}), client.get("/readyz", {"model": "nothing"})
     assert not_ready.status_code == missing.status_code == 503

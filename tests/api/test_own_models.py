@@ -5,7 +5,7 @@ import base64
 import pytest
 
 from accounts.models import RateLimitEvent
-from classifier.runtime.registry import UNAVAILABLE
+from classifier.runtime.registry import Unavailable
 from classifier.serving import process_runtime
 from tests.model_weights import FLOWERS, flower_picture
 from tests.runtime.helpers import folder_source, load_slot
@@ -56,8 +56,7 @@ def test_models_lists_each_model_with_labels_count_engine_precision_artifact_and
 
 @pytest.mark.usefixtures("database_windows")
 def test_a_loaded_model_serves_while_the_default_is_unavailable(auth_client, flowers, monkeypatch):
-    monkeypatch.setattr(process_runtime().slot(), "status", UNAVAILABLE)
-    monkeypatch.setattr(process_runtime().slot(), "reason", "the weights did not download")
+    monkeypatch.setattr(process_runtime().slot(), "state", Unavailable("the weights did not download"))
     ours = auth_client.post(
         "/api/v2/classify", {"images": [{"image": b64(flower_picture("rose"))}], "model": "flowers"}, format="json"
     )
@@ -69,7 +68,7 @@ def test_a_loaded_model_serves_while_the_default_is_unavailable(auth_client, flo
 
 def test_readiness_is_per_model(client, flowers, monkeypatch):
     assert client.get("/readyz", {"model": "flowers"}).status_code == 200
-    monkeypatch.setattr(flowers, "status", UNAVAILABLE)
+    monkeypatch.setattr(flowers, "state", Unavailable("the folder is gone"))
     assert client.get("/readyz", {"model": "flowers"}).status_code == 503
     assert client.get("/readyz").status_code == 200
     assert client.get("/readyz", {"model": "nope"}).status_code == 503  # not ready, as an unknown name

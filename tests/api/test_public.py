@@ -1,7 +1,7 @@
 import pytest
 from django.db import connection
 
-from classifier.runtime.registry import LOADING
+from classifier.runtime.registry import Loading
 from classifier.serving import process_runtime
 
 pytestmark = pytest.mark.django_db
@@ -26,7 +26,7 @@ def test_readyz_is_200_when_model_and_database_answer(client):
 
 @pytest.mark.usefixtures("loaded_model")
 def test_readyz_is_503_while_loading(client, monkeypatch):
-    monkeypatch.setattr(process_runtime().slot(), "status", LOADING)
+    monkeypatch.setattr(process_runtime().slot(), "state", Loading())
     response = client.get("/readyz")
     assert response.status_code == 503 and response.json()["code"] == "model_unavailable"
 

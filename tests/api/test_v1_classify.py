@@ -6,7 +6,7 @@ from PIL import Image
 
 from accounts.models import AnonymousRequestCount, RequestLog
 from accounts.services import api_key_revoke
-from classifier.runtime.registry import UNAVAILABLE
+from classifier.runtime.registry import Unavailable
 from classifier.serving import process_runtime
 from tests.model_weights import PICTURES, picture
 
@@ -178,9 +178,8 @@ def test_rate_limit_answers_429_with_retry_after_and_quota_headers(client, make_
 def test_model_unavailable_is_503_with_reason_and_spends_no_quota(client, make_key, monkeypatch):
     _, raw = make_key(rate_limit=1)
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
-    monkeypatch.setattr(process_runtime().slot(), "status", UNAVAILABLE)
     monkeypatch.setattr(
-        process_runtime().slot(), "reason", "Could not load the pretrained weights; set CLASSIFIER_WEIGHTS."
+        process_runtime().slot(), "state", Unavailable("Could not load the pretrained weights; set CLASSIFIER_WEIGHTS.")
     )
     response = client.post(URL, {"image": b64(picture("goldfish"))}, format="json")
     assert response.status_code == 503

@@ -6,7 +6,7 @@ from django.conf import settings
 
 from accounts.models import RateLimitEvent, RequestLog
 from classifier.api.throttling import SlidingWindowThrottle
-from classifier.runtime.registry import LOADING, Slot
+from classifier.runtime.registry import Slot
 from classifier.runtime.sources import ModelSource
 from tests.model_weights import picture
 from tests.runtime.helpers import load_slot
@@ -223,7 +223,7 @@ def test_unknown_model_is_400_naming_the_loaded_ones(v2):
 
 
 def test_a_model_still_loading_is_503_and_spends_no_quota(v2, install_slot):
-    install_slot(Slot(source=SECOND_SOURCE, status=LOADING))
+    install_slot(Slot(source=SECOND_SOURCE))
     response = v2.post(URL, {"images": [item("goldfish")], "model": SECOND_MODEL}, format="json")
     assert response.status_code == 503 and response.json()["code"] == "model_unavailable"
     assert not RateLimitEvent.objects.exists()

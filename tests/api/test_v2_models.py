@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from classifier.runtime.registry import UNAVAILABLE, Slot
+from classifier.runtime.registry import Slot, Unavailable
 from classifier.runtime.sources import ModelSource
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("loaded_model")]
@@ -26,8 +26,7 @@ def test_further_models_are_listed_after_the_default_with_their_status(client, i
     install_slot(
         Slot(
             source=ModelSource(name="vit_b_16", architecture="vit_b_16", weights="/srv/w.pt"),
-            status=UNAVAILABLE,
-            reason="no",
+            state=Unavailable("no"),
         )
     )
     install_slot(Slot(source=ModelSource(name="flowers", architecture=None, folder=Path("/srv/models/flowers"))))

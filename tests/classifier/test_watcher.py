@@ -9,7 +9,7 @@ from classifier import versions
 from classifier.api.exceptions import api_error
 from classifier.models import ModelLoadStatus
 from classifier.runtime.errors import BatcherClosed, ModelUnavailable
-from classifier.runtime.registry import Runtime, Slot
+from classifier.runtime.registry import Ready, Runtime, Slot, Unavailable
 from classifier.runtime.sources import ModelSource
 from classifier.runtime_settings import runtime_config
 from classifier.watcher import VersionWatcher
@@ -45,6 +45,7 @@ def test_an_activated_version_is_loaded_and_swapped_in_and_the_old_one_is_freed(
     versions.model_version_activate(name="flowers", version="1")
     assert watcher.sync() == ["flowers"]
     first = watcher.registry.get("flowers")
+    first_batcher = first.batcher
     assert first.model.version == "1" and top_labels(first, [flower_picture("rose")]) == [["rose"]]
     assert _status(watcher) == ("1", "loaded", "1", "")
     assert watcher.sync() == []  # nothing changed: nothing loads
@@ -55,9 +56,10 @@ def test_an_activated_version_is_loaded_and_swapped_in_and_the_old_one_is_freed(
     assert second.model.version == "2" and top_labels(second, [flower_picture("rose")]) == [["rose-v2"]]
     for timer in watcher.retiring:
         timer.join(10)
-    assert first.batcher.closed and first.model is None
+    assert first_batcher.closed and first.model is None and first.batcher is None
+    assert isinstance(first.state, Unavailable) and first.reason == "Replaced by a newer version."
     with pytest.raises(BatcherClosed):
-        first.batcher.submit(None)
+        first_batcher.submit(None)
 
     versions.model_version_activate(name="flowers", version="1")  # the roll-back
     assert watcher.sync() == ["flowers"] and watcher.registry.get("flowers").model.version == "1"
@@ -116,11 +118,12 @@ def test_a_request_that_took_a_replaced_version_runs_again_on_the_new_one(monkey
     from tests.model_weights import picture
 
     current = loaded_model.get()
-    closed = type(current)(
+    closed = Slot(
         source=current.source,
-        status=current.status,
-        model=current.model,
-        batcher=type(current.batcher)(lambda images: None, max_batch_size=1, max_delay_s=0, queue_size=1),
+        state=Ready(
+            model=current.model,
+            batcher=type(current.batcher)(lambda images: None, max_batch_size=1, max_delay_s=0, queue_size=1),
+        ),
     )
     closed.batcher.close()
     answers = iter([closed, current])
