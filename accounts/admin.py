@@ -6,7 +6,7 @@ from django.utils.html import format_html
 
 from . import services
 from .forms import ApiKeyAdminForm, PlanAdminForm
-from .models import AnonymousRequestCount, ApiKey, Plan, RequestLog
+from .models import AnonymousRequestCount, ApiKey, Plan, RepeatedThrottleCount, RequestLog
 
 
 @admin.register(Plan)
@@ -162,4 +162,15 @@ class AnonymousRequestCountAdmin(ReadOnlyAdmin):
     list_display = ["minute", "client", "route", "status_code", "count"]
     list_filter = [StatusClassFilter, "minute"]
     search_fields = ["=client", "=route"]
+    show_full_result_count = False
+
+
+@admin.register(RepeatedThrottleCount)
+class RepeatedThrottleCountAdmin(ReadOnlyAdmin):
+    """A key's 429s after the first on a route in a minute (the first is in the request log)."""
+
+    list_display = ["minute", "api_key", "endpoint", "repeats"]
+    list_filter = [("api_key", admin.RelatedFieldListFilter), "minute"]
+    search_fields = ["=api_key__prefix", "=endpoint"]
+    list_select_related = ["api_key"]
     show_full_result_count = False

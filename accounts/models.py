@@ -1,5 +1,5 @@
-"""Who may call the API (ApiKey) on what terms (Plan), what they used (RequestLog, RateLimitEvent,
-UsageRateLimitEvent, MonthlyUsage) and who called without a key (AnonymousRequestCount)."""
+"""Who may call the API (ApiKey) on what terms (Plan), what they used (RequestLog, RepeatedThrottleCount,
+RateLimitEvent, UsageRateLimitEvent, MonthlyUsage) and who called without a key (AnonymousRequestCount)."""
 
 import datetime as dt
 import re
@@ -273,6 +273,32 @@ class AnonymousRequestCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.minute:%Y-%m-%d %H:%M} {self.client} {self.route} {self.status_code}: {self.count}"
+
+
+class RepeatedThrottleCount(models.Model):
+    """A key's repeated 429s on one route in one minute.
+
+    The first 429 a key gets on a route in a minute is a RequestLog row like any request; the rest of that
+    minute's 429s there raise this row's ``repeats`` instead of adding a row each, so a client that keeps
+    sending over its limit adds one row a minute per route, not one per request. Every usage number adds
+    these repeats to the log's 429s (accounts.selectors), dated to the start of their minute.
+    """
+
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    minute = models.DateTimeField(help_text="The start of the minute (UTC).")
+    endpoint = models.CharField(max_length=200, help_text="The matched route.")
+    repeats = models.PositiveIntegerField(default=0, help_text="429s after the minute's first (which is logged).")
+
+    class Meta:
+        verbose_name = "repeated 429 count"
+        ordering = ["-minute", "-repeats"]
+        constraints = [
+            models.UniqueConstraint(fields=["api_key", "minute", "endpoint"], name="repeated_throttle_unique"),
+        ]
+        indexes = [models.Index(fields=["minute", "api_key"], name="repeated_throttle_minute")]
+
+    def __str__(self) -> str:
+        return f"{self.minute:%Y-%m-%d %H:%M} key {self.api_key_id} {self.endpoint}: {self.repeats} more 429s"
 
 
 class RateLimitEvent(models.Model):

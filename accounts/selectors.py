@@ -2,9 +2,11 @@
 
 Every usage number (requests, images, successes, throttled, errors, requests by status, average and
 percentile latency) is read through one ``UsageQuery`` and summed by one ``UsageTally``, whichever of
-v1's summary, v2's report or the staff dashboard shows it.
+v1's summary, v2's report or the staff dashboard shows it. Request counts add a key's repeated 429s
+(RepeatedThrottleCount, dated to their minute) to its log rows; latencies are the log rows'.
 """
 
+import bisect
 import datetime as dt
 import math
 import time
@@ -15,15 +17,16 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Avg, Count, F, QuerySet, Sum, Window
+from django.db.models import Avg, CharField, Count, F, QuerySet, Sum, Value, Window
 from django.db.models.functions import Mod, RowNumber, Substr, TruncDate
 
-from .models import AnonymousRequestCount, ApiKey, RequestLog
+from .models import AnonymousRequestCount, ApiKey, RepeatedThrottleCount, RequestLog
 from .queries import PreparedQuery
 from .windows import DatabaseWindowStore, WindowState, quota_rule
 
 THROTTLED_STATUS = 429
 PERCENTILES = (50, 95, 99)
+MINUTE = dt.timedelta(minutes=1)
 DAY = "day"  # a field UsageQuery.status_counts can group by: the UTC day of created_at
 
 _KEY_BY_PREFIX = PreparedQuery(lambda prefix: ApiKey.objects.select_related("plan").filter(prefix=prefix).order_by())
@@ -47,6 +50,11 @@ class StatusCount:
     status_code: int
     requests: int
     images: int
+    logged: int = -1  # of ``requests``, those with a log row (the rest: repeated 429s); -1: all of them
+
+    @property
+    def rows(self) -> int:
+        return self.requests if self.logged < 0 else self.logged
 
 
 @dataclass(frozen=True)
@@ -59,15 +67,18 @@ class UsageTally:
     throttled: int = 0  # 429
     errors: int = 0  # 4xx and 5xx other than 429
     by_status: dict[str, int] = field(default_factory=dict)  # by code ascending
+    logged: int = 0  # of ``requests``, those with a log row (which have latencies)
 
     @classmethod
     def of(cls, counts: Iterable[StatusCount]) -> "UsageTally":
         statuses: Counter[int] = Counter()
-        images = 0
+        images = logged = 0
         for row in counts:
             statuses[row.status_code] += row.requests
             images += row.images
+            logged += row.rows
         return cls(
+            logged=logged,
             requests=sum(statuses.values()),
             images=images,
             successful=sum(n for code, n in statuses.items() if 200 <= code < 300),
@@ -113,25 +124,45 @@ class UsageQuery:
             logs = logs.filter(created_at__lt=self.until)
         return logs
 
+    def repeats(self) -> QuerySet[RepeatedThrottleCount]:
+        """The repeated-429 counts of the minutes that overlap [since, until), unordered. On minute bounds (days,
+        hours, months) that is exact; a bound inside a minute takes the whole minute."""
+        repeats = RepeatedThrottleCount.objects.order_by()
+        if self.api_key is not None:
+            repeats = repeats.filter(api_key=self.api_key)
+        if self.endpoints is not None:
+            repeats = repeats.filter(endpoint__in=self.endpoints)
+        if self.since is not None:
+            repeats = repeats.filter(minute__gt=self.since - MINUTE)
+        if self.until is not None:
+            repeats = repeats.filter(minute__lt=self.until)
+        return repeats
+
     def status_counts(self, *fields: str) -> list[StatusCount]:
         """Requests and images per value of ``fields`` (RequestLog columns or DAY) and status code, in one
-        GROUP BY: a row per group, whatever the number of requests.
+        GROUP BY of the log and one of the repeated 429s: a row per group, whatever the number of requests.
 
         SQLite keeps datetimes as UTC text, so DAY is its first ten characters there; SQLite's TruncDate
         calls a Python function per row (measured: v2's report took three times as long).
         """
-        sqlite = connection.vendor == "sqlite"
-        logs = self.logs()
-        if DAY in fields:
-            logs = logs.annotate(day=Substr("created_at", 1, 10) if sqlite else TruncDate("created_at", tzinfo=dt.UTC))
+        logs = _with_day(self.logs(), "created_at") if DAY in fields else self.logs()
         rows = logs.values_list(*fields, "status_code").annotate(requests=Count("*"), images=Sum("images"))
-        day_at = fields.index(DAY) if sqlite and DAY in fields else None
-        counts = []
+        counted: dict[tuple, list[int]] = {}  # (group, status): [requests, images, logged]
         for *group, status_code, requests, images in rows:
-            if day_at is not None:
-                group[day_at] = dt.date.fromisoformat(group[day_at])
-            counts.append(StatusCount(tuple(group), status_code, requests, images or 0))
-        return counts
+            counted[(_group(group, fields), status_code)] = [requests, images or 0, requests]
+        for row in self.repeat_counts(*fields):
+            counted.setdefault((row.group, THROTTLED_STATUS), [0, 0, 0])[0] += row.requests
+        return [StatusCount(group, status, *numbers) for (group, status), numbers in counted.items()]
+
+    def repeat_counts(self, *fields: str) -> list[StatusCount]:
+        """The repeated 429s alone, per value of ``fields`` as in status_counts: a key's, a route's and a day's
+        are theirs; a refused request names no model, so model fields are blank."""
+        repeats = self.repeats().filter(repeats__gt=0)
+        if DAY in fields:
+            repeats = _with_day(repeats, "minute")
+        blank = {name: Value("", output_field=CharField()) for name in fields if name in _BLANK_FOR_REPEATS}
+        rows = repeats.annotate(**blank).values_list(*fields).annotate(n=Sum("repeats"))
+        return [StatusCount(_group(group, fields), THROTTLED_STATUS, n, 0, logged=0) for *group, n in rows]
 
     def average_response_time_ms(self) -> float:
         """The mean response time in milliseconds, 2 places; 0.0 without requests."""
@@ -201,6 +232,23 @@ class UsageQuery:
             )
             values = cursor.fetchone()[0] or [None] * len(PERCENTILES)
         return {f"p{q}": None if v is None else round(v, 2) for q, v in zip(PERCENTILES, values)}
+
+
+_BLANK_FOR_REPEATS = frozenset({"model_name", "model_version"})
+
+
+def _with_day(rows: QuerySet, column: str) -> QuerySet:
+    """``rows`` with ``day``: the UTC day of ``column`` (on SQLite its text's first ten characters)."""
+    sqlite = connection.vendor == "sqlite"
+    return rows.annotate(day=Substr(column, 1, 10) if sqlite else TruncDate(column, tzinfo=dt.UTC))
+
+
+def _group(values: list, fields: tuple[str, ...]) -> tuple:
+    """A group's values as a tuple, DAY as a date (SQLite gives its text)."""
+    if DAY in fields and isinstance(values[fields.index(DAY)], str):
+        values = list(values)
+        values[fields.index(DAY)] = dt.date.fromisoformat(values[fields.index(DAY)])
+    return tuple(values)
 
 
 def percentile(sorted_values: list[float], q: float) -> float | None:
@@ -300,7 +348,7 @@ def usage_report(
         by_endpoint=by_endpoint,
         by_model=by_model,
         by_status=tally.by_status,
-        latency_ms=query.latency_percentiles(total=tally.requests),
+        latency_ms=query.latency_percentiles(total=tally.logged),
         daily=_daily(tally_by(counts, 1), since=since, until=until),
     )
 
@@ -422,6 +470,7 @@ def usage_timeseries(
     edges = [max(start, since) for start in starts] + [until]
     count = _bucket_counts_grouped if connection.vendor == "postgresql" else _bucket_counts
     counted = count(shown, starts, step, edges, with_total=len(ranked) > max_series)
+    _add_repeats(counted, UsageQuery(api_key=api_key, since=since, until=until), edges)
     series = [
         KeySeries(label=names[key_id] if key_id is not None else NO_KEY_LABEL, counts=counted[key_id])
         for key_id in shown
@@ -431,6 +480,19 @@ def usage_timeseries(
         rest = [total[i] - sum(counted[key_id][i] for key_id in shown) for i in range(len(starts))]
         series.append(KeySeries(label=OTHER_KEYS_LABEL, counts=rest))
     return UsageTimeseries(bucket=bucket, starts=starts, series=series)
+
+
+def _add_repeats(counted: dict, query: UsageQuery, edges: list[dt.datetime]) -> None:
+    """Add the repeated 429s of ``query`` to ``counted``'s buckets (bounded by edges), per key shown and in the
+    total: one GROUP BY (key, minute), a row per minute in which a key was refused more than once."""
+    rows = query.repeats().filter(repeats__gt=0).values_list("api_key_id", "minute").annotate(n=Sum("repeats"))
+    for key_id, minute, repeats in rows:
+        if minute >= edges[-1]:
+            continue
+        bucket = max(bisect.bisect_right(edges, minute) - 1, 0)  # a minute that began before since: the first
+        for series in (key_id, _ALL_KEYS):
+            if series in counted:
+                counted[series][bucket] += repeats
 
 
 _ALL_KEYS = "all"
@@ -608,7 +670,7 @@ def usage_dashboard(
         throttled=tally.throttled,
         timeseries=usage_timeseries(since=since, until=until, bucket=bucket, api_key=api_key, counts=counts),
         status_mix=tally.by_status,
-        latency_ms=query.latency_percentiles(total=tally.requests),
+        latency_ms=query.latency_percentiles(total=tally.logged),
         top_keys=top_keys(since=since, until=until, counts=counts),
         anonymous=anonymous_usage(since=since, until=until) if api_key is None else None,
     )

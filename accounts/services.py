@@ -18,6 +18,7 @@ from .models import (
     ApiKey,
     OverageMode,
     Plan,
+    RepeatedThrottleCount,
     RequestLog,
     default_rate_limit,
     default_rate_window,
@@ -207,6 +208,32 @@ def request_log_create(
     params = [field.get_db_prep_save(value, connection) for field, value in zip(_LOG_FIELDS, values)]
     with connection.cursor() as cursor:
         cursor.execute(_LOG_INSERT_SQL, params)
+
+
+_REPEATED = RepeatedThrottleCount._meta.db_table
+# One upsert per 429: the minute's first creates the (key, minute, route) row at 0 repeats and returns 0; each
+# later one raises it by 1 and returns the new count (SQLite 3.35+ and PostgreSQL read RETURNING). Exact across
+# processes: the database, not a process, decides which 429 was the first.
+_REPEATED_UPSERT_SQL = (
+    f"INSERT INTO {_REPEATED} (api_key_id, minute, endpoint, repeats) VALUES (%s, %s, %s, 0) "
+    f"ON CONFLICT (api_key_id, minute, endpoint) DO UPDATE SET repeats = {_REPEATED}.repeats + 1 RETURNING repeats"
+)
+
+
+def repeated_throttle_count(*, api_key_id: int, endpoint: str, now: dt.datetime | None = None) -> bool:
+    """Count one 429 of ``api_key_id`` on ``endpoint``. True when it is the first of its key, route and minute
+    (the caller logs it as a RequestLog row), False when it was counted as a repeat (no row)."""
+    minute = (now or timezone.now()).replace(second=0, microsecond=0)
+    minute_value = RepeatedThrottleCount._meta.get_field("minute").get_db_prep_save(minute, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(_REPEATED_UPSERT_SQL, [api_key_id, minute_value, printable(endpoint)[:200]])
+        (repeats,) = cursor.fetchone()
+    return repeats == 0
+
+
+def repeated_throttle_count_prune(*, before: dt.datetime) -> int:
+    """Delete the repeated-429 counts of minutes before ``before``; return how many rows."""
+    return RepeatedThrottleCount.objects.filter(minute__lt=before).delete()[0]
 
 
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")

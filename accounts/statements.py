@@ -175,6 +175,10 @@ def _day_counts(days: list[dt.date]) -> dict[tuple, tuple[int, int]]:
         in_day = UsageQuery(since=since, until=since + dt.timedelta(days=1)).logs()
         for key_id, requests, images in in_day.values_list("api_key_id").annotate(n=Count("*"), i=Sum("images")):
             counted[(key_id, day)] = (requests, images or 0)
+    start = dt.datetime.combine(days[0], dt.time(), tzinfo=dt.UTC)
+    for row in UsageQuery(since=start, until=start + dt.timedelta(days=len(days))).repeat_counts("api_key_id", DAY):
+        requests, images = counted.get(row.group, (0, 0))
+        counted[row.group] = (requests + row.requests, images)
     return counted
 
 

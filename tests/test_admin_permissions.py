@@ -15,7 +15,7 @@ from django.test import Client, RequestFactory
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import AnonymousRequestCount, ApiKey, Plan, RequestLog
+from accounts.models import AnonymousRequestCount, ApiKey, Plan, RepeatedThrottleCount, RequestLog
 from accounts.services import api_key_create
 from classifier.models import ModelLoadStatus, ModelVersion
 from tests.classifier.factories import version_row
@@ -31,6 +31,9 @@ ROWS = {  # one row of each project model, for the actions and views to act on
     ),
     AnonymousRequestCount: lambda: AnonymousRequestCount.objects.create(
         minute=timezone.now().replace(second=0, microsecond=0), client="127.0.0.1", route="/healthz", status_code=200
+    ),
+    RepeatedThrottleCount: lambda: RepeatedThrottleCount.objects.create(
+        minute=timezone.now().replace(second=0, microsecond=0), endpoint="/api/v1/classify", repeats=3
     ),
     Plan: lambda: Plan.objects.create(name="pro", monthly_images=1000),
     ModelVersion: lambda: version_row(version="1"),

@@ -7,7 +7,7 @@ import uuid
 
 from django.conf import settings
 
-from accounts.services import anonymous_request_count_increment, request_log_create
+from accounts.services import anonymous_request_count_increment, repeated_throttle_count, request_log_create
 
 from .. import metrics
 from .call import UNMATCHED_ROUTE, CallRecord, call_record, open_call
@@ -29,8 +29,9 @@ class RequestLogMiddleware:
 
     It opens the request's CallRecord (classifier.api.call) at entry and writes it when the answer is
     ready. A call whose key was identified gets a RequestLog row: the customer's bill, its 4xx, 429 and
-    5xx included. Any other call raises a per-minute count (AnonymousRequestCount), so a flood without a
-    key adds no rows. Both store the matched route, never the path the caller chose. A failing write is
+    5xx included, except a 429 that repeats the minute's first on its route, which raises that minute's
+    RepeatedThrottleCount. Any other call raises a per-minute count (AnonymousRequestCount). So neither a key
+    sending over its limit nor a flood without a key adds a row per request. Both store the matched route, never the path the caller chose. A failing write is
     logged and the answer goes out anyway.
     """
 
@@ -53,10 +54,15 @@ class RequestLogMiddleware:
 
 
 def _record_request(call: CallRecord, request, response, seconds: float) -> None:
-    """A RequestLog row when the call's key was identified, else +1 on its anonymous count."""
+    """A RequestLog row when the call's key was identified (a repeated 429: +1 on its minute's repeats),
+    else +1 on its anonymous count."""
     client_ip = request.META.get("REMOTE_ADDR") or None
     if call.api_key is None:
         anonymous_request_count_increment(route=call.route, status_code=response.status_code, client_ip=client_ip)
+        return
+    if response.status_code == THROTTLED and not repeated_throttle_count(
+        api_key_id=call.api_key.pk, endpoint=call.route
+    ):
         return
     request_log_create(
         api_key_id=call.api_key.pk,
@@ -70,6 +76,9 @@ def _record_request(call: CallRecord, request, response, seconds: float) -> None
         model_name=call.model_name,
         model_version=call.model_version,
     )
+
+
+THROTTLED = 429
 
 
 def _log_request_line(call: CallRecord, request, response, seconds: float) -> None:

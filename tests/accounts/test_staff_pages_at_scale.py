@@ -100,5 +100,5 @@ def test_staff_pages_read_a_million_log_rows_in_a_fixed_number_of_bounded_querie
     log_reads = [q["sql"] for q in [*dashboard_q.captured_queries, *changelist_q.captured_queries] if TABLE in q["sql"]]
     assert not [sql for sql in log_reads if "DISTINCT" in sql]  # no filter choices scanned out of the log
     assert not [sql for sql in log_reads if "created_at" not in sql and "LIMIT" not in sql and "COUNT(*)" not in sql]
-    # A fixed number, whatever the rows (the dashboard's plan chart: 2 of them).
-    assert len(dashboard_q) <= 16 and len(changelist_q) <= 6
+    # A fixed number, whatever the rows (the dashboard's plan chart: 2 of them; the repeated 429s: 2).
+    assert len(dashboard_q) <= 18 and len(changelist_q) <= 6

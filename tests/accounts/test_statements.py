@@ -12,7 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db.models import Sum
 
-from accounts.models import ApiKey, Plan, RequestLog
+from accounts.models import ApiKey, Plan, RepeatedThrottleCount, RequestLog
 from accounts.services import api_key_create, api_key_revoke, api_key_set_plan, plan_create
 from accounts.statements import (
     BadMonth,
@@ -312,3 +312,16 @@ def test_set_key_plan_gives_the_key_the_plans_limit_unless_told_to_keep_its_own(
 def test_a_key_with_no_plan_keeps_its_own_limit_as_before():
     api_key = api_key_create(name="plain")[0]
     assert api_key.plan is None and api_key.rate_limit == api_key.effective_rate_limit == 60
+
+
+def test_repeated_429s_are_in_the_statement_and_its_days(month_of_traffic):
+    bob_before = next(line for line in usage_statement(month=NOV).keys if line.name == "bob")
+    bob = ApiKey.objects.get(name="bob")
+    RepeatedThrottleCount.objects.create(
+        api_key=bob, minute=dt.datetime(2026, 11, 3, 9, 30, tzinfo=dt.UTC), endpoint="/api/v2/classify", repeats=5
+    )
+    line = next(line for line in usage_statement(month=NOV).keys if line.name == "bob")
+    assert (line.requests, line.images) == (bob_before.requests + 5, bob_before.images)
+    day = next(d for d in line.by_day if d.date == dt.date(2026, 11, 3))
+    assert day.requests == next(d for d in bob_before.by_day if d.date == dt.date(2026, 11, 3)).requests + 5
+    assert sum(d.requests for d in line.by_day) == line.requests

@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from accounts.models import RequestLog
+from accounts.models import RepeatedThrottleCount, RequestLog
 from accounts.selectors import (
     NO_KEY_LABEL,
     OTHER_KEYS_LABEL,
@@ -15,6 +15,7 @@ from accounts.selectors import (
     status_mix,
     top_keys,
     usage_dashboard,
+    usage_report,
     usage_timeseries,
 )
 
@@ -173,3 +174,26 @@ def test_latency_percentiles_read_a_bounded_even_sample_on_sqlite(keys, settings
         assert len(queries) == 3  # the range's first and last id, then the sample by primary key
         only_alpha = latency_percentiles(since=since, until=until, api_key=keys[0], total=200)
         assert abs(only_alpha["p50"] - 100.0) <= 20
+
+
+def test_repeated_429s_count_in_every_number_but_the_latencies(keys):
+    alpha, beta = keys
+    log(alpha, at=NOON + dt.timedelta(minutes=5), ms=40.0)
+    log(alpha, at=NOON + dt.timedelta(minutes=5, seconds=1), status=429, ms=1.0)  # the minute's first 429
+    RepeatedThrottleCount.objects.create(
+        api_key=alpha, minute=NOON + dt.timedelta(minutes=5), endpoint="/api/v2/classify", repeats=6
+    )
+    RepeatedThrottleCount.objects.create(api_key=beta, minute=NOON + dt.timedelta(hours=1), endpoint="/x", repeats=2)
+    RepeatedThrottleCount.objects.create(api_key=alpha, minute=NOON + dt.timedelta(hours=3), endpoint="/x", repeats=9)
+
+    dashboard = usage_dashboard(since=NOON, until=NOON + dt.timedelta(hours=3), bucket="hour")
+
+    assert (dashboard.requests, dashboard.throttled) == (2 + 6 + 2, 1 + 6 + 2)  # the last minute is past `until`
+    assert dashboard.status_mix == {"200": 1, "429": 9}
+    assert [(s.label, s.counts) for s in dashboard.timeseries.series] == [("alpha", [8, 0, 0]), ("beta", [0, 2, 0])]
+    assert [(k.name, k.requests, k.throttled) for k in dashboard.top_keys] == [("alpha", 8, 7), ("beta", 2, 2)]
+    assert dashboard.latency_ms["p50"] == 1.0 and dashboard.latency_ms["p99"] == 40.0  # the two logged requests
+
+    report = usage_report(api_key=alpha, endpoints=["/api/v2/classify"], since=NOON, until=NOON + dt.timedelta(days=1))
+    assert (report.requests, report.throttled, report.by_status) == (8, 7, {"200": 1, "429": 7})
+    assert [(day.date, day.requests) for day in report.daily][0] == (NOON.date(), 8)

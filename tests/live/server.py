@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # uvicorn's --timeout-graceful-shutdown, as in the production command (docs/deployment.md): on SIGTERM a worker stops
 # accepting, finishes the requests it has (at most this long), then exits.
 GRACEFUL_SHUTDOWN_SECONDS = 35
+THROTTLED = 429  # the repeated-429 counts are of this status
 # The slow-client defences of the production command (docs/deployment.md) and `make run`, which every live server runs with
 # (tests/live/test_slow_clients.py checks that the three lists agree): the protocol that times out half-sent
 # heads, the bound on a head's size, the connections (and requests) per worker, the keep-alive idle time.
@@ -180,29 +181,34 @@ class LiveServer:
         return out.strip().splitlines()[-1]
 
     def log_statuses(self, **filters) -> Counter:
-        """How many RequestLog rows there are per status code."""
-        code = (
-            "import json; from django.db.models import Count; from accounts.models import RequestLog; "
-            f"rows = RequestLog.objects.filter(**{filters!r}).values_list('status_code').annotate(n=Count('id')); "
-            "print(json.dumps(dict(rows)))"
+        """How many keyed requests were logged per status code: RequestLog rows plus the repeated 429s
+        (RepeatedThrottleCount) of the same keys. ``filters``: RequestLog lookups; those on the key also pick
+        the repeats, and a status_code other than 429 leaves them out."""
+        on_key = {name: value for name, value in filters.items() if name.startswith("api_key")}
+        repeats = (
+            f"RepeatedThrottleCount.objects.filter(**{on_key!r}).aggregate(n=Sum('repeats'))['n'] or 0"
+            if filters.get("status_code", THROTTLED) == THROTTLED
+            else "0"
         )
-        counts = json.loads(self.manage("shell", "-c", code).strip().splitlines()[-1])
-        return Counter({int(status): n for status, n in counts.items()})
-
-    def accounted_statuses(self) -> Counter:
-        """How many requests were accounted for per status code: RequestLog rows (keyed requests) plus the
-        AnonymousRequestCount counts (the rest)."""
         code = (
             "import json; from django.db.models import Count, Sum; "
-            "from accounts.models import AnonymousRequestCount, RequestLog; "
-            "rows = RequestLog.objects.values_list('status_code').annotate(n=Count('id')); "
+            "from accounts.models import RepeatedThrottleCount, RequestLog; "
+            f"rows = RequestLog.objects.filter(**{filters!r}).values_list('status_code').annotate(n=Count('id')); "
+            f"print(json.dumps([dict(rows), {repeats}]))"
+        )
+        rows, repeated = json.loads(self.manage("shell", "-c", code).strip().splitlines()[-1])
+        return Counter({int(status): n for status, n in rows.items()}) + Counter({THROTTLED: repeated})
+
+    def accounted_statuses(self) -> Counter:
+        """How many requests were accounted for per status code: the keyed ones (log_statuses) plus the
+        AnonymousRequestCount counts (the rest)."""
+        code = (
+            "import json; from django.db.models import Sum; from accounts.models import AnonymousRequestCount; "
             "counts = AnonymousRequestCount.objects.values_list('status_code').annotate(n=Sum('count')); "
-            "print(json.dumps([dict(rows), dict(counts)]))"
+            "print(json.dumps(dict(counts)))"
         )
-        rows, counts = json.loads(self.manage("shell", "-c", code).strip().splitlines()[-1])
-        return Counter({int(status): n for status, n in rows.items()}) + Counter(
-            {int(status): n for status, n in counts.items()}
-        )
+        counts = json.loads(self.manage("shell", "-c", code).strip().splitlines()[-1])
+        return self.log_statuses() + Counter({int(status): n for status, n in counts.items()})
 
     def count_logs(self, **filters) -> int:
         return sum(self.log_statuses(**filters).values())

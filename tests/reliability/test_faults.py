@@ -102,7 +102,7 @@ def test_prune_request_logs_deletes_only_old_rows():
     call_command("prune_request_logs", "--older-than", "30", stdout=out)
     assert list(RequestLog.objects.values_list("pk", flat=True)) == [recent.pk]
     assert list(AnonymousRequestCount.objects.values_list("minute", flat=True)) == [now]
-    assert "Deleted 1 request log row(s) and 2 anonymous count row(s)" in out.getvalue()
+    assert "Deleted 1 request log row(s), 0 repeated-429 count row(s) and 2 anonymous count row(s)" in out.getvalue()
 
 
 def test_check_deploy_passes_with_production_settings(static_manifest_root):

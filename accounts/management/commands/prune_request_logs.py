@@ -3,12 +3,18 @@ import datetime as dt
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from accounts.services import anonymous_request_count_prune, request_log_analyze, request_log_prune
+from accounts.services import (
+    anonymous_request_count_prune,
+    repeated_throttle_count_prune,
+    request_log_analyze,
+    request_log_prune,
+)
 
 
 class Command(BaseCommand):
     help = (
-        "Delete request log rows and anonymous request counts older than DAYS days, keeping the tables bounded, "
+        "Delete request log rows, repeated-429 counts and anonymous request counts older than DAYS days, keeping the "
+        "tables bounded, "
         "then refresh their planner statistics."
     )
 
@@ -20,8 +26,10 @@ class Command(BaseCommand):
             raise CommandError("--older-than must be 0 or more days.")
         before = timezone.now() - dt.timedelta(days=older_than)
         deleted = request_log_prune(before=before)
+        repeats = repeated_throttle_count_prune(before=before)
         counts = anonymous_request_count_prune(before=before)
         request_log_analyze()
         self.stdout.write(
-            f"Deleted {deleted} request log row(s) and {counts} anonymous count row(s) older than {older_than} day(s)."
+            f"Deleted {deleted} request log row(s), {repeats} repeated-429 count row(s) and {counts} anonymous count "
+            f"row(s) older than {older_than} day(s)."
         )
