@@ -14,7 +14,11 @@ ADD_URL = "/admin/classifier/modelversion/add/"
 
 
 def _upload(admin_client, folder, version: str):
-    with (folder / "model.ts").open("rb") as model, (folder / "labels.json").open("rb") as labels:
+    with (
+        (folder / "model.ts").open("rb") as model,
+        (folder / "labels.json").open("rb") as labels,
+        (folder / "config.json").open("rb") as config,
+    ):
         return admin_client.post(
             ADD_URL,
             {
@@ -25,6 +29,7 @@ def _upload(admin_client, folder, version: str):
                 "notes": "from the admin",
                 "model_upload": model,
                 "labels_upload": labels,
+                "config_upload": config,
             },
         )
 

@@ -24,9 +24,9 @@ def test_a_registered_archive_is_validated_stored_and_staged(relabelled_flowers,
     assert [check["check"] for check in registered.report["checks"]] == ["loads", "labels", "forward", "latency"]
     assert registered.report["latency_ms"]["batch_1"] > 0 and registered.report["validated_at"]
     assert registered.model_file.name == "model_versions/flowers/1/model.ts"
-    assert default_storage.exists(registered.labels_file.name) and not registered.config_file
+    assert default_storage.exists(registered.labels_file.name) and default_storage.exists(registered.config_file.name)
     assert registered.sha256 == versions.files_sha256(
-        [relabelled_flowers["v1"] / "model.ts", relabelled_flowers["v1"] / "labels.json"]
+        [relabelled_flowers["v1"] / name for name in ("model.ts", "labels.json", "config.json")]
     )
     local = versions.model_version_local_folder(model_version=registered)
     assert (local / "model.ts").read_bytes() == (relabelled_flowers["v1"] / "model.ts").read_bytes()

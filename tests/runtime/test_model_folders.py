@@ -193,3 +193,53 @@ def test_a_broken_model_leaves_the_others_serving(tmp_path, flowers_network, flo
     fresh.start(background=False)
     assert [model["status"] for model in fresh.describe()] == ["unavailable", "loaded"]
     assert top_labels(fresh.get("flowers"), [flower_picture("rose")]) == [["rose"]]
+
+
+def _with_external_data(folder, location: str = "model.onnx.data"):
+    """The folder's model.onnx re-saved as current torch.onnx.export writes it: the graph, its weights in a file."""
+    import onnx
+
+    graph = onnx.load(str(folder / "model.onnx"))
+    onnx.save_model(
+        graph,
+        str(folder / "model.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="model.onnx.data",
+        size_threshold=0,
+    )
+    if location != "model.onnx.data":
+        graph = onnx.load(str(folder / "model.onnx"), load_external_data=False)
+        for tensor in graph.graph.initializer:
+            for entry in tensor.external_data:
+                if entry.key == "location":
+                    entry.value = location
+        onnx.save_model(graph, str(folder / "model.onnx"))
+    return folder
+
+
+def test_an_onnx_graph_with_external_data_is_served(tmp_path, flowers_network):
+    folder = _with_external_data(write_model_folder(tmp_path / "external", "onnx", flowers_network))
+    assert (folder / "model.onnx.data").stat().st_size > (folder / "model.onnx").stat().st_size
+    slot = load(folder_source(folder))
+    assert slot.status == LOADED, slot.reason
+    assert [labels[0] for labels in top_labels(slot, PICTURES)] == list(FLOWERS)
+    assert np.abs(probabilities(slot, PICTURES) - reference_probabilities(flowers_network, PICTURES)).max() <= EXACT
+
+
+@pytest.mark.parametrize("location", ["../model.onnx.data", "/etc/hostname", "sub/model.onnx.data", "link.data"])
+def test_external_data_outside_the_folder_is_refused(tmp_path, flowers_network, location):
+    folder = _with_external_data(write_model_folder(tmp_path / "external", "onnx", flowers_network), location)
+    (folder / "sub").mkdir()
+    (folder / "sub" / "model.onnx.data").write_bytes((folder / "model.onnx.data").read_bytes())
+    (folder / "link.data").symlink_to(folder / "model.onnx.data")
+    (tmp_path / "model.onnx.data").write_bytes((folder / "model.onnx.data").read_bytes())
+    slot = load(folder_source(folder))
+    assert slot.status == UNAVAILABLE and "external data" in slot.reason, slot.reason
+
+
+@pytest.mark.parametrize("kind", ["torchscript", "onnx"])
+def test_a_folder_whose_preprocessing_cannot_be_inferred_is_refused(tmp_path, flowers_network, kind):
+    folder = broken(tmp_path / "bare", kind, flowers_network, edit=lambda f: (f / "config.json").unlink())
+    slot = load(folder_source(folder))
+    assert slot.status == UNAVAILABLE and "no config.json" in slot.reason and "preprocessing" in slot.reason
