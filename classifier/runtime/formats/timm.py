@@ -85,9 +85,8 @@ def load_network(folder: Path, config: dict, num_classes: int):
 
     path = weights_file(folder)
     try:
-        network = timm.create_model(
-            config["architecture"], pretrained=False, num_classes=num_classes, **config.get("model_args", {})
-        )
+        arguments = {**config.get("model_args", {}), "num_classes": num_classes}
+        network = timm.create_model(config["architecture"], pretrained=False, **arguments)
     except Exception as exc:  # noqa: BLE001 - an unknown architecture, arguments it does not take
         raise ArtifactError(f"timm cannot build {config['architecture']!r} ({first_line(exc)})") from exc
     try:

@@ -139,10 +139,9 @@ def load_network(folder: Path, config: dict):
         )
     except Exception as exc:  # noqa: BLE001 - the library's own reason, first line
         reason = first_line(exc).replace(str(folder), "<model folder>")
-        if "size mismatch" in reason or "shape" in reason:
-            reason = (
-                f"the weights do not fit config.json (id2label has {len(config.get('id2label', {}))} labels): {reason}"
-            )
+        if any(sign in reason for sign in ("mismatched_sizes", "size mismatch", "shape")):
+            labels = len(config.get("id2label", {}))
+            reason = f"the weights' shapes do not fit config.json (id2label has {labels} labels; does the head?)"
         raise ArtifactError(f"transformers cannot load the model from {path.name}: {reason}") from exc
 
     class Logits(torch.nn.Module):
