@@ -3,6 +3,8 @@ own answer (timm's create_transform + model, transformers' image-classification 
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from classifier.runtime.formats import FolderKind, folder_kind
 from classifier.runtime.registry import LOADED, UNAVAILABLE, describe_slot
 from tests.library_models import CLASSES, LIBRARY_MODELS, edit_json
+from tests.live.server import ROOT
 from tests.runtime.helpers import folder_source, load, probabilities
 
 EXACT = 1e-4  # the issue's target: confidences within 1e-4 of the library's own on the exact engine
@@ -111,3 +114,22 @@ def test_a_bad_library_folder_is_unavailable_with_a_reason_naming_the_problem(li
     slot = load(folder_source(folder, name="bad"))
     assert slot.status == UNAVAILABLE and expected in slot.reason, slot.reason
     assert str(tmp_path) not in slot.reason
+
+
+def test_a_serving_process_loads_the_compiled_artifact_without_torch_or_the_libraries(served, library_folders):
+    assert served["transformers:vit"].status == LOADED  # compiled (and stored) by this process
+    script = (
+        "import os, sys, pathlib\n"
+        "os.environ['DJANGO_SETTINGS_MODULE'] = 'tests.settings'\n"
+        "import django\n"
+        "django.setup()\n"
+        "from classifier.runtime.registry import build_model\n"
+        "from classifier.runtime.sources import ModelSource\n"
+        "from classifier.runtime_settings import runtime_config\n"
+        f"folder = pathlib.Path({str(library_folders['transformers:vit'])!r})\n"
+        "model = build_model(ModelSource(name='transformers-vit', architecture=None, folder=folder), runtime_config())\n"
+        "print(model.provenance, model.kind, [name for name in ('torch', 'transformers', 'timm') if name in sys.modules])\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.split("\n")[-2] == "loaded compiled transformers []", completed.stdout

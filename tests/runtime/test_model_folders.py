@@ -243,3 +243,43 @@ def test_a_folder_whose_preprocessing_cannot_be_inferred_is_refused(tmp_path, fl
     folder = broken(tmp_path / "bare", kind, flowers_network, edit=lambda f: (f / "config.json").unlink())
     slot = load(folder_source(folder))
     assert slot.status == UNAVAILABLE and "no config.json" in slot.reason and "preprocessing" in slot.reason
+
+
+def test_config_json_states_timm_and_hf_preprocessing_and_draft(tmp_path, flowers_network):
+    config = {"architecture": "resnet18", "crop": 224, "crop_pct": 0.95, "crop_mode": "squash"}
+    config |= {"crop_rounding": "floor", "interpolation": "bicubic", "draft": True}
+    folder = broken(
+        tmp_path / "stated",
+        "state_dict",
+        flowers_network,
+        edit=lambda f: (f / "config.json").write_text(json.dumps(config)),
+    )
+    slot = load(folder_source(folder))
+    assert slot.status == LOADED, slot.reason
+    described = describe_slot(slot, default=False)["preprocessing"]
+    assert described["resize"] == {"mode": "squash", "size": 235}  # floor(224 / 0.95)
+    assert described["crop"] == {"size": 224, "rounding": "floor"}
+    assert (described["interpolation"], described["draft"], described["source"]) == ("bicubic", True, "config")
+
+
+@pytest.mark.parametrize(
+    "config,expected",
+    [
+        ({"crop_mode": "zoom"}, "crop_mode must be one of center, squash, border"),
+        ({"crop_pct": 0}, "crop_pct must be a number above 0"),
+        ({"crop_pct": 0.9, "resize": 256}, "give resize or crop_pct, not both"),
+        ({"channel_order": "GRB"}, "channel_order must be one of RGB, BGR"),
+        ({"draft": "yes"}, "draft must be true or false"),
+        ({"rescale_factor": 2}, "rescale_factor must be a number above 0"),
+    ],
+)
+def test_a_bad_preprocessing_key_is_refused_naming_it(tmp_path, flowers_network, config, expected):
+    config = {"architecture": "resnet18", **config}
+    folder = broken(
+        tmp_path / "bad",
+        "state_dict",
+        flowers_network,
+        edit=lambda f: (f / "config.json").write_text(json.dumps(config)),
+    )
+    slot = load(folder_source(folder, name="bad"))
+    assert slot.status == UNAVAILABLE and expected in slot.reason, slot.reason
