@@ -60,10 +60,11 @@ def model_version_register(
         files = _model_files(folder, Path(scratch))
         executable = [name for name in EXECUTABLE_MODEL_FILES if (folder / name).is_file()]
         if executable and not executable_allowed:
+            what = "TorchScript, a program" if executable[0] == "model.ts" else "a pickle, code"
             raise ModelVersionError(
-                f"{executable[0]} is TorchScript, a program that runs when it is loaded: uploading it needs the "
+                f"{executable[0]} is {what} that runs when it is loaded: uploading it needs the "
                 'permission "Can upload model files that are code" (classifier.upload_executable_model). '
-                "Upload a state_dict (model.pt) or an ONNX graph (model.onnx) instead: they are data."
+                "Upload a state_dict (model.pt), an ONNX graph (model.onnx) or model.safetensors instead: they are data."
             )
         report = run_validation_gate(folder, engine=engine, precision=precision)
         model_version = ModelVersion(

@@ -166,3 +166,18 @@ def test_a_config_asking_for_an_input_over_the_bound_is_refused(flower_folders, 
     with pytest.raises(versions.ModelVersionError, match=f"{key} is {limit + 1}, over CLASSIFIER_MAX_INPUT_SIZE"):
         versions.model_version_register(name="flowers", version="1", path=folder)
     assert not ModelVersion.objects.exists()
+
+
+def test_a_library_folders_pickle_weights_need_the_permission_for_code(library_folders, version_storage, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    folder = shutil.copytree(library_folders["timm:test_resnet"], tmp_path / "pickled")
+    torch.save(load_file(str(folder / "model.safetensors")), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(versions.ModelVersionError, match="pytorch_model.bin is a pickle"):
+        versions.model_version_register(name="resnet", version="1", path=folder, executable_allowed=False)
+    assert not ModelVersion.objects.exists()
+    registered = versions.model_version_register(name="resnet", version="1", path=folder)
+    assert registered.passed, registered.report["summary"]
+    assert "timm's own model" in registered.report["agreement"]["reference"]
