@@ -150,6 +150,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "status",
         "validated",
         "summary",
+        "input",
         "engine",
         "precision",
         "created_by",
@@ -179,6 +180,15 @@ class ModelVersionAdmin(admin.ModelAdmin):
     actions = ["activate_version", "retire_versions", "validate_again"]
     change_form_template = "admin/classifier/modelversion/change_form.html"
     change_list_template = "admin/classifier/modelversion/change_list.html"
+
+    @admin.display(description="Input")
+    def input(self, obj: ModelVersion) -> str:
+        """The preprocessing in short: crop, resize mode and size, filter, draft (the page has all of it)."""
+        spec = obj.report.get("preprocessing")
+        if not spec:
+            return "-"
+        draft = ", draft" if spec["draft"] else ""
+        return f"{spec['crop']['size']}px ({spec['resize']['mode']} {spec['resize']['size']}, {spec['interpolation']}{draft})"
 
     @admin.display(description="Preprocessing in force")
     def preprocessing(self, obj: ModelVersion) -> str:

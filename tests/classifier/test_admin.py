@@ -81,6 +81,8 @@ def test_a_transformers_folder_uploaded_as_an_archive_is_validated_and_staged(
     assert registered.passed, registered.report["summary"]
     assert registered.report["kind"] == "transformers"
     assert registered.report["preprocessing"]["crop"] == {"size": 64, "rounding": "floor"}
+    listing = admin_client.get("/admin/classifier/modelversion/").content.decode()
+    assert "64px (squash 64, bilinear)" in listing
 
 
 def test_an_upload_that_fails_the_gate_is_kept_staged_with_its_report(
