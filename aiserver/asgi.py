@@ -26,6 +26,8 @@ django_application = ASGIHandler()
 application = RequestGuard(
     django_application,
     max_body_bytes=settings.API_MAX_BODY_BYTES,
+    upload_path_prefix=settings.ADMIN_UPLOAD_PATH_PREFIX,
+    max_upload_bytes=settings.ADMIN_UPLOAD_MAX_BYTES,
     max_header_bytes=settings.API_MAX_HEADER_BYTES,
     body_timeout_s=settings.API_BODY_READ_TIMEOUT_SECONDS,
     idle_timeout_s=settings.API_BODY_IDLE_TIMEOUT_SECONDS,

@@ -61,10 +61,20 @@ class RequestGuard:
     protocol_checked = False  # whether the first request's protocol has been looked at (see UNPROTECTED_WARNING)
 
     def __init__(
-        self, app, *, max_body_bytes: int, max_header_bytes: int, body_timeout_s: float, idle_timeout_s: float
+        self,
+        app,
+        *,
+        max_body_bytes: int,
+        max_header_bytes: int,
+        body_timeout_s: float,
+        idle_timeout_s: float,
+        upload_path_prefix: str | None = None,
+        max_upload_bytes: int = 0,
     ):
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.upload_path_prefix = upload_path_prefix  # staff uploads of model files: max_upload_bytes instead
+        self.max_upload_bytes = max_upload_bytes
         self.max_header_bytes = max_header_bytes
         self.body_timeout_s = body_timeout_s
         self.idle_timeout_s = idle_timeout_s
@@ -86,10 +96,17 @@ class RequestGuard:
         body = _BodyState()
         return await self.app(scope, self._guarded(scope, receive, body), _closing_early(send, body))
 
+    def body_limit(self, path: str) -> int:
+        """The body limit for a request to ``path``: the upload limit under the upload prefix, else the API's."""
+        if self.upload_path_prefix and path.startswith(self.upload_path_prefix):
+            return self.max_upload_bytes
+        return self.max_body_bytes
+
     def _guarded(self, scope, receive, body: "_BodyState"):
         """``receive``, bounded in size and time until the body's end; after it, passed through."""
         declared = declared_length(scope.get("headers", []))
         deadline = self.clock() + self.body_timeout_s
+        limit = self.body_limit(scope.get("path", ""))
         received, cut = 0, False
 
         def cut_short(reason_key: str) -> dict:
@@ -106,14 +123,14 @@ class RequestGuard:
                     return message
             if body.ended:
                 return await receive()
-            if declared is not None and declared > self.max_body_bytes:  # not read at all
+            if declared is not None and declared > limit:  # not read at all
                 return cut_short(BODY_TOO_LARGE_SCOPE_KEY)
             message = await self._next_chunk(receive, deadline)
             if message is None:
                 return cut_short(BODY_TIMED_OUT_SCOPE_KEY)
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
+                if received > limit:
                     return cut_short(BODY_TOO_LARGE_SCOPE_KEY)
                 body.ended = not message.get("more_body", False)
             return message

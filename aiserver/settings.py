@@ -258,9 +258,18 @@ config.begin("Request limits")
 API_MAX_BODY_BYTES = config.int(
     "API_MAX_BODY_BYTES", 10 * 1024 * 1024, "largest request body; larger → 413 before it is read", shown="`10485760`"
 )
-# Django's own parsing limits follow it, so JSON bodies up to the limit parse (base64 inflates by 4/3).
+# Django's own parsing limits follow it, so JSON bodies up to the limit parse (base64 inflates by 4/3). Uploaded
+# files larger than it are streamed to a temporary file (Django's TemporaryFileUploadHandler), never held in memory.
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+# Staff uploads of model files and archives (the admin's model version form): their own, larger limit.
+ADMIN_UPLOAD_MAX_BYTES = config.int(
+    "ADMIN_UPLOAD_MAX_BYTES",
+    512 * 1024 * 1024,
+    "largest admin upload of a model version (files or an archive), streamed to disk; the API keeps API_MAX_BODY_BYTES",
+    shown="`536870912`",
+)
+ADMIN_UPLOAD_PATH_PREFIX = "/admin/classifier/modelversion/"  # the requests ADMIN_UPLOAD_MAX_BYTES applies to
 # Bytes of header names and values a request may carry; more gets 431 (aiserver.asgi). uvicorn's
 # --h11-max-incomplete-event-size (docs/deployment.md) closes far larger heads before they are read whole.
 API_MAX_HEADER_BYTES = config.int(

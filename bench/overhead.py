@@ -96,7 +96,7 @@ def main() -> None:
         assert response.status_code == 200, response.content
 
     decode_preprocess = lambda: pipeline.preprocess(  # noqa: E731
-        pipeline.decode(jpeg, max_pixels=10**8, draft_size=spec.resize_size), spec
+        pipeline.decode(jpeg, max_pixels=10**8, draft_size=spec.draft_size), spec
     )
     v2_body = json.dumps(
         {

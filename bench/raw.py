@@ -67,7 +67,7 @@ def main() -> None:
 
     def one_batch() -> None:
         pixels = [
-            pipeline.preprocess(pipeline.decode(data, max_pixels=10**8, draft_size=spec.resize_size), spec)
+            pipeline.preprocess(pipeline.decode(data, max_pixels=10**8, draft_size=spec.draft_size), spec)
             for _ in range(args.batch)
         ]
         for row in model.run_batch(pixels):

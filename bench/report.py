@@ -29,12 +29,23 @@ def write_report(run: dict, out: Path) -> str:
             ),
             *_overhead(run),
             "",
+            *_draft_sections(out),
         ]
     )
     (out / "benchmarks.md").write_text(markdown)
     (out / "benchmark.json").write_text(json.dumps(run, indent=2) + "\n")
     _chart(run, reference, out / "benchmark.png")
     return markdown
+
+
+def _draft_sections(out: Path) -> list[str]:
+    """bench.draft's sections (draft decoding, library models), kept from its last ``--write``."""
+    saved = out / "benchmark-draft.json"
+    if not saved.is_file():
+        return []
+    from .draft import markdown
+
+    return markdown(json.loads(saved.read_text()))
 
 
 def best_exact(raw: list[dict]) -> dict:

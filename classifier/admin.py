@@ -5,10 +5,12 @@ import tempfile
 from pathlib import Path
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.defaultfilters import filesizeformat
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
@@ -24,7 +26,11 @@ class ModelVersionUploadForm(forms.ModelForm):
     Validating the form runs the registration (and so the validation gate), so that a refusal shows on it."""
 
     archive = forms.FileField(
-        required=False, help_text="The model folder as one .zip or .tar.gz (instead of the files)."
+        required=False,
+        help_text="The model folder as one .zip or .tar.gz (instead of the files). A folder of several files goes "
+        "this way: a transformers folder (config.json with id2label, model.safetensors or pytorch_model.bin, "
+        "preprocessor_config.json), a timm folder (config.json with architecture, num_classes, label_names and "
+        "pretrained_cfg, plus model.safetensors or pytorch_model.bin), or model.onnx with its .data files.",
     )
     model_upload = forms.FileField(
         required=False,
@@ -35,7 +41,12 @@ class ModelVersionUploadForm(forms.ModelForm):
         "default.",
     )
     labels_upload = forms.FileField(required=False, label="labels.json")
-    config_upload = forms.FileField(required=False, label="config.json", help_text="Optional.")
+    config_upload = forms.FileField(
+        required=False,
+        label="config.json",
+        help_text="The preprocessing (resize, crop, mean, std, interpolation): needed for model.ts and model.onnx, "
+        "whose files cannot say it; model.pt names its torchvision architecture here.",
+    )
 
     class Meta:
         model = ModelVersion
@@ -102,6 +113,18 @@ class ModelVersionUploadForm(forms.ModelForm):
         return folder
 
 
+def describe_preprocessing(spec: dict | None) -> str:
+    """A gate report's preprocessing as one line, e.g. "short side to 256, centre crop 224 (round), bilinear, ..."."""
+    if not spec:
+        return ""
+    resize = {"center": "short side to {}", "squash": "both sides to {}", "border": "long side to {}, padded"}
+    return (
+        f"{resize[spec['resize']['mode']].format(spec['resize']['size'])}, centre crop {spec['crop']['size']} "
+        f"({spec['crop']['rounding']}), {spec['interpolation']}, mean {spec['mean']}, std {spec['std']}, "
+        f"{spec['channels']}, draft {'on' if spec['draft'] else 'off'}; from the {spec['source']}"
+    )
+
+
 def _write_upload(upload, target: Path) -> None:
     with target.open("wb") as sink:
         for chunk in upload.chunks():
@@ -127,6 +150,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "status",
         "validated",
         "summary",
+        "input",
         "engine",
         "precision",
         "created_by",
@@ -145,6 +169,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "model_file",
         "labels_file",
         "config_file",
+        "preprocessing",
         "engine",
         "precision",
         "created_by",
@@ -155,6 +180,20 @@ class ModelVersionAdmin(admin.ModelAdmin):
     actions = ["activate_version", "retire_versions", "validate_again"]
     change_form_template = "admin/classifier/modelversion/change_form.html"
     change_list_template = "admin/classifier/modelversion/change_list.html"
+
+    @admin.display(description="Input")
+    def input(self, obj: ModelVersion) -> str:
+        """The preprocessing in short: crop, resize mode and size, filter, draft (the page has all of it)."""
+        spec = obj.report.get("preprocessing")
+        if not spec:
+            return "-"
+        draft = ", draft" if spec["draft"] else ""
+        return f"{spec['crop']['size']}px ({spec['resize']['mode']} {spec['resize']['size']}, {spec['interpolation']}{draft})"
+
+    @admin.display(description="Preprocessing in force")
+    def preprocessing(self, obj: ModelVersion) -> str:
+        """What the validation gate found the model's preprocessing to be (the same as /api/v2/models shows)."""
+        return describe_preprocessing(obj.report.get("preprocessing")) or "-"
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         if obj is None:
@@ -185,14 +224,16 @@ class ModelVersionAdmin(admin.ModelAdmin):
                             "notes",
                         ],
                         "description": "Uploading validates the version in a separate process before it is saved; "
-                        "then activate it here (or with manage.py activate_model).",
+                        "then activate it here (or with manage.py activate_model). Uploads may be up to "
+                        f"{filesizeformat(settings.ADMIN_UPLOAD_MAX_BYTES)} in all (ADMIN_UPLOAD_MAX_BYTES); larger "
+                        "models: manage.py register_model on the server.",
                     },
                 )
             ]
         return [
             (None, {"fields": [*self.readonly_fields[:5], "notes"]}),
-            ("Files", {"fields": self.readonly_fields[5:11]}),
-            ("History", {"fields": self.readonly_fields[11:]}),
+            ("Files", {"fields": self.readonly_fields[5:12]}),
+            ("History", {"fields": self.readonly_fields[12:]}),
         ]
 
     def get_readonly_fields(self, request, obj=None):

@@ -151,7 +151,7 @@ def _preprocessed(data: bytes, spec: pipeline.Preprocessing) -> np.ndarray:
     Raises the runtime's InvalidImage, ImageTooLarge, or Overloaded when the budget has no room within
     CLASSIFIER_DECODE_BUDGET_WAIT_MS.
     """
-    image = pipeline.open_image(data, max_pixels=settings.CLASSIFIER_MAX_IMAGE_PIXELS, draft_size=spec.resize_size)
+    image = pipeline.open_image(data, max_pixels=settings.CLASSIFIER_MAX_IMAGE_PIXELS, draft_size=spec.draft_size)
     pixels = image.width * image.height + spec.crop_size * spec.crop_size
     with decode_budget.hold(pixels, timeout=settings.CLASSIFIER_DECODE_BUDGET_WAIT_MS / 1000.0):
         try:

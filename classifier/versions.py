@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import shutil
+import tarfile
 import tempfile
 from pathlib import Path
 
@@ -22,10 +23,12 @@ from django.utils import timezone
 
 from .models import ModelLoadStatus, ModelVersion, name_validator
 from .runtime.archives import ArchiveError, is_archive, remove_tree, unpack_model_archive
+from .runtime.formats import folder_kind
 from .runtime.registry import validate_folder
 from .runtime.sources import CONFIG_FILE, EXECUTABLE_MODEL_FILES, LABELS_FILE, MODEL_FILES
 from .runtime_settings import runtime_config
 
+BUNDLE_FILE = "model.tar.gz"  # a folder of several files, stored as one (a timm or transformers folder)
 COMPLETE_MARKER = ".complete"  # written last into a local copy whose files matched the version's sha256
 
 
@@ -54,13 +57,14 @@ def model_version_register(
         raise ModelVersionError(f"{name}@{version} is already registered; give the new one another version.")
     with tempfile.TemporaryDirectory(prefix="model-version-") as scratch:
         folder = _unpacked(Path(path), Path(scratch))
-        files = _model_files(folder)
+        files = _model_files(folder, Path(scratch))
         executable = [name for name in EXECUTABLE_MODEL_FILES if (folder / name).is_file()]
         if executable and not executable_allowed:
+            what = "TorchScript, a program" if executable[0] == "model.ts" else "a pickle, code"
             raise ModelVersionError(
-                f"{executable[0]} is TorchScript, a program that runs when it is loaded: uploading it needs the "
+                f"{executable[0]} is {what} that runs when it is loaded: uploading it needs the "
                 'permission "Can upload model files that are code" (classifier.upload_executable_model). '
-                "Upload a state_dict (model.pt) or an ONNX graph (model.onnx) instead: they are data."
+                "Upload a state_dict (model.pt), an ONNX graph (model.onnx) or model.safetensors instead: they are data."
             )
         report = run_validation_gate(folder, engine=engine, precision=precision)
         model_version = ModelVersion(
@@ -147,6 +151,8 @@ def model_version_local_folder(*, model_version: ModelVersion) -> Path:
             copies.append(partial / local_name)
         if files_sha256(copies) != model_version.sha256:
             raise ModelVersionError(f"the stored files of {model_version} do not match its sha256")
+        if (partial / BUNDLE_FILE).is_file():
+            _unbundle(partial / BUNDLE_FILE, partial)
         (partial / COMPLETE_MARKER).write_text(model_version.sha256)
         try:
             os.rename(partial, folder)
@@ -158,6 +164,26 @@ def model_version_local_folder(*, model_version: ModelVersion) -> Path:
     finally:
         remove_tree(partial)
     return folder
+
+
+def _unbundle(bundle: Path, folder: Path) -> None:
+    """Unpack a stored bundle into the local copy beside it (checked as any archive is), then remove it."""
+    unpacked = folder / ".unpacked"
+    unpacked.mkdir()
+    try:
+        inner = unpack_model_archive(
+            bundle,
+            unpacked,
+            max_bytes=settings.CLASSIFIER_MODEL_ARCHIVE_MAX_BYTES,
+            max_ratio=settings.CLASSIFIER_MODEL_ARCHIVE_MAX_RATIO,
+            max_metadata_bytes=settings.CLASSIFIER_MODEL_METADATA_MAX_BYTES,
+        )
+    except ArchiveError as exc:
+        raise ModelVersionError(f"the stored bundle was refused: {exc}") from exc
+    for path in inner.iterdir():
+        path.rename(folder / path.name)
+    bundle.unlink()
+    remove_tree(unpacked)
 
 
 def model_load_status_record(
@@ -231,12 +257,19 @@ def _unpacked(path: Path, scratch: Path) -> Path:
         raise ModelVersionError(f"The archive was refused: {exc}.") from exc
 
 
-def _model_files(folder: Path) -> dict[str, Path]:
-    """The folder's files by ModelVersion field: exactly one model file, labels.json, config.json if there."""
+def _model_files(folder: Path, scratch: Path) -> dict[str, Path]:
+    """The folder's files by ModelVersion field: exactly one model file, labels.json, config.json if there; or, for
+    a folder of several files (a timm or transformers folder, ONNX with external data), one .tar.gz of them all as
+    the model file."""
+    if _needs_bundle(folder):
+        return {"model_file": _bundle(folder, scratch)}
     present = [folder / name for name in MODEL_FILES if (folder / name).is_file()]
     if len(present) != 1:
         found = ", ".join(path.name for path in present) or "none"
-        raise ModelVersionError(f"A model folder has exactly one of {', '.join(MODEL_FILES)} (found: {found}).")
+        raise ModelVersionError(
+            f"A model folder has exactly one of {', '.join(MODEL_FILES)} (found: {found}), or is a folder as timm or "
+            "transformers save it (config.json and model.safetensors)."
+        )
     if not (folder / LABELS_FILE).is_file():
         raise ModelVersionError(f"The model folder has no {LABELS_FILE}.")
     files = {"model_file": present[0], "labels_file": folder / LABELS_FILE}
@@ -248,6 +281,24 @@ def _model_files(folder: Path) -> dict[str, Path]:
             raise ModelVersionError(f"{path.name} is over CLASSIFIER_MODEL_METADATA_MAX_BYTES ({limit} bytes).")
     _check_input_size(folder / CONFIG_FILE)
     return files
+
+
+def _needs_bundle(folder: Path) -> bool:
+    return folder_kind(folder) is not None or any(path.suffix == ".data" for path in folder.iterdir())
+
+
+def _bundle(folder: Path, scratch: Path) -> Path:
+    """The folder's files (its top level, no dotfiles or links) as one .tar.gz, stored as the model file and
+    unpacked again (checked as any uploaded archive) into a serving machine's local copy."""
+    limit = settings.CLASSIFIER_MODEL_METADATA_MAX_BYTES
+    if (folder / CONFIG_FILE).is_file() and (folder / CONFIG_FILE).stat().st_size > limit:
+        raise ModelVersionError(f"{CONFIG_FILE} is over CLASSIFIER_MODEL_METADATA_MAX_BYTES ({limit} bytes).")
+    target = scratch / BUNDLE_FILE
+    with tarfile.open(target, "w:gz", compresslevel=1) as bundle:
+        for path in sorted(folder.iterdir()):
+            if path.is_file() and not path.is_symlink() and not path.name.startswith("."):
+                bundle.add(path, arcname=path.name, recursive=False)
+    return target
 
 
 def _check_input_size(config_file: Path) -> None:
@@ -269,6 +320,8 @@ def _check_input_size(config_file: Path) -> None:
 def _stored_files(model_version: ModelVersion) -> list[tuple[str, str]]:
     """(field, the runtime's file name) of each stored file, in sha256 order; the storage may have renamed
     a file (model_X1b2.pt), the runtime's name keeps its suffix."""
+    if Path(model_version.model_file.name).name.startswith("model.tar"):
+        return [("model_file", BUNDLE_FILE)]
     files = [("model_file", "model" + Path(model_version.model_file.name).suffix), ("labels_file", LABELS_FILE)]
     if model_version.config_file:
         files.append(("config_file", CONFIG_FILE))

@@ -44,6 +44,33 @@ def flower_folders(tmp_path_factory, flowers_network):
 
 
 @pytest.fixture(scope="session")
+def library_photos():
+    """Real photographs (scikit-image's) and asymmetric pictures, encoded: {file name: bytes}."""
+    from tests.library_models import real_photos
+
+    return real_photos()
+
+
+@pytest.fixture(scope="session")
+def library_folders(tmp_path_factory):
+    """A tiny timm ResNet, EfficientNet and ViT and a transformers ViT and ConvNeXt, saved by their libraries:
+    {"timm:test_vit": folder, ...}."""
+    from tests.library_models import LIBRARY_MODELS, write_library_folder
+
+    root = tmp_path_factory.mktemp("library-models")
+    return {model: write_library_folder(root / model.replace(":", "-"), model) for model in LIBRARY_MODELS}
+
+
+@pytest.fixture(scope="session")
+def library_answers(library_folders, library_photos):
+    """Each library's own probabilities for the photos: {model: rows in library_photos' order}."""
+    from tests.library_models import library_probabilities
+
+    photos = list(library_photos.values())
+    return {model: library_probabilities(folder, model, photos) for model, folder in library_folders.items()}
+
+
+@pytest.fixture(scope="session")
 def probe_weights_path(tmp_path_factory):
     """Weights whose answers move with orientation and layout (tests.model_weights.make_probe_weights)."""
     return make_probe_weights(tmp_path_factory.mktemp("probe") / "resnet18-probe.pt")

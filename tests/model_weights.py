@@ -79,6 +79,14 @@ FLOWERS = {
     "fern": (30, 120, 40),
 }
 ARTIFACT_KINDS = ("state_dict", "torchscript", "onnx")
+# torchvision's ImageNet transform as a model folder's config.json states it.
+IMAGENET_CONFIG = {
+    "resize": 256,
+    "crop": 224,
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+    "interpolation": "bilinear",
+}
 
 
 def flower_picture(label: str, size=(400, 300), fmt: str = "JPEG") -> bytes:
@@ -113,7 +121,8 @@ def write_model_folder(folder: Path, kind: str, model: torch.nn.Module, labels: 
     """Write ``model`` as a model folder of ``kind`` (state_dict, torchscript or onnx), with its labels.
 
     The state_dict folder names its architecture in config.json and lists its labels; the TorchScript
-    one uses TorchServe's index_to_name form; the ONNX one has no config.json (ImageNet preprocessing).
+    one uses TorchServe's index_to_name form; the TorchScript and ONNX ones state ImageNet's preprocessing in
+    config.json (it cannot be inferred from their files).
     """
     folder.mkdir(parents=True, exist_ok=True)
     labels = labels or list(FLOWERS)
@@ -126,6 +135,7 @@ def write_model_folder(folder: Path, kind: str, model: torch.nn.Module, labels: 
         with torch.no_grad():
             torch.jit.trace(model, example).save(str(folder / "model.ts"))
         (folder / "labels.json").write_text(json.dumps({str(i): label for i, label in enumerate(labels)}))
+        (folder / "config.json").write_text(json.dumps(IMAGENET_CONFIG))
     elif kind == "onnx":
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
@@ -139,6 +149,7 @@ def write_model_folder(folder: Path, kind: str, model: torch.nn.Module, labels: 
                 dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
             )
         (folder / "labels.json").write_text(json.dumps(labels))
+        (folder / "config.json").write_text(json.dumps(IMAGENET_CONFIG))
     else:
         raise ValueError(kind)
     return folder

@@ -49,7 +49,7 @@ class Classifier:
         try:
             data = pybase64.b64decode(payload["image"], validate=True)  # type: ignore[index]
             return pipeline.preprocess(
-                pipeline.decode(data, max_pixels=MAX_PIXELS, draft_size=IMAGENET.resize_size), IMAGENET
+                pipeline.decode(data, max_pixels=MAX_PIXELS, draft_size=IMAGENET.draft_size), IMAGENET
             )
         except (ValueError, KeyError, TypeError, binascii.Error, ImageError) as exc:
             raise BadRequest(str(exc)) from exc

@@ -117,7 +117,7 @@ _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"
 
 class BodyLimitMiddleware:
     """Answer 413, 408 or 431 for requests the ASGI guard cut short, and 413 for bodies over
-    API_MAX_BODY_BYTES, before anything reads them."""
+    API_MAX_BODY_BYTES (ADMIN_UPLOAD_MAX_BYTES for the admin's model uploads), before anything reads them."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -140,13 +140,20 @@ def _refusal(request):
             f"or paused for more than {settings.API_BODY_IDLE_TIMEOUT_SECONDS:g}."
         )
     if scope.get(BODY_TOO_LARGE_SCOPE_KEY) or _declared_too_large(request):
-        return PayloadTooLarge(f"The request body is over the limit of {settings.API_MAX_BODY_BYTES} bytes.")
+        return PayloadTooLarge(f"The request body is over the limit of {body_limit(request.path)} bytes.")
     return None
+
+
+def body_limit(path: str) -> int:
+    """API_MAX_BODY_BYTES, or ADMIN_UPLOAD_MAX_BYTES for the admin's model version uploads."""
+    if path.startswith(settings.ADMIN_UPLOAD_PATH_PREFIX):
+        return settings.ADMIN_UPLOAD_MAX_BYTES
+    return settings.API_MAX_BODY_BYTES
 
 
 def _declared_too_large(request) -> bool:
     try:
-        return int(request.META.get("CONTENT_LENGTH") or 0) > settings.API_MAX_BODY_BYTES
+        return int(request.META.get("CONTENT_LENGTH") or 0) > body_limit(request.path)
     except ValueError:
         return False
 

@@ -12,7 +12,8 @@ from rest_framework.exceptions import APIException
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 from ..runtime.errors import ServingError
-from ..runtime.kinds import EngineKind, ModelStatus, Precision, Provenance
+from ..runtime.kinds import ArtifactKind, EngineKind, ModelStatus, Precision, Provenance
+from ..runtime.preprocessing import CropMode, CropRounding, PreprocessingSource
 from ..serving import process_runtime
 from .exceptions import InvalidImage, api_error, error_body, first_error
 
@@ -125,6 +126,42 @@ class CompiledOutput(serializers.Serializer):
     )
 
 
+class ResizeOutput(serializers.Serializer):
+    mode = serializers.ChoiceField(
+        choices=[mode.value for mode in CropMode],
+        help_text="center: the short side to size, aspect kept; squash: both sides to size; border: the long side "
+        "to size, padded with the mean colour.",
+    )
+    size = serializers.IntegerField()
+
+
+class CropOutput(serializers.Serializer):
+    size = serializers.IntegerField(help_text="The centre crop's side: the model's input is size x size.")
+    rounding = serializers.ChoiceField(
+        choices=[rounding.value for rounding in CropRounding],
+        help_text="Where an odd margin goes: round (torchvision, timm) or floor (Hugging Face).",
+    )
+
+
+class PreprocessingOutput(serializers.Serializer):
+    resize = ResizeOutput()
+    crop = CropOutput()
+    interpolation = serializers.CharField(help_text="Pillow's resampling filter: bilinear, bicubic, ...")
+    rescale = serializers.FloatField(help_text="Pixels are multiplied by this (1/255) before the mean and std.")
+    mean = serializers.ListField(child=serializers.FloatField(), min_length=3, max_length=3)
+    std = serializers.ListField(child=serializers.FloatField(), min_length=3, max_length=3)
+    channels = serializers.ChoiceField(choices=["RGB", "BGR"])
+    draft = serializers.BooleanField(
+        help_text="Whether large JPEGs are shrunk in the decoder (faster, slightly other answers); off unless the "
+        "model's config.json asks for it."
+    )
+    source = serializers.ChoiceField(
+        choices=[source.value for source in PreprocessingSource],
+        help_text="Where it came from: the folder's config.json, the model's library (torchvision weights, timm, "
+        "a transformers image processor) or ImageNet's defaults.",
+    )
+
+
 class ModelDescriptionOutput(serializers.Serializer):
     """What the server says about one configured model (the ``None`` fields are null until it loads)."""
 
@@ -141,9 +178,10 @@ class ModelDescriptionOutput(serializers.Serializer):
     input_size = serializers.IntegerField(allow_null=True)
     device = serializers.CharField(allow_null=True)
     artifact = serializers.ChoiceField(
-        choices=["torchvision", "state_dict", "torchscript", "onnx"],
+        choices=[kind.value for kind in ArtifactKind],
         allow_null=True,
-        help_text="What the model was loaded from.",
+        help_text="What the model was loaded from: a torchvision name, a model folder (state_dict, torchscript, onnx) "
+        "or a folder as timm or transformers saved it.",
     )
     engine = serializers.ChoiceField(
         choices=[kind.value for kind in EngineKind if kind != EngineKind.AUTO],
@@ -157,6 +195,9 @@ class ModelDescriptionOutput(serializers.Serializer):
         allow_null=True, help_text="Whether its answers agree with eager fp32 torch within 1e-4 (fp32 engines)."
     )
     compiled = CompiledOutput(allow_null=True, help_text="How this server got the model's engine (null until loaded).")
+    preprocessing = PreprocessingOutput(
+        allow_null=True, help_text="What is done to an image before the model sees it (null until loaded)."
+    )
 
 
 class ModelInfoOutput(ModelDescriptionOutput):

@@ -20,7 +20,7 @@ import hashlib
 import json
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -28,19 +28,44 @@ import torchvision
 from torchvision.transforms.functional import pil_modes_mapping
 
 from .errors import ArtifactError
-from .preprocessing import IMAGENET, RESAMPLING, Preprocessing, triple
+from .formats import FolderKind, folder_kind
+from .formats import timm as timm_format
+from .formats import transformers as transformers_format
+from .preprocessing import (
+    IMAGENET,
+    RESAMPLING,
+    CropMode,
+    CropRounding,
+    Preprocessing,
+    PreprocessingSource,
+    resize_for_crop,
+    triple,
+)
 from .sources import CONFIG_FILE, LABELS_FILE, MODEL_FILES, ModelSource, file_sha256
 
 logger = logging.getLogger(__name__)
 
-CONFIG_KEYS = {"architecture", "resize", "crop", "mean", "std", "interpolation"}
+CONFIG_KEYS = {
+    "architecture",
+    "resize",
+    "crop",
+    "crop_pct",
+    "crop_mode",
+    "crop_rounding",
+    "mean",
+    "std",
+    "interpolation",
+    "rescale_factor",
+    "channel_order",
+    "draft",
+}
 
 
 @dataclass
 class Artifact:
     """A loaded model's parts, before an engine runs them."""
 
-    kind: str  # "torchvision", "state_dict", "torchscript" or "onnx"
+    kind: str  # "torchvision", "state_dict", "torchscript", "onnx", "timm" or "transformers"
     labels: list[str]
     preprocessing: Preprocessing
     pretrained: bool
@@ -89,6 +114,9 @@ def _load_torchvision(name: str, weights: str) -> Artifact:
 
 
 def _load_folder(folder: Path) -> Artifact:
+    library = folder_kind(folder)
+    if library is not None:
+        return _load_library_folder(folder, library)
     config = _read_config(folder)
     labels = _read_labels(folder)
     present = [name for name in MODEL_FILES if (folder / name).is_file()]
@@ -98,8 +126,13 @@ def _load_folder(folder: Path) -> Artifact:
         raise ArtifactError(f"the model folder has more than one model file ({', '.join(present)}); keep one")
     model_file = folder / present[0]
     kind = MODEL_FILES[present[0]]
+    if kind != "state_dict" and not (folder / CONFIG_FILE).is_file():
+        raise ArtifactError(
+            f"the model folder has no {CONFIG_FILE}: the preprocessing of a {present[0]} cannot be inferred from it; "
+            "write config.json with its resize, crop, mean, std and interpolation (docs/models.md)"
+        )
     architecture = config.get("architecture")
-    module, onnx = None, None
+    module, onnx, data_files = None, None, list[str]()
     if kind == "state_dict":
         if architecture is None:
             raise ArtifactError("model.pt is a state_dict: config.json must name its torchvision 'architecture'")
@@ -111,9 +144,9 @@ def _load_folder(folder: Path) -> Artifact:
         except Exception as exc:  # noqa: BLE001 - any failure means "not a TorchScript file"
             raise ArtifactError(f"model.ts is not a loadable TorchScript module ({type(exc).__name__})") from exc
     else:
-        onnx = model_file.read_bytes()
+        onnx, data_files = read_onnx(model_file)
     digest = hashlib.sha256()
-    for part in (model_file, folder / LABELS_FILE, folder / CONFIG_FILE):
+    for part in (model_file, folder / LABELS_FILE, folder / CONFIG_FILE, *(folder / name for name in data_files)):
         if part.is_file():
             digest.update(part.read_bytes())
     return Artifact(
@@ -124,6 +157,34 @@ def _load_folder(folder: Path) -> Artifact:
         fingerprint=f"{kind}:{digest.hexdigest()[:32]}",
         module=module.eval() if module is not None else None,
         onnx=onnx,
+    )
+
+
+def _load_library_folder(folder: Path, library: FolderKind) -> Artifact:
+    """A folder as timm or transformers saved it: the library's reader states its labels and preprocessing, the
+    library loads its network."""
+    if library == FolderKind.TIMM:
+        config = timm_format.read_config(folder)
+        labels = timm_format.labels(config)
+        spec = timm_format.preprocessing(config)
+        module = timm_format.load_network(folder, config, len(labels))
+    else:
+        config = transformers_format.read_config(folder)
+        labels = transformers_format.labels(config)
+        spec = transformers_format.preprocessing(folder)
+        module = transformers_format.load_network(folder, config)
+    if config.get("draft") is True:  # the one key of ours such a config.json may hold
+        spec = replace(spec, draft=True)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+        digest.update(path.name.encode() + b"\0" + file_sha256(path).encode())
+    return Artifact(
+        kind=str(library),
+        labels=labels,
+        preprocessing=spec,
+        pretrained=True,
+        fingerprint=f"{library}:{digest.hexdigest()[:32]}",
+        module=module,
     )
 
 
@@ -179,9 +240,29 @@ def _read_config(folder: Path) -> dict:
         raise ArtifactError(f"{CONFIG_FILE}: std values must be positive")
     if "interpolation" in config and config["interpolation"] not in RESAMPLING:
         raise ArtifactError(f"{CONFIG_FILE}: interpolation must be one of {', '.join(RESAMPLING)}")
+    _check_choices(config)
+    if "crop_pct" in config and "resize" in config:
+        raise ArtifactError(f"{CONFIG_FILE}: give resize or crop_pct, not both")
     if config.get("crop", 0) > config.get("resize", 1 << 30):
         raise ArtifactError(f"{CONFIG_FILE}: crop must not be larger than resize")
     return config
+
+
+def _check_choices(config: dict) -> None:
+    choices = {
+        "crop_mode": [mode.value for mode in CropMode],
+        "crop_rounding": [rounding.value for rounding in CropRounding],
+        "channel_order": ["RGB", "BGR"],
+    }
+    for key, allowed in choices.items():
+        if key in config and config[key] not in allowed:
+            raise ArtifactError(f"{CONFIG_FILE}: {key} must be one of {', '.join(allowed)}")
+    for key, high in (("crop_pct", 2.0), ("rescale_factor", 1.0)):
+        value = config.get(key)
+        if key in config and not (isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= high):
+            raise ArtifactError(f"{CONFIG_FILE}: {key} must be a number above 0 and at most {high:g}")
+    if "draft" in config and not isinstance(config["draft"], bool):
+        raise ArtifactError(f"{CONFIG_FILE}: draft must be true or false")
 
 
 def _read_json(path: Path):
@@ -196,14 +277,62 @@ def _preprocessing(config: dict) -> Preprocessing:
     architecture = config.get("architecture")
     reference = _reference_weights(architecture) if architecture else None
     base = _from_transform(reference) if reference is not None else IMAGENET
-    resize = config.get("resize", base.resize_size)
+    crop = config.get("crop", base.crop_size)
+    if "crop_pct" in config:
+        resize = resize_for_crop(crop, config["crop_pct"])
+    else:
+        resize = config.get("resize", base.resize_size)
+        crop = config.get("crop", min(base.crop_size, resize))
     return Preprocessing(
         resize_size=resize,
-        crop_size=config.get("crop", min(base.crop_size, resize)),
+        crop_size=crop,
         mean=triple(config.get("mean", base.mean)),
         std=triple(config.get("std", base.std)),
         resample=RESAMPLING[config["interpolation"]] if "interpolation" in config else base.resample,
+        crop_mode=CropMode(config.get("crop_mode", CropMode.CENTER)),
+        crop_rounding=CropRounding(config.get("crop_rounding", CropRounding.ROUND)),
+        rescale=float(config.get("rescale_factor", base.rescale)),
+        channels=config.get("channel_order", "RGB"),
+        draft=config.get("draft", False),
+        source=PreprocessingSource.CONFIG if set(config) - {"architecture", "draft"} else base.source,
     )
+
+
+def read_onnx(model_file: Path) -> tuple[bytes, list[str]]:
+    """An ONNX graph with its weights inside, and the external data files it read (``torch.onnx.export``'s
+    ``model.onnx.data``). External data is read only from plain file names in the graph's own folder: an absolute
+    path, a ``..``, a sub-folder or a link is refused, so a graph cannot make the server read another file."""
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, load_external_data_for_model
+
+    raw = model_file.read_bytes()
+    try:
+        graph = onnx.load_from_string(raw)
+    except Exception:  # noqa: BLE001 - not a graph: onnxruntime says why when it tries to load it
+        return raw, []
+    names = sorted(
+        {
+            ExternalDataInfo(tensor).location
+            for tensor in _get_all_tensors(graph)
+            if tensor.data_location == onnx.TensorProto.EXTERNAL
+        }
+    )
+    if not names:
+        return raw, []
+    folder = model_file.parent
+    for name in names:
+        path = folder / name
+        if not name or name != Path(name).name or name in (".", "..") or "\\" in name:
+            raise ArtifactError(
+                f"model.onnx names external data {name!r}: only a file name in the model folder is allowed"
+            )
+        if path.is_symlink() or not path.is_file():
+            raise ArtifactError(f"model.onnx's external data file {name} is not a file in the model folder")
+    try:
+        load_external_data_for_model(graph, str(folder))
+    except Exception as exc:  # noqa: BLE001 - offsets or lengths beyond the file
+        raise ArtifactError(f"model.onnx's external data does not load ({type(exc).__name__})") from exc
+    return graph.SerializeToString(), names
 
 
 def _reference_weights(name: str):
@@ -222,6 +351,7 @@ def _from_transform(reference) -> Preprocessing:
         mean=tuple(transform.mean),
         std=tuple(transform.std),
         resample=pil_modes_mapping[transform.interpolation],
+        source=PreprocessingSource.LIBRARY,
     )
 
 

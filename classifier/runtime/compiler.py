@@ -13,7 +13,7 @@ from .artifacts import Artifact, load_artifact
 from .config import CompileOptions
 from .engines import AGREEMENT_TOLERANCE, Engine, EnginePlan, OnnxRuntimeEngine
 from .errors import ArtifactError, ExportFailed, first_line
-from .kinds import EngineKind, Precision
+from .kinds import ArtifactKind, EngineKind, Precision
 from .measure import measure_agreement, measure_throughput
 from .preprocessing import Preprocessing
 from .sources import ModelSource
@@ -101,7 +101,9 @@ def check_engine(
         )
     return {
         "agreement": {
-            "reference": "eager torch fp32",
+            "reference": f"eager torch fp32 ({artifact.kind}'s own model)"
+            if artifact.kind in (ArtifactKind.TIMM, ArtifactKind.TRANSFORMERS)
+            else "eager torch fp32",
             "max_difference": difference,
             "tolerance": AGREEMENT_TOLERANCE,
             "images": len(sample),

@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import ArtifactError, first_line
 from .kinds import EngineKind, Precision
-from .preprocessing import Preprocessing
+from .preprocessing import RESCALE_255, Preprocessing
 from .sources import ModelSource
 
 logger = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ class OnnxRuntimeEngine:
         self._input = self._check_input(preprocessing.crop_size)
         self._mean = np.asarray(preprocessing.mean, dtype=np.float32).reshape(1, 3, 1, 1)
         self._std = np.asarray(preprocessing.std, dtype=np.float32).reshape(1, 3, 1, 1)
+        self._divisor = np.float32(255.0 if preprocessing.rescale == RESCALE_255 else 1.0 / preprocessing.rescale)
 
     def _check_input(self, crop: int) -> str:
         inputs = self._session.get_inputs()
@@ -112,7 +113,7 @@ class OnnxRuntimeEngine:
             return np.concatenate([self.run(batch[start : start + limit]) for start in range(0, len(batch), limit)])
         if self._takes_pixels:
             return self._session.run(None, {self._input: batch})[0]
-        normalised = (batch.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0) - self._mean) / self._std
+        normalised = (batch.transpose(0, 3, 1, 2).astype(np.float32) / self._divisor - self._mean) / self._std
         logits = self._session.run(None, {self._input: np.ascontiguousarray(normalised)})[0].astype(np.float32)
         shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
         return shifted / shifted.sum(axis=1, keepdims=True)

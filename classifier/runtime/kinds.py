@@ -42,3 +42,14 @@ class Provenance(StrEnum):
     COMPILED = "compiled here"
     LOADED_COMPILED = "loaded compiled"
     IN_PROCESS = "built in process"
+
+
+class ArtifactKind(StrEnum):
+    """What a model was loaded from: a torchvision name, a folder of ours, or a folder a library saved."""
+
+    TORCHVISION = "torchvision"
+    STATE_DICT = "state_dict"
+    TORCHSCRIPT = "torchscript"
+    ONNX = "onnx"
+    TIMM = "timm"
+    TRANSFORMERS = "transformers"

@@ -6,7 +6,9 @@ runs a network, on a batch.
 """
 
 import io
+import math
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -28,15 +30,59 @@ RESAMPLING = {
 }
 
 
+class CropMode(StrEnum):
+    """How the image reaches ``resize_size`` before the ``crop_size`` centre crop (timm's ``crop_mode`` names)."""
+
+    CENTER = "center"  # the short side to resize_size, aspect kept (torchvision's Resize(int), HF shortest_edge)
+    SQUASH = "squash"  # both sides to resize_size, aspect not kept (HF's {"height", "width"} sizes)
+    BORDER = "border"  # the long side to resize_size, aspect kept, padded with the mean colour
+
+
+class CropRounding(StrEnum):
+    """Where an odd centre crop lands: torchvision and timm round half the margin, Hugging Face rounds it down."""
+
+    ROUND = "round"
+    FLOOR = "floor"
+
+
+class PreprocessingSource(StrEnum):
+    """Where a model's preprocessing was read from."""
+
+    CONFIG = "config"  # the model folder's config.json
+    LIBRARY = "library"  # the model's library: torchvision's weights, timm's data config, an HF image processor
+    DEFAULTS = "defaults"  # ImageNet's, for a torchvision architecture with no transform of its own
+
+
+RESCALE_255 = 1.0 / 255.0
+FULL_RESIZE_FACTOR = 4  # resized images up to this many crops' pixels are made whole, then cropped
+
+
 @dataclass(frozen=True)
 class Preprocessing:
-    """The weights' own transform: resize the short side, centre-crop, normalise."""
+    """Everything between a decoded RGB image and the network's input, stated exactly: resize (``crop_mode``),
+    centre-crop to a ``crop_size`` square (``crop_rounding``), channel order, then in the graph
+    ``(x * rescale - mean) / std``. ``draft`` lets the JPEG decoder shrink large photos (faster, other pixels)."""
 
     resize_size: int
     crop_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     resample: int  # a PIL resampling filter
+    crop_mode: CropMode = CropMode.CENTER
+    crop_rounding: CropRounding = CropRounding.ROUND
+    rescale: float = RESCALE_255
+    channels: str = "RGB"  # or "BGR"
+    draft: bool = False
+    source: PreprocessingSource = PreprocessingSource.DEFAULTS
+
+    @property
+    def draft_size(self) -> int | None:
+        """The size JPEGs may be drafted to in the decoder, or None for a full decode (the default: exact)."""
+        return self.resize_size if self.draft else None
+
+    @property
+    def interpolation(self) -> str:
+        return next((name for name, value in RESAMPLING.items() if value == self.resample), str(self.resample))
 
     def to_dict(self) -> dict:
         """JSON-safe, for a compiled artifact's manifest (``from_dict`` reads it back exactly)."""
@@ -46,6 +92,12 @@ class Preprocessing:
             "mean": list(self.mean),
             "std": list(self.std),
             "resample": int(self.resample),
+            "crop_mode": str(self.crop_mode),
+            "crop_rounding": str(self.crop_rounding),
+            "rescale": self.rescale,
+            "channels": self.channels,
+            "draft": self.draft,
+            "source": str(self.source),
         }
 
     @classmethod
@@ -56,13 +108,38 @@ class Preprocessing:
             mean=triple(values["mean"]),
             std=triple(values["std"]),
             resample=int(values["resample"]),
+            crop_mode=CropMode(values.get("crop_mode", CropMode.CENTER)),
+            crop_rounding=CropRounding(values.get("crop_rounding", CropRounding.ROUND)),
+            rescale=float(values.get("rescale", RESCALE_255)),
+            channels=str(values.get("channels", "RGB")),
+            draft=bool(values.get("draft", False)),
+            source=PreprocessingSource(values.get("source", PreprocessingSource.DEFAULTS)),
         )
+
+    def describe(self) -> dict:
+        """As /api/v2/models and the admin show it."""
+        return {
+            "resize": {"mode": str(self.crop_mode), "size": self.resize_size},
+            "crop": {"size": self.crop_size, "rounding": str(self.crop_rounding)},
+            "interpolation": self.interpolation,
+            "rescale": self.rescale,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "channels": self.channels,
+            "draft": self.draft,
+            "source": str(self.source),
+        }
 
 
 def triple(values) -> tuple[float, float, float]:
     """Three numbers (a mean or a std per channel) as floats."""
     first, second, third = (float(value) for value in values)
     return first, second, third
+
+
+def resize_for_crop(crop: int, crop_pct: float) -> int:
+    """timm's resize for a ``crop_pct`` centre crop: ``floor(crop / crop_pct)`` (HF's ``int()`` is the same)."""
+    return math.floor(crop / crop_pct)
 
 
 # torchvision's ImageNet classifiers' transform: the default for a model that names no other.
@@ -177,23 +254,56 @@ def _over_white(image: Image.Image) -> Image.Image:
 
 
 def preprocess(image: Image.Image, spec: Preprocessing) -> np.ndarray:
-    """Resize and centre-crop like the weights' transform; return a HxWx3 uint8 array.
+    """Resize and centre-crop as ``spec`` states; return a HxWx3 uint8 array (in ``spec.channels`` order).
 
-    Pillow resamples only the crop's box of the source (with the same scale and filter
-    support as a full resize), which gives the reference transform's pixels without
-    materialising the full resized image — so a 1x40000 strip cannot blow up memory.
+    An ordinary photo is resized whole, then cropped: the reference transform's own steps and pixels. When the
+    resized image would be much larger than the crop (a 1x40000 strip), Pillow resamples only the crop's box
+    of the source (same scale and filter support), so memory stays bounded.
     """
-    width, height = image.size
+    if spec.crop_mode == CropMode.BORDER:
+        pixels = _bordered(image, spec)
+    else:
+        new_w, new_h = resized_size(image.size, spec)
+        crop = spec.crop_size
+        top, left = _margin(new_h - crop, spec.crop_rounding), _margin(new_w - crop, spec.crop_rounding)
+        if new_w * new_h <= FULL_RESIZE_FACTOR * crop * crop:  # the reference's own steps: resize, then crop
+            resized = image.resize((new_w, new_h), spec.resample).crop((left, top, left + crop, top + crop))
+        else:  # a long strip: only the crop's box is resampled
+            sx, sy = image.width / new_w, image.height / new_h
+            box = (left * sx, top * sy, (left + crop) * sx, (top + crop) * sy)
+            resized = image.resize((crop, crop), spec.resample, box=box)
+        pixels = np.asarray(resized, dtype=np.uint8)
+    return pixels[..., ::-1] if spec.channels == "BGR" else pixels
+
+
+def resized_size(size: tuple[int, int], spec: Preprocessing) -> tuple[int, int]:
+    """The (width, height) ``spec`` resizes an image of ``size`` to, before the crop."""
+    width, height = size
+    if spec.crop_mode == CropMode.SQUASH:
+        return spec.resize_size, spec.resize_size
+    if spec.crop_mode == CropMode.BORDER:
+        ratio = max(width / spec.resize_size, height / spec.resize_size)
+        return max(1, round(width / ratio)), max(1, round(height / ratio))
     short, long = (width, height) if width <= height else (height, width)
     new_short, new_long = spec.resize_size, int(spec.resize_size * long / short)
-    new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
+    return (new_short, new_long) if width <= height else (new_long, new_short)
+
+
+def _margin(extra: int, rounding: CropRounding) -> int:
+    return extra // 2 if rounding == CropRounding.FLOOR else int(round(extra / 2.0))
+
+
+def _bordered(image: Image.Image, spec: Preprocessing) -> np.ndarray:
+    """timm's border mode: the long side to resize_size, padded with the mean colour, centre-cropped."""
+    new_w, new_h = resized_size(image.size, spec)
+    resized = image.resize((new_w, new_h), spec.resample)
     crop = spec.crop_size
-    top = int(round((new_h - crop) / 2.0))
-    left = int(round((new_w - crop) / 2.0))
-    sx, sy = width / new_w, height / new_h
-    box = (left * sx, top * sy, (left + crop) * sx, (top + crop) * sy)
-    resized = image.resize((crop, crop), spec.resample, box=box)
-    return np.asarray(resized, dtype=np.uint8)
+    fill = tuple(round(255 * value) for value in spec.mean)
+    canvas = Image.new("RGB", (max(crop, new_w), max(crop, new_h)), fill)
+    canvas.paste(resized, ((max(crop, new_w) - new_w) // 2, (max(crop, new_h) - new_h) // 2))
+    top = _margin(canvas.height - crop, spec.crop_rounding)
+    left = _margin(canvas.width - crop, spec.crop_rounding)
+    return np.asarray(canvas.crop((left, top, left + crop, top + crop)), dtype=np.uint8)
 
 
 def postprocess(probabilities: np.ndarray, labels: list[str], top_k: int) -> list[Prediction]:

@@ -549,6 +549,7 @@ def describe_slot(slot: Slot, *, default: bool) -> dict:
         "precision": model.engine.precision if model else None,
         "exact": model.engine.exact if model else None,
         "compiled": _compiled_description(model) if model else None,
+        "preprocessing": model.preprocessing.describe() if model else None,
     }
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 MODEL_FILES = {"model.pt": "state_dict", "model.ts": "torchscript", "model.onnx": "onnx"}
 LABELS_FILE, CONFIG_FILE = "labels.json", "config.json"
 TORCHVISION_WEIGHTS = ("default", "random", "trivial")
-# Model files that are code: loading them runs what their author wrote (classifier.upload_executable_model).
-EXECUTABLE_MODEL_FILES = ("model.ts",)
+# Model files that are code: loading them runs what their author wrote (classifier.upload_executable_model). A
+# library's pickle weights count too (docs/security.md), though they are read with torch.load(weights_only=True).
+EXECUTABLE_MODEL_FILES = ("model.ts", "pytorch_model.bin")
 
 
 @dataclass(frozen=True)

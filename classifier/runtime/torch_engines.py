@@ -10,15 +10,15 @@ import torch
 
 from .artifacts import Artifact
 from .kinds import EngineKind, Precision
-from .preprocessing import Preprocessing
+from .preprocessing import RESCALE_255, Preprocessing
 
 ONNX_OPSET = 17
 
 
 class ServingGraph(torch.nn.Module):
     """The network between uint8 NHWC pixels and probabilities: normalise as the weights' transform
-    does (``(x / 255 - mean) / std``, in that order, so fp32 answers equal torchvision's), run the
-    network, softmax in fp32."""
+    does (``(x / 255 - mean) / std``, in that order, so fp32 answers equal torchvision's; ``x * rescale``
+    for another rescale factor), run the network, softmax in fp32."""
 
     mean: torch.Tensor
     std: torch.Tensor
@@ -28,9 +28,10 @@ class ServingGraph(torch.nn.Module):
         self.network = network
         self.register_buffer("mean", torch.tensor(preprocessing.mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(preprocessing.std).view(1, 3, 1, 1))
+        self.divisor = 255.0 if preprocessing.rescale == RESCALE_255 else 1.0 / preprocessing.rescale
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        batch = pixels.permute(0, 3, 1, 2).to(self.mean.dtype).div(255.0).sub(self.mean).div(self.std)
+        batch = pixels.permute(0, 3, 1, 2).to(self.mean.dtype).div(self.divisor).sub(self.mean).div(self.std)
         if batch.is_cuda:
             batch = batch.contiguous(memory_format=torch.channels_last)
         return torch.softmax(self.network(batch).float(), dim=1)

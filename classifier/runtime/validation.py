@@ -76,6 +76,7 @@ def gate(
         device=engine.device,
         num_labels=len(labels),
         input_size=spec.crop_size,
+        preprocessing=spec.describe(),
         agreement=manifest["report"]["agreement"],
         **{key: manifest["report"][key] for key in ("fast_mode", "engine_choice") if key in manifest["report"]},
     )

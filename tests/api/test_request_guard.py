@@ -55,6 +55,8 @@ def guard(app) -> RequestGuard:
         max_header_bytes=settings.API_MAX_HEADER_BYTES,
         body_timeout_s=settings.API_BODY_READ_TIMEOUT_SECONDS,
         idle_timeout_s=settings.API_BODY_IDLE_TIMEOUT_SECONDS,
+        upload_path_prefix=settings.ADMIN_UPLOAD_PATH_PREFIX,
+        max_upload_bytes=settings.ADMIN_UPLOAD_MAX_BYTES,
     )
 
 
@@ -200,3 +202,39 @@ def test_the_deployed_application_is_guarded_with_the_named_settings():
         settings.API_BODY_READ_TIMEOUT_SECONDS,
         settings.API_BODY_IDLE_TIMEOUT_SECONDS,
     )
+    assert (app.upload_path_prefix, app.max_upload_bytes) == (
+        settings.ADMIN_UPLOAD_PATH_PREFIX,
+        settings.ADMIN_UPLOAD_MAX_BYTES,
+    )
+
+
+@override_settings(API_MAX_BODY_BYTES=1000, ADMIN_UPLOAD_MAX_BYTES=5000)
+def test_admin_model_uploads_have_their_own_limit_and_the_api_keeps_its_own():
+    async def read_all(scope, receive, send):
+        size = 0
+        while True:
+            message = await receive()
+            size += len(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        status = 413 if scope.get("aiserver.body_too_large") else 200
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": str(size).encode()})
+
+    chunk = {"type": "http.request", "body": b"x" * 1500, "more_body": True}
+    last = {"type": "http.request", "body": b"x" * 1500, "more_body": False}
+    app = guard(read_all)
+    statuses = {}
+    for url in ("/admin/classifier/modelversion/add/", "/api/v1/classify", "/admin/accounts/apikey/add/"):
+        sent = []
+
+        async def send(message, sent=sent):
+            sent.append(message)
+
+        asyncio.run(app(scope_for(url), receive_from([chunk, last]), send))
+        statuses[url] = sent[0]["status"]
+    assert statuses == {
+        "/admin/classifier/modelversion/add/": 200,
+        "/api/v1/classify": 413,
+        "/admin/accounts/apikey/add/": 413,
+    }

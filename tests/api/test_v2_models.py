@@ -19,6 +19,17 @@ def test_models_is_public_and_describes_the_loaded_model(client):
     (model,) = body["models"]
     assert model["name"] == "resnet18" and model["default"] is True and model["status"] == "loaded"
     assert model["num_labels"] == 1000 and model["input_size"] == 224 and model["device"] == "cpu"
+    assert model["preprocessing"] == {
+        "resize": {"mode": "center", "size": 256},
+        "crop": {"size": 224, "rounding": "round"},
+        "interpolation": "bilinear",
+        "rescale": 1 / 255,
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "channels": "RGB",
+        "draft": False,
+        "source": "library",
+    }
     assert model["weights"].startswith("file:") and "/" not in model["weights"]
 
 
@@ -42,6 +53,7 @@ def test_further_models_are_listed_after_the_default_with_their_status(client, i
         "precision": None,
         "exact": None,
         "compiled": None,
+        "preprocessing": None,
     }
     assert models[1] == {
         "name": "vit_b_16",

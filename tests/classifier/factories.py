@@ -29,14 +29,13 @@ def stored_version(folder, name: str = "flowers", version: str = "1", *, status:
     from classifier.versions import files_sha256
 
     model_path = next(path for path in sorted(folder.iterdir()) if path.name.startswith("model."))
+    files = {"model_file": model_path, "labels_file": folder / "labels.json"}
+    if (folder / "config.json").is_file():
+        files["config_file"] = folder / "config.json"
     row = ModelVersion(
-        name=name,
-        version=version,
-        report=PASSED_REPORT,
-        status=status,
-        sha256=files_sha256([model_path, folder / "labels.json"]),
+        name=name, version=version, report=PASSED_REPORT, status=status, sha256=files_sha256(files.values())
     )
-    for field, path in (("model_file", model_path), ("labels_file", folder / "labels.json")):
+    for field, path in files.items():
         with path.open("rb") as handle:
             getattr(row, field).save(path.name, File(handle), save=False)
     row.save()

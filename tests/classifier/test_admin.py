@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import zipfile
 
 import pytest
 from django.contrib.messages import get_messages
@@ -14,7 +15,11 @@ ADD_URL = "/admin/classifier/modelversion/add/"
 
 
 def _upload(admin_client, folder, version: str):
-    with (folder / "model.ts").open("rb") as model, (folder / "labels.json").open("rb") as labels:
+    with (
+        (folder / "model.ts").open("rb") as model,
+        (folder / "labels.json").open("rb") as labels,
+        (folder / "config.json").open("rb") as config,
+    ):
         return admin_client.post(
             ADD_URL,
             {
@@ -25,6 +30,7 @@ def _upload(admin_client, folder, version: str):
                 "notes": "from the admin",
                 "model_upload": model,
                 "labels_upload": labels,
+                "config_upload": config,
             },
         )
 
@@ -32,7 +38,7 @@ def _upload(admin_client, folder, version: str):
 def test_uploading_the_files_validates_and_stores_a_staged_version(
     admin_client, admin_user, relabelled_flowers, version_storage, settings
 ):
-    settings.API_MAX_BODY_BYTES = 200 * 1024 * 1024  # the body limit covers the admin too
+    settings.API_MAX_BODY_BYTES = 1000  # the model files are larger: admin uploads have their own limit
     response = _upload(admin_client, relabelled_flowers["v1"], "1")
     assert response.status_code == 302, [
         line for line in response.content.decode().splitlines() if "errorlist" in line or "<li>" in line
@@ -41,6 +47,42 @@ def test_uploading_the_files_validates_and_stores_a_staged_version(
     assert registered.passed and registered.status == "staged" and registered.created_by == admin_user
     page = admin_client.get(f"/admin/classifier/modelversion/{registered.pk}/change/").content.decode()
     assert "validation-checks" in page and "Passed: loads" in page and 'id="activate-version"' in page
+    assert "Preprocessing in force" in page
+    assert "short side to 256, centre crop 224 (round), bilinear" in page and "from the config" in page
+
+
+def test_an_upload_over_the_admin_upload_limit_is_413_naming_it(admin_client, relabelled_flowers, settings):
+    settings.ADMIN_UPLOAD_MAX_BYTES = 1000
+    response = _upload(admin_client, relabelled_flowers["v1"], "1")
+    assert response.status_code == 413 and "1000 bytes" in response.json()["detail"]
+    assert not ModelVersion.objects.exists()
+
+
+def test_the_upload_form_states_the_limit_and_what_each_folder_needs(admin_client, settings):
+    settings.ADMIN_UPLOAD_MAX_BYTES = 512 * 1024 * 1024
+    page = admin_client.get(ADD_URL).content.decode()
+    assert "512.0\xa0MB" in page and "ADMIN_UPLOAD_MAX_BYTES" in page
+    assert "preprocessor_config.json" in page and "pretrained_cfg" in page and ".data files" in page
+
+
+def test_a_transformers_folder_uploaded_as_an_archive_is_validated_and_staged(
+    admin_client, library_folders, version_storage, tmp_path
+):
+    archive = tmp_path / "vit.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for path in library_folders["transformers:vit"].iterdir():
+            bundle.write(path, path.name)
+    with archive.open("rb") as upload:
+        response = admin_client.post(
+            ADD_URL, {"name": "vit", "version": "1", "engine": "", "precision": "", "archive": upload}
+        )
+    assert response.status_code == 302
+    registered = ModelVersion.objects.get(name="vit")
+    assert registered.passed, registered.report["summary"]
+    assert registered.report["kind"] == "transformers"
+    assert registered.report["preprocessing"]["crop"] == {"size": 64, "rounding": "floor"}
+    listing = admin_client.get("/admin/classifier/modelversion/").content.decode()
+    assert "64px (squash 64, bilinear)" in listing
 
 
 def test_an_upload_that_fails_the_gate_is_kept_staged_with_its_report(

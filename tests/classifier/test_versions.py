@@ -24,9 +24,9 @@ def test_a_registered_archive_is_validated_stored_and_staged(relabelled_flowers,
     assert [check["check"] for check in registered.report["checks"]] == ["loads", "labels", "forward", "latency"]
     assert registered.report["latency_ms"]["batch_1"] > 0 and registered.report["validated_at"]
     assert registered.model_file.name == "model_versions/flowers/1/model.ts"
-    assert default_storage.exists(registered.labels_file.name) and not registered.config_file
+    assert default_storage.exists(registered.labels_file.name) and default_storage.exists(registered.config_file.name)
     assert registered.sha256 == versions.files_sha256(
-        [relabelled_flowers["v1"] / "model.ts", relabelled_flowers["v1"] / "labels.json"]
+        [relabelled_flowers["v1"] / name for name in ("model.ts", "labels.json", "config.json")]
     )
     local = versions.model_version_local_folder(model_version=registered)
     assert (local / "model.ts").read_bytes() == (relabelled_flowers["v1"] / "model.ts").read_bytes()
@@ -166,3 +166,18 @@ def test_a_config_asking_for_an_input_over_the_bound_is_refused(flower_folders, 
     with pytest.raises(versions.ModelVersionError, match=f"{key} is {limit + 1}, over CLASSIFIER_MAX_INPUT_SIZE"):
         versions.model_version_register(name="flowers", version="1", path=folder)
     assert not ModelVersion.objects.exists()
+
+
+def test_a_library_folders_pickle_weights_need_the_permission_for_code(library_folders, version_storage, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    folder = shutil.copytree(library_folders["timm:test_resnet"], tmp_path / "pickled")
+    torch.save(load_file(str(folder / "model.safetensors")), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(versions.ModelVersionError, match="pytorch_model.bin is a pickle"):
+        versions.model_version_register(name="resnet", version="1", path=folder, executable_allowed=False)
+    assert not ModelVersion.objects.exists()
+    registered = versions.model_version_register(name="resnet", version="1", path=folder)
+    assert registered.passed, registered.report["summary"]
+    assert "timm's own model" in registered.report["agreement"]["reference"]

@@ -193,3 +193,93 @@ def test_a_broken_model_leaves_the_others_serving(tmp_path, flowers_network, flo
     fresh.start(background=False)
     assert [model["status"] for model in fresh.describe()] == ["unavailable", "loaded"]
     assert top_labels(fresh.get("flowers"), [flower_picture("rose")]) == [["rose"]]
+
+
+def _with_external_data(folder, location: str = "model.onnx.data"):
+    """The folder's model.onnx re-saved as current torch.onnx.export writes it: the graph, its weights in a file."""
+    import onnx
+
+    graph = onnx.load(str(folder / "model.onnx"))
+    onnx.save_model(
+        graph,
+        str(folder / "model.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="model.onnx.data",
+        size_threshold=0,
+    )
+    if location != "model.onnx.data":
+        graph = onnx.load(str(folder / "model.onnx"), load_external_data=False)
+        for tensor in graph.graph.initializer:
+            for entry in tensor.external_data:
+                if entry.key == "location":
+                    entry.value = location
+        onnx.save_model(graph, str(folder / "model.onnx"))
+    return folder
+
+
+def test_an_onnx_graph_with_external_data_is_served(tmp_path, flowers_network):
+    folder = _with_external_data(write_model_folder(tmp_path / "external", "onnx", flowers_network))
+    assert (folder / "model.onnx.data").stat().st_size > (folder / "model.onnx").stat().st_size
+    slot = load(folder_source(folder))
+    assert slot.status == LOADED, slot.reason
+    assert [labels[0] for labels in top_labels(slot, PICTURES)] == list(FLOWERS)
+    assert np.abs(probabilities(slot, PICTURES) - reference_probabilities(flowers_network, PICTURES)).max() <= EXACT
+
+
+@pytest.mark.parametrize("location", ["../model.onnx.data", "/etc/hostname", "sub/model.onnx.data", "link.data"])
+def test_external_data_outside_the_folder_is_refused(tmp_path, flowers_network, location):
+    folder = _with_external_data(write_model_folder(tmp_path / "external", "onnx", flowers_network), location)
+    (folder / "sub").mkdir()
+    (folder / "sub" / "model.onnx.data").write_bytes((folder / "model.onnx.data").read_bytes())
+    (folder / "link.data").symlink_to(folder / "model.onnx.data")
+    (tmp_path / "model.onnx.data").write_bytes((folder / "model.onnx.data").read_bytes())
+    slot = load(folder_source(folder))
+    assert slot.status == UNAVAILABLE and "external data" in slot.reason, slot.reason
+
+
+@pytest.mark.parametrize("kind", ["torchscript", "onnx"])
+def test_a_folder_whose_preprocessing_cannot_be_inferred_is_refused(tmp_path, flowers_network, kind):
+    folder = broken(tmp_path / "bare", kind, flowers_network, edit=lambda f: (f / "config.json").unlink())
+    slot = load(folder_source(folder))
+    assert slot.status == UNAVAILABLE and "no config.json" in slot.reason and "preprocessing" in slot.reason
+
+
+def test_config_json_states_timm_and_hf_preprocessing_and_draft(tmp_path, flowers_network):
+    config = {"architecture": "resnet18", "crop": 224, "crop_pct": 0.95, "crop_mode": "squash"}
+    config |= {"crop_rounding": "floor", "interpolation": "bicubic", "draft": True}
+    folder = broken(
+        tmp_path / "stated",
+        "state_dict",
+        flowers_network,
+        edit=lambda f: (f / "config.json").write_text(json.dumps(config)),
+    )
+    slot = load(folder_source(folder))
+    assert slot.status == LOADED, slot.reason
+    described = describe_slot(slot, default=False)["preprocessing"]
+    assert described["resize"] == {"mode": "squash", "size": 235}  # floor(224 / 0.95)
+    assert described["crop"] == {"size": 224, "rounding": "floor"}
+    assert (described["interpolation"], described["draft"], described["source"]) == ("bicubic", True, "config")
+
+
+@pytest.mark.parametrize(
+    "config,expected",
+    [
+        ({"crop_mode": "zoom"}, "crop_mode must be one of center, squash, border"),
+        ({"crop_pct": 0}, "crop_pct must be a number above 0"),
+        ({"crop_pct": 0.9, "resize": 256}, "give resize or crop_pct, not both"),
+        ({"channel_order": "GRB"}, "channel_order must be one of RGB, BGR"),
+        ({"draft": "yes"}, "draft must be true or false"),
+        ({"rescale_factor": 2}, "rescale_factor must be a number above 0"),
+    ],
+)
+def test_a_bad_preprocessing_key_is_refused_naming_it(tmp_path, flowers_network, config, expected):
+    config = {"architecture": "resnet18", **config}
+    folder = broken(
+        tmp_path / "bad",
+        "state_dict",
+        flowers_network,
+        edit=lambda f: (f / "config.json").write_text(json.dumps(config)),
+    )
+    slot = load(folder_source(folder, name="bad"))
+    assert slot.status == UNAVAILABLE and expected in slot.reason, slot.reason

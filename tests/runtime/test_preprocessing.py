@@ -234,3 +234,48 @@ def test_postprocess_returns_top_k_sorted_and_rounded():
     predictions = pipeline.postprocess(probabilities, list("abcde"), top_k=3)
     assert [p.label for p in predictions] == ["b", "d", "a"]
     assert [p.confidence for p in predictions] == [0.5, 0.3, 0.1]
+
+
+def test_jpegs_are_decoded_in_full_unless_a_model_asks_for_draft(spec):
+    assert not spec.draft and spec.draft_size is None and not pipeline.IMAGENET.draft
+    drafting = pipeline.Preprocessing.from_dict({**spec.to_dict(), "draft": True})
+    assert drafting.draft_size == spec.resize_size
+    data = encode(photo((2400, 1800)), "JPEG", quality=90)
+    assert pipeline.open_image(data, max_pixels=MAX_PIXELS, draft_size=spec.draft_size).size == (2400, 1800)
+    assert pipeline.open_image(data, max_pixels=MAX_PIXELS, draft_size=drafting.draft_size).size[0] < 2400
+
+
+def _spec(**fields) -> pipeline.Preprocessing:
+    return pipeline.Preprocessing.from_dict({**pipeline.IMAGENET.to_dict(), **fields})
+
+
+@pytest.mark.parametrize("size", [(500, 375), (333, 777), (224, 224)])
+def test_squash_resizes_both_sides_without_keeping_the_aspect(size):
+    from torchvision.transforms import CenterCrop, InterpolationMode, Resize
+
+    image = photo(size)
+    spec = _spec(crop_mode="squash", resize_size=240, crop_size=224)
+    reference = np.asarray(CenterCrop(224)(Resize((240, 240), interpolation=InterpolationMode.BILINEAR)(image)))
+    assert np.array_equal(pipeline.preprocess(image, spec), reference)
+
+
+@pytest.mark.parametrize("rounding,expected_left", [("round", 2), ("floor", 1)])
+def test_an_odd_margin_is_rounded_as_the_library_does(rounding, expected_left):
+    ramp = np.tile(np.arange(227, dtype=np.uint8), (224, 1))  # column x has value x: the crop's left edge shows
+    image = Image.fromarray(np.stack([ramp] * 3, axis=-1))
+    spec = _spec(resize_size=224, crop_size=224, crop_rounding=rounding, resample=Image.Resampling.NEAREST)
+    assert pipeline.preprocess(image, spec)[0, 0, 0] == expected_left
+
+
+def test_border_pads_with_the_mean_colour_and_keeps_the_whole_picture():
+    image = Image.new("RGB", (400, 100), (0, 0, 0))
+    pixels = pipeline.preprocess(image, _spec(crop_mode="border", resize_size=224, crop_size=224))
+    assert pixels.shape == (224, 224, 3)
+    assert tuple(pixels[0, 0]) == tuple(round(255 * v) for v in pipeline.IMAGENET.mean)  # the padding
+    assert tuple(pixels[112, 0]) == (0, 0, 0)  # the picture, its full width kept
+
+
+def test_bgr_channel_order_reverses_the_channels():
+    image = Image.new("RGB", (64, 64), (10, 20, 30))
+    pixels = pipeline.preprocess(image, _spec(resize_size=32, crop_size=32, channels="BGR"))
+    assert tuple(pixels[0, 0]) == (30, 20, 10)
