@@ -133,7 +133,7 @@ def _with_quota(state: WindowState, rule: QuotaRule | None, *, used: int, exceed
     )
 
 
-_LOCK_KEY_SQL = f"SELECT id FROM {ApiKey._meta.db_table} WHERE id = %s FOR UPDATE"
+_LOCK_KEY_SQL = f"SELECT id FROM {ApiKey._meta.db_table} WHERE id = %s FOR NO KEY UPDATE"
 _MONTHLY = MonthlyUsage._meta.db_table
 _MONTHLY_USED_SQL = f"SELECT images FROM {_MONTHLY} WHERE api_key_id = %s AND month = %s"
 # One upsert: the (key, month) row is created at the cost or raised by it (SQLite 3.24+ and PostgreSQL).
@@ -154,7 +154,9 @@ class DatabaseWindowStore:
     """Window state in an events table (``RateLimitEvent`` unless told), counted by the database (SUM, MIN).
 
     SQLite: the connection opens every transaction IMMEDIATE (see settings), which takes the
-    database's write lock before the count. PostgreSQL: the key's row is locked FOR UPDATE.
+    database's write lock before the count. PostgreSQL: the key's row is locked FOR NO KEY UPDATE, which
+    serialises the windows of one key but not the inserts that reference it (a log row's foreign-key check takes
+    KEY SHARE, which FOR UPDATE would block, and a cycle of such waits was seen as a deadlock under load).
     Either way count-then-insert cannot interleave between processes. Stores on different
     tables keep different windows for the same key (the usage endpoints' own limit).
     """

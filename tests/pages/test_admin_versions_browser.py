@@ -65,12 +65,13 @@ def log_in(driver, server) -> None:
 
 
 def upload_version(driver, server, folder, version: str) -> None:
-    """Fill the add form with the folder's model.ts and labels.json and save it; end on the version's page."""
+    """Fill the add form with the folder's model.ts, labels.json and config.json and save it; end on the version's page."""
     driver.get(f"{server.url}/admin/classifier/modelversion/add/")
     driver.find_element(By.ID, "id_name").send_keys("flowers")
     driver.find_element(By.ID, "id_version").send_keys(version)
     driver.find_element(By.ID, "id_model_upload").send_keys(str(folder / "model.ts"))
     driver.find_element(By.ID, "id_labels_upload").send_keys(str(folder / "labels.json"))
+    driver.find_element(By.ID, "id_config_upload").send_keys(str(folder / "config.json"))
     driver.find_element(By.ID, "id_notes").send_keys(f"uploaded in the browser test, version {version}")
     driver.find_element(By.CSS_SELECTOR, "input[name=_save]").click()
     message = wait(driver, UPLOAD_PAGE_SECONDS).until(

@@ -143,7 +143,9 @@ def test_dashboard_charts_the_requests_that_were_made(browser, page_log, web_ser
             o.text for o in Select(browser.find_element(By.ID, "id_key")).options if o.text.startswith("dashboard-key")
         )
     )
+    unfiltered = browser.find_element(By.ID, "requests-chart")
     browser.find_element(By.CSS_SELECTOR, "#usage-filter input[type=submit]").click()
+    wait(browser).until(EC.staleness_of(unfiltered))  # the filtered page, not the one before it
 
     datasets = wait(browser).until(
         lambda d: d.execute_script(
