@@ -25,10 +25,11 @@ def test_serve_runs_uvicorn_with_the_slow_client_flags_and_passes_the_rest_on():
 def test_serve_writes_a_secret_key_file_once_when_no_secret_is_given(tmp_path, settings, monkeypatch):
     monkeypatch.delenv("DJANGO_SECRET_KEY", raising=False)
     settings.DJANGO_SECRET_KEY_FILE = str(tmp_path / "secret_key")
-    first = serve.ensure_secret_key_file()
-    assert len(first) > 40 and (tmp_path / "secret_key").read_text().strip() == first
-    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
-    assert serve.ensure_secret_key_file() == "" and (tmp_path / "secret_key").read_text().strip() == first
+    assert serve.ensure_secret_key_file()
+    first = (tmp_path / "secret_key").read_text().strip()
+    assert len(first) > 40 and (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+    assert not serve.ensure_secret_key_file() and (tmp_path / "secret_key").read_text().strip() == first
+    assert [path.name for path in tmp_path.iterdir()] == ["secret_key"]
 
 
 def test_wait_for_services_returns_when_the_database_answers_and_migrations_are_applied():

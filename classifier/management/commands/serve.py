@@ -10,6 +10,7 @@ trust), ``UVICORN_LOG_LEVEL`` and the like; anything after ``--`` is passed to i
 import os
 import secrets
 import sys
+import tempfile
 from pathlib import Path
 
 from django.conf import settings
@@ -72,11 +73,11 @@ class Command(BaseCommand):
         parser.add_argument("uvicorn_args", nargs="*", help="options passed to uvicorn as they are (after --)")
 
     def handle(self, *args, host, port, migrate, uvicorn_args, **options):
-        secret = ensure_secret_key_file()
+        written = ensure_secret_key_file()
         try:
             require_secret_key()
         except ImproperlyConfigured as exc:
-            if not secret:
+            if not written:
                 raise CommandError(str(exc)) from None
         if migrate:
             call_command("migrate", "--noinput", verbosity=0)
@@ -86,15 +87,23 @@ class Command(BaseCommand):
         os.execv(command[0], command)
 
 
-def ensure_secret_key_file() -> str:
-    """With no DJANGO_SECRET_KEY but a DJANGO_SECRET_KEY_FILE that does not exist yet, write a new random secret
-    there (readable by this user only) and put it in the environment uvicorn inherits; return it ("" otherwise)."""
+def ensure_secret_key_file() -> bool:
+    """With no DJANGO_SECRET_KEY and a DJANGO_SECRET_KEY_FILE that does not exist yet, write a new random secret
+    there, readable by this user only, whole or not at all (containers sharing the volume may race: the first
+    wins). Return whether this call or a concurrent one wrote it (the settings read it when uvicorn starts)."""
     path = settings.DJANGO_SECRET_KEY_FILE
     if os.environ.get("DJANGO_SECRET_KEY") or not path or os.path.exists(path):
-        return ""
-    secret = secrets.token_urlsafe(50)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        file.write(secret + "\n")
-    return secret
+        return False
+    folder = Path(path).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    descriptor, draft = tempfile.mkstemp(dir=folder, prefix=".secret-")  # mode 0600
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_urlsafe(50) + "\n")
+        try:
+            os.link(draft, path)  # atomic, and fails if another container's is already there
+        except FileExistsError:
+            pass
+    finally:
+        os.unlink(draft)
+    return True
