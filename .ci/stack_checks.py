@@ -100,7 +100,7 @@ def check(name: str):
 
 
 @check("the stack is ready through nginx (both replicas)")
-def wait_ready(stack: Stack, timeout: float = 600.0) -> None:
+def wait_ready(stack: Stack, timeout: float = 300.0) -> None:
     deadline = time.monotonic() + timeout
     streak = 0
     while streak < 20:  # nginx alternates: 20 in a row means both replicas answer

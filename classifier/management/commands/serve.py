@@ -7,6 +7,7 @@ environment too: ``WEB_CONCURRENCY`` (workers), ``FORWARDED_ALLOW_IPS`` (which p
 trust), ``UVICORN_LOG_LEVEL`` and the like; anything after ``--`` is passed to it as is.
 """
 
+import contextlib
 import os
 import secrets
 import sys
@@ -100,10 +101,8 @@ def ensure_secret_key_file() -> bool:
     try:
         with os.fdopen(descriptor, "w") as file:
             file.write(secrets.token_urlsafe(50) + "\n")
-        try:
-            os.link(draft, path)  # atomic, and fails if another container's is already there
-        except FileExistsError:
-            pass
+        with contextlib.suppress(FileExistsError):  # another container's is already there: keep it
+            os.link(draft, path)  # atomic
     finally:
         os.unlink(draft)
     return True
