@@ -11,7 +11,7 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import RequestLog
-from classifier.runtime.registry import LOADING
+from classifier.runtime.registry import Loading
 from classifier.serving import process_runtime
 
 pytestmark = pytest.mark.django_db
@@ -61,7 +61,7 @@ def test_landing_page_shows_models_readiness_links_and_a_curl_example(client):
 
 @pytest.mark.usefixtures("loaded_model")
 def test_landing_page_says_not_ready_while_the_model_loads(client, monkeypatch):
-    monkeypatch.setattr(process_runtime().slot(), "status", LOADING)
+    monkeypatch.setattr(process_runtime().slot(), "state", Loading())
     html = client.get("/").content.decode()
     assert 'id="server-status">not ready<' in html and 'model-status">loading<' in html
 
