@@ -192,7 +192,12 @@ def stop_one_replica(stack: Stack, total: int = 160, threads: int = 4) -> None:
     assert done == Counter({200: total}), done
     rows = json.loads(stack.manage("admin", "shell", "-c", LOG_COUNTS.format(name="ci")).strip().splitlines()[-1])
     logged = Counter({(endpoint, status): n for endpoint, status, n in rows})
-    assert logged == stack.sent, (logged, stack.sent)
+    # One row per answer the client got; a replica's 503 that nginx retried elsewhere is a row of its own (the
+    # replica answered it), so only statuses the client saw must match exactly.
+    answered = {(route, status): n for (route, status), n in logged.items() if (route, status) in stack.sent}
+    assert answered == dict(stack.sent), (logged, stack.sent)
+    retried = logged - stack.sent
+    assert all(status == 503 for _, status in retried), retried
     print(f"    {total} requests, all 200; request log rows by route and status: {dict(logged)}")
 
 
