@@ -143,7 +143,10 @@ elif _db["ENGINE"] in ("django.db.backends.postgresql", "django.db.backends.post
     _db["ENGINE"] = "django.db.backends.postgresql"
     # psycopg's pool lends each request a connection (Django's pooling requires CONN_MAX_AGE 0).
     _db["CONN_MAX_AGE"] = 0
+    # Options given in DATABASE_URL's query (e.g. ?connect_timeout=5, which lets libpq try a host's next address
+    # instead of hanging on one that does not answer) are kept.
     _db["OPTIONS"] = {
+        **_db.get("OPTIONS", {}),
         "pool": {
             "min_size": 1,
             "max_size": DATABASE_POOL_MAX_SIZE,
