@@ -151,7 +151,7 @@ elif _db["ENGINE"] in ("django.db.backends.postgresql", "django.db.backends.post
             "min_size": 1,
             "max_size": DATABASE_POOL_MAX_SIZE,
             "timeout": DATABASE_POOL_TIMEOUT_SECONDS,
-        }
+        },
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
