@@ -7,14 +7,13 @@ PORT ?= 8000
 # `make run` is for trying the server on this machine: debug on, no secret needed.
 # Production runs uvicorn directly with DJANGO_DEBUG off (see docs/deployment.md).
 RUN_ENV ?= DJANGO_DEBUG=$${DJANGO_DEBUG:-true}
-# uvicorn's slow-client defences, as in the production command (docs/deployment.md, docs/security.md): half-sent heads
-# time out (aiserver.protocols), heads are bounded in size, connections per worker and keep-alive are capped.
-UVICORN_FLAGS := --http aiserver.protocols:H11Protocol --h11-max-incomplete-event-size 65536 \
-	--limit-concurrency 512 --timeout-keep-alive 5
+# `manage.py serve` is the production command (docs/deployment.md): uvicorn with the slow-client defences of
+# docs/security.md (classifier/management/commands/serve.py), so no way of starting the server can forget them.
 
-.PHONY: install browser node run test check docs bench bench-peers bench-serving wrk schema clean
+.PHONY: install browser node run test check docs bench bench-peers bench-serving wrk schema clean image containers
 
-$(BIN)/.installed: requirements.txt
+# requirements.txt is requirements/dev.txt, which includes compile.txt, which includes serve.txt (the image's).
+$(BIN)/.installed: requirements.txt requirements/serve.txt requirements/compile.txt requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
@@ -36,12 +35,12 @@ run: install
 	@echo ""
 	@echo "aiserver is starting on http://$(HOST):$(PORT)/  (try it: /try/, docs: /api/docs/, admin: /admin/)"
 	@echo "First prediction, in another terminal:"
-	@echo "  KEY=\$$($(RUN_ENV) $(BIN)/python manage.py create_api_key --name me | tail -1)"
+	@echo "  KEY=\$$($(BIN)/python manage.py create_api_key --name me | tail -1)"
 	@echo "  curl -s http://$(HOST):$(PORT)/api/v1/classify -H \"Authorization: Bearer \$$KEY\" -F file=@photo.jpg"
 	@echo "or paste the key into http://$(HOST):$(PORT)/try/ and drop an image there."
 	@echo "No network for the pretrained weights? Run: CLASSIFIER_WEIGHTS=random make run"
 	@echo ""
-	$(RUN_ENV) $(BIN)/uvicorn aiserver.asgi:application --host $(HOST) --port $(PORT) $(UVICORN_FLAGS)
+	$(RUN_ENV) $(BIN)/python manage.py serve --host $(HOST) --port $(PORT)
 
 test: install browser node
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -223,6 +223,10 @@ class DatabaseWindowStore:
         state = _state(used=used, oldest=oldest, free_at=free_at, allowed=allowed, limit=limit, window=window, now=now)
         return _with_quota(state, quota, used=quota_used, exceeded=exceeded, now=now)
 
+    def problem(self) -> str | None:
+        """None: this store is the database, which readiness checks on its own."""
+        return None
+
     def peek(self, *, key_id: int, limit: int, window: int, now: float, quota: QuotaRule | None = None) -> WindowState:
         with connection.cursor() as cursor:
             used, oldest = self._totals(cursor, key_id=key_id, since=now - window)
@@ -345,6 +349,14 @@ class RedisWindowStore:
 
     def peek(self, *, key_id: int, limit: int, window: int, now: float, quota: QuotaRule | None = None) -> WindowState:
         return self.acquire(key_id=key_id, limit=limit, window=window, cost=0, now=now, quota=quota)
+
+    def problem(self) -> str | None:
+        """Why Redis does not answer a PING (the exception's type name), or None when it does (readiness)."""
+        try:
+            self._redis.ping()
+        except self._errors as exc:
+            return type(exc).__name__
+        return None
 
 
 def window_store_from_settings():

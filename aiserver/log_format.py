@@ -31,3 +31,12 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             line["stack"] = self.formatStack(record.stack_info)
         return json.dumps(line, default=str, ensure_ascii=False)
+
+
+class SkipServiceUnavailable(logging.Filter):
+    """Drops django.request's record of a 503: the server says it on purpose (a model still loading, a store down,
+    an overload), the cause is logged once where it happens, and a probe asking every few seconds would repeat it as
+    an ERROR. The answer's own line (uvicorn's access log, aiserver.requests) still records each one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(record, "status_code", None) != 503

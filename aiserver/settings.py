@@ -23,15 +23,23 @@ DEBUG = config.bool(
     "DJANGO_DEBUG", False, "Django debug mode; never in production", shown="`false` (`make run` sets `true`)"
 )  # never on in production
 SECRET_KEY = config.str(
-    "DJANGO_SECRET_KEY", "", "signs sessions and CSRF tokens", shown="none (required unless debug)"
+    "DJANGO_SECRET_KEY", "", "signs sessions and CSRF tokens", shown="none (required to serve unless debug)"
 )  # signs sessions and CSRF tokens
-if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured(
-            "DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off "
-            "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))')."
-        )
+# A file holding the secret instead (the container image's: /data/secret_key, which `manage.py serve` fills with a
+# new random secret on the first start when the variable is empty). Read here; written only by `serve`.
+DJANGO_SECRET_KEY_FILE = config.str(
+    "DJANGO_SECRET_KEY_FILE",
+    "",
+    "a file holding the secret key, read when `DJANGO_SECRET_KEY` is empty; `manage.py serve` creates it with a random secret if it is missing (the image: `/data/secret_key`)",
+    shown="empty (the image: `/data/secret_key`)",
+)
+if not SECRET_KEY and DJANGO_SECRET_KEY_FILE and os.path.isfile(DJANGO_SECRET_KEY_FILE):
+    SECRET_KEY = Path(DJANGO_SECRET_KEY_FILE).read_text().strip()
+if not SECRET_KEY and DEBUG:
     SECRET_KEY = "insecure-development-key-only-used-with-DJANGO_DEBUG-on"
+# Without a secret, commands that sign nothing (migrate, create_api_key, ...) still run; serving refuses to start
+# (classifier.checks.require_secret_key, run by `manage.py serve` and aiserver.asgi), and anything that would sign
+# with it fails (Django refuses an empty SECRET_KEY when it is read).
 ALLOWED_HOSTS = config.list(
     "DJANGO_ALLOWED_HOSTS",
     ["localhost", "127.0.0.1", "[::1]"],
@@ -106,7 +114,19 @@ DATABASES = {
         shown="`sqlite:///<project>/db.sqlite3`",
     ),
 }
-DATABASE_POOL_MAX_SIZE = config.int("DATABASE_POOL_MAX_SIZE", 20, "PostgreSQL pool size per process")
+DATABASE_POOL_MAX_SIZE = config.int(
+    "DATABASE_POOL_MAX_SIZE",
+    20,
+    "PostgreSQL pool size per process; every replica's processes together must stay under the server's `max_connections` (100 by default)",
+)
+# How long a request waits for a pooled connection before it fails (psycopg's PoolTimeout; answered 503
+# `database_unavailable`). psycopg's own default, 30 s, outlasts the proxy's and the client's patience.
+DATABASE_POOL_TIMEOUT_SECONDS = config.float(
+    "DATABASE_POOL_TIMEOUT_SECONDS",
+    10.0,
+    "how long a request waits for a free pooled PostgreSQL connection before it fails with 503 `database_unavailable`",
+    shown="`10`",
+)
 _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     # Kept open: the ASGI handler reuses its request threads (aiserver.handlers), and with them
@@ -123,11 +143,15 @@ elif _db["ENGINE"] in ("django.db.backends.postgresql", "django.db.backends.post
     _db["ENGINE"] = "django.db.backends.postgresql"
     # psycopg's pool lends each request a connection (Django's pooling requires CONN_MAX_AGE 0).
     _db["CONN_MAX_AGE"] = 0
+    # Options given in DATABASE_URL's query (e.g. ?connect_timeout=5, which lets libpq try a host's next address
+    # instead of hanging on one that does not answer) are kept.
     _db["OPTIONS"] = {
+        **_db.get("OPTIONS", {}),
         "pool": {
             "min_size": 1,
             "max_size": DATABASE_POOL_MAX_SIZE,
-        }
+            "timeout": DATABASE_POOL_TIMEOUT_SECONDS,
+        },
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -697,10 +721,13 @@ LOGGING = {
         "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
         "json": {"()": "aiserver.log_format.JsonFormatter"},
     },
+    "filters": {"skip_503": {"()": "aiserver.log_format.SkipServiceUnavailable"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": DJANGO_LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": config.str("DJANGO_LOG_LEVEL", "INFO", "log level", shown="`INFO`")},
     "loggers": {
-        "django.request": {"level": "ERROR"},
+        # Django's own console handler (debug only) would print each of its records a second time.
+        "django": {"handlers": ["console"], "propagate": False},
+        "django.request": {"level": "ERROR", "filters": ["skip_503"]},
         # uvicorn's own lines (errors, and access lines when its log level lets them through) in the same format
         **({"uvicorn.error": _console, "uvicorn.access": _console} if DJANGO_LOG_FORMAT == "json" else {}),
     },

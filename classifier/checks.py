@@ -111,8 +111,26 @@ def _static_files():
         yield from finder.list(["CVS", ".*", "*~"])
 
 
+SECRET_KEY_MISSING = (
+    "DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off "
+    "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))')."
+)
+
+
+def require_secret_key() -> None:
+    """Raise ImproperlyConfigured when there is no secret to sign sessions and CSRF tokens with. Only serving needs
+    one: the other commands (migrate, create_api_key, ...) run without it."""
+    try:
+        missing = not settings.SECRET_KEY
+    except ImproperlyConfigured:  # Django refuses to read an empty SECRET_KEY
+        missing = True
+    if missing:
+        raise ImproperlyConfigured(SECRET_KEY_MISSING)
+
+
 def run_start_checks() -> None:
     """Run the system checks and this module's deployment check; raise ImproperlyConfigured on any error."""
+    require_secret_key()
     messages = checks.run_checks() + checks.run_checks(tags=[STATIC_FILES_TAG], include_deployment_checks=True)
     errors = [message for message in messages if message.is_serious() and not message.is_silenced()]
     if errors:

@@ -42,6 +42,16 @@ def require_redis() -> str:
     return REDIS_URL
 
 
+def unreachable_redis_url() -> str:
+    """A Redis URL on a local port nothing listens on (bound, then closed): every connection is refused."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"redis://127.0.0.1:{port}/0"
+
+
 def require_postgres() -> str:
     """Return the PostgreSQL URL, or skip/fail."""
     import psycopg

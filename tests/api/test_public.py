@@ -77,3 +77,33 @@ def test_operations_do_not_show_a_base_class_docstring_as_their_description(clie
     schema = client.get("/api/schema/?format=json").json()
     descriptions = [op.get("description", "") for path in schema["paths"].values() for op in path.values()]
     assert descriptions and not any("Base of the API views" in text for text in descriptions)
+
+
+@pytest.mark.usefixtures("loaded_model")
+def test_readyz_is_503_when_redis_the_window_store_is_down(client, monkeypatch):
+    from accounts.windows import RedisWindowStore
+    from classifier.api.throttling import SlidingWindowThrottle
+    from tests.services import unreachable_redis_url
+
+    monkeypatch.setattr(SlidingWindowThrottle, "store", RedisWindowStore(unreachable_redis_url()))
+    response = client.get("/readyz")
+    assert response.status_code == 503 and response.json()["code"] == "rate_limiter_unavailable"
+    assert response.headers["Retry-After"] == "1"
+
+
+@pytest.mark.usefixtures("loaded_model")
+def test_readyz_is_200_when_redis_the_window_store_answers(client, monkeypatch):
+    from accounts.windows import RedisWindowStore
+    from classifier.api.throttling import SlidingWindowThrottle
+    from tests.services import require_redis
+
+    monkeypatch.setattr(SlidingWindowThrottle, "store", RedisWindowStore(require_redis()))
+    assert client.get("/readyz").json() == {"status": "ready"}
+
+
+@pytest.mark.usefixtures("loaded_model")
+def test_readyz_while_loading_logs_no_error(client, monkeypatch, caplog):
+    monkeypatch.setattr(process_runtime().slot(), "state", Loading())
+    with caplog.at_level("INFO"):
+        assert client.get("/readyz").status_code == 503
+    assert [record for record in caplog.records if record.levelname == "ERROR"] == []

@@ -15,24 +15,14 @@ from pathlib import Path
 
 import requests
 
+from classifier.management.commands import serve
+
 ROOT = Path(__file__).resolve().parents[2]
-# uvicorn's --timeout-graceful-shutdown, as in the production command (docs/deployment.md): on SIGTERM a worker stops
-# accepting, finishes the requests it has (at most this long), then exits.
-GRACEFUL_SHUTDOWN_SECONDS = 35
+# The production command's graceful-shutdown time and slow-client defences, which every live server runs with: live
+# servers start as `manage.py serve` does (classifier/management/commands/serve.py).
+GRACEFUL_SHUTDOWN_SECONDS = serve.GRACEFUL_SHUTDOWN_SECONDS
+DEPLOYED_UVICORN_FLAGS = serve.UVICORN_FLAGS
 THROTTLED = 429  # the repeated-429 counts are of this status
-# The slow-client defences of the production command (docs/deployment.md) and `make run`, which every live server runs with
-# (tests/live/test_slow_clients.py checks that the three lists agree): the protocol that times out half-sent
-# heads, the bound on a head's size, the connections (and requests) per worker, the keep-alive idle time.
-DEPLOYED_UVICORN_FLAGS = [
-    "--http",
-    "aiserver.protocols:H11Protocol",
-    "--h11-max-incomplete-event-size",
-    "65536",
-    "--limit-concurrency",
-    "512",
-    "--timeout-keep-alive",
-    "5",
-]
 
 
 _COLLECTED_STATIC: list[Path] = []  # the static root collected once per test process for servers that name none
@@ -116,20 +106,17 @@ class LiveServer:
         self.process = subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                "uvicorn",
-                "aiserver.asgi:application",
+                "manage.py",
+                "serve",
                 "--host",
                 "127.0.0.1",
                 "--port",
                 str(self.port),
+                "--",
                 "--workers",
                 str(self.workers),
                 "--log-level",
                 "warning",
-                "--timeout-graceful-shutdown",
-                str(GRACEFUL_SHUTDOWN_SECONDS),
-                *DEPLOYED_UVICORN_FLAGS,
             ],
             cwd=ROOT,
             env=self.env,

@@ -11,8 +11,9 @@ from ... import metrics
 from ...runtime import errors as runtime_errors
 from ...selectors import database_problem
 from ...serving import process_runtime
-from ..exceptions import DatabaseUnavailable, ModelUnavailable
+from ..exceptions import DatabaseUnavailable, ModelUnavailable, RateLimiterUnavailable
 from ..permissions import CanReadMetrics
+from ..throttling import SlidingWindowThrottle
 from .base import Endpoint
 
 
@@ -23,7 +24,8 @@ class HealthView(APIView):
 
 
 class ReadyView(APIView):
-    """200 when the default model (or ?model=NAME) and the database answer, else 503. The default model's 503
+    """200 when the default model (or ?model=NAME), the database and the window store (Redis, when REDIS_URL is set)
+    answer, else 503: a replica that cannot classify leaves the balancer's rotation. The default model's 503
     gives the public reason (as /api/v1/model/info does); ?model= says only ready or not ready, the same for a
     name that does not exist, so an anonymous caller learns neither which names exist nor why one failed."""
 
@@ -39,6 +41,9 @@ class ReadyView(APIView):
         problem = database_problem()
         if problem is not None:
             raise DatabaseUnavailable(f"The database is unavailable ({problem}).")
+        problem = SlidingWindowThrottle.store.problem()
+        if problem is not None:
+            raise RateLimiterUnavailable(f"The rate limiter's store is unavailable ({problem}).")
         return Response({"status": "ready"})
 
 
