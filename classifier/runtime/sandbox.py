@@ -13,12 +13,14 @@ process reads them back and stores them, so the child never needs the artifact s
 write access.
 """
 
+import atexit
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,6 +31,18 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PASSED_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "TZ", "TORCH_HOME", "CUDA_VISIBLE_DEVICES", "SSL_CERT_FILE")
 ERROR_FILE, REPORT_FILE, MANIFEST_FILE = "error.json", "report.json", "manifest.json"
 OUTPUT_FOLDER = "out"
+# The scratch folders of compiles in progress. A model loads on a daemon thread, whose ``finally`` never runs when
+# the process exits mid-compile (a server stopped while it compiles): the exit hook removes what is left.
+_SCRATCH: set[Path] = set()
+_SCRATCH_LOCK = threading.Lock()
+
+
+@atexit.register
+def remove_scratch_folders() -> None:
+    with _SCRATCH_LOCK:
+        for scratch in list(_SCRATCH):
+            shutil.rmtree(scratch, ignore_errors=True)
+        _SCRATCH.clear()
 
 
 @dataclass(frozen=True)
@@ -54,6 +68,8 @@ def torch_home() -> Path:
 def run_in_sandbox(request: dict, *, limits: SandboxLimits) -> ChildResult:
     """Run ``request`` (see compile_child) in a sandboxed child; raises ArtifactError with the child's reason."""
     scratch = Path(tempfile.mkdtemp(prefix="aiserver-compile-"))
+    with _SCRATCH_LOCK:
+        _SCRATCH.add(scratch)
     try:
         home = torch_home()
         home.mkdir(parents=True, exist_ok=True)
@@ -86,6 +102,8 @@ def run_in_sandbox(request: dict, *, limits: SandboxLimits) -> ChildResult:
         return _result(scratch, finished)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        with _SCRATCH_LOCK:
+            _SCRATCH.discard(scratch)
 
 
 def _result(scratch: Path, finished: subprocess.CompletedProcess) -> ChildResult:

@@ -1,11 +1,13 @@
 """The compiling child's sandbox (classifier.runtime.sandbox), for real: a child process is started each time."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 
 from classifier.runtime.registry import Runtime, validate_folder
-from classifier.runtime.sandbox import PASSED_ENVIRONMENT, SandboxLimits, run_in_sandbox
+from classifier.runtime.sandbox import PASSED_ENVIRONMENT, PROJECT_ROOT, SandboxLimits, run_in_sandbox
 from classifier.runtime_settings import runtime_config
 
 SECRETS = {"DJANGO_SECRET_KEY": "sekrit", "DATABASE_URL": "postgresql://u:p@db/x", "METRICS_TOKEN": "tok"}
@@ -49,3 +51,32 @@ def test_the_gate_compiles_in_the_sandbox_and_activation_then_only_loads(flower_
     slot = runtime.load_slot(runtime.sources()[0])
     assert slot.status == "loaded" and slot.model.provenance == "loaded compiled"
     assert slot.model.artifact_key == report["artifact_key"]
+
+
+EXITS_MID_COMPILE = """
+import os, sys, tempfile, threading
+from classifier.runtime import sandbox
+
+started = threading.Event()
+
+def compiling(*args, **kwargs):  # the child never finishes: the process exits while it runs
+    started.set()
+    threading.Event().wait()
+
+sandbox.subprocess.run = compiling
+threading.Thread(target=sandbox.run_in_sandbox, args=({},), kwargs={"limits": sandbox.SandboxLimits()}, daemon=True).start()
+started.wait(60)
+print(len(os.listdir(tempfile.gettempdir())))  # its scratch folder
+sys.exit(0)
+"""
+
+
+def test_a_process_that_exits_mid_compile_leaves_no_scratch_folder(tmp_path):
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    environment = {**os.environ, "TMPDIR": str(temporary), "PYTHONPATH": str(PROJECT_ROOT)}
+    finished = subprocess.run(
+        [sys.executable, "-c", EXITS_MID_COMPILE], env=environment, cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
+    assert finished.returncode == 0 and finished.stdout.strip() == "1", finished.stderr  # it was compiling
+    assert not list(temporary.iterdir())
