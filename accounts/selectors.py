@@ -17,7 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Avg, CharField, Count, F, QuerySet, Sum, Value, Window
+from django.db.models import Avg, CharField, Count, F, Q, QuerySet, Sum, Value, Window
 from django.db.models.functions import Mod, RowNumber, Substr, TruncDate
 
 from .models import AnonymousRequestCount, ApiKey, RepeatedThrottleCount, RequestLog
@@ -50,11 +50,7 @@ class StatusCount:
     status_code: int
     requests: int
     images: int
-    logged: int = -1  # of ``requests``, those with a log row (the rest: repeated 429s); -1: all of them
-
-    @property
-    def rows(self) -> int:
-        return self.requests if self.logged < 0 else self.logged
+    repeats: int = 0  # of ``requests``, the repeated 429s, which have no log row
 
 
 @dataclass(frozen=True)
@@ -72,13 +68,13 @@ class UsageTally:
     @classmethod
     def of(cls, counts: Iterable[StatusCount]) -> "UsageTally":
         statuses: Counter[int] = Counter()
-        images = logged = 0
+        images = repeats = 0
         for row in counts:
             statuses[row.status_code] += row.requests
             images += row.images
-            logged += row.rows
+            repeats += row.repeats
         return cls(
-            logged=logged,
+            logged=sum(statuses.values()) - repeats,
             requests=sum(statuses.values()),
             images=images,
             successful=sum(n for code, n in statuses.items() if 200 <= code < 300),
@@ -113,30 +109,26 @@ class UsageQuery:
 
     def logs(self) -> QuerySet[RequestLog]:
         """The RequestLog rows covered, unordered."""
-        logs = RequestLog.objects.order_by()
-        if self.api_key is not None:
-            logs = logs.filter(api_key=self.api_key)
-        if self.endpoints is not None:
-            logs = logs.filter(endpoint__in=self.endpoints)
-        if self.since is not None:
-            logs = logs.filter(created_at__gte=self.since)
-        if self.until is not None:
-            logs = logs.filter(created_at__lt=self.until)
-        return logs
+        since = Q(created_at__gte=self.since) if self.since is not None else None
+        return self._covered(RequestLog.objects.order_by(), since=since, at="created_at")
 
     def repeats(self) -> QuerySet[RepeatedThrottleCount]:
         """The repeated-429 counts of the minutes that overlap [since, until), unordered. On minute bounds (days,
         hours, months) that is exact; a bound inside a minute takes the whole minute."""
-        repeats = RepeatedThrottleCount.objects.order_by()
+        since = Q(minute__gt=self.since - MINUTE) if self.since is not None else None
+        return self._covered(RepeatedThrottleCount.objects.order_by(), since=since, at="minute")
+
+    def _covered(self, rows: QuerySet, *, since: Q | None, at: str) -> QuerySet:
+        """``rows`` of the key and the endpoints, matching ``since`` (None: unbounded), with ``at`` before until."""
         if self.api_key is not None:
-            repeats = repeats.filter(api_key=self.api_key)
+            rows = rows.filter(api_key=self.api_key)
         if self.endpoints is not None:
-            repeats = repeats.filter(endpoint__in=self.endpoints)
-        if self.since is not None:
-            repeats = repeats.filter(minute__gt=self.since - MINUTE)
+            rows = rows.filter(endpoint__in=self.endpoints)
+        if since is not None:
+            rows = rows.filter(since)
         if self.until is not None:
-            repeats = repeats.filter(minute__lt=self.until)
-        return repeats
+            rows = rows.filter(**{f"{at}__lt": self.until})
+        return rows
 
     def status_counts(self, *fields: str) -> list[StatusCount]:
         """Requests and images per value of ``fields`` (RequestLog columns or DAY) and status code, in one
@@ -147,11 +139,13 @@ class UsageQuery:
         """
         logs = _with_day(self.logs(), "created_at") if DAY in fields else self.logs()
         rows = logs.values_list(*fields, "status_code").annotate(requests=Count("*"), images=Sum("images"))
-        counted: dict[tuple, list[int]] = {}  # (group, status): [requests, images, logged]
+        counted: dict[tuple, list[int]] = {}  # (group, status): [requests, images, repeats]
         for *group, status_code, requests, images in rows:
-            counted[(_group(group, fields), status_code)] = [requests, images or 0, requests]
+            counted[(_group(group, fields), status_code)] = [requests, images or 0, 0]
         for row in self.repeat_counts(*fields):
-            counted.setdefault((row.group, THROTTLED_STATUS), [0, 0, 0])[0] += row.requests
+            numbers = counted.setdefault((row.group, THROTTLED_STATUS), [0, 0, 0])
+            numbers[0] += row.requests
+            numbers[2] += row.repeats
         return [StatusCount(group, status, *numbers) for (group, status), numbers in counted.items()]
 
     def repeat_counts(self, *fields: str) -> list[StatusCount]:
@@ -162,7 +156,7 @@ class UsageQuery:
             repeats = _with_day(repeats, "minute")
         blank = {name: Value("", output_field=CharField()) for name in fields if name in _BLANK_FOR_REPEATS}
         rows = repeats.annotate(**blank).values_list(*fields).annotate(n=Sum("repeats"))
-        return [StatusCount(_group(group, fields), THROTTLED_STATUS, n, 0, logged=0) for *group, n in rows]
+        return [StatusCount(_group(group, fields), THROTTLED_STATUS, n, 0, repeats=n) for *group, n in rows]
 
     def average_response_time_ms(self) -> float:
         """The mean response time in milliseconds, 2 places; 0.0 without requests."""

@@ -171,13 +171,7 @@ def _unbundle(bundle: Path, folder: Path) -> None:
     unpacked = folder / ".unpacked"
     unpacked.mkdir()
     try:
-        inner = unpack_model_archive(
-            bundle,
-            unpacked,
-            max_bytes=settings.CLASSIFIER_MODEL_ARCHIVE_MAX_BYTES,
-            max_ratio=settings.CLASSIFIER_MODEL_ARCHIVE_MAX_RATIO,
-            max_metadata_bytes=settings.CLASSIFIER_MODEL_METADATA_MAX_BYTES,
-        )
+        inner = _unpack_archive(bundle, unpacked)
     except ArchiveError as exc:
         raise ModelVersionError(f"the stored bundle was refused: {exc}") from exc
     for path in inner.iterdir():
@@ -246,15 +240,20 @@ def _unpacked(path: Path, scratch: Path) -> Path:
     target = scratch / "unpacked"
     target.mkdir()
     try:
-        return unpack_model_archive(
-            path,
-            target,
-            max_bytes=settings.CLASSIFIER_MODEL_ARCHIVE_MAX_BYTES,
-            max_ratio=settings.CLASSIFIER_MODEL_ARCHIVE_MAX_RATIO,
-            max_metadata_bytes=settings.CLASSIFIER_MODEL_METADATA_MAX_BYTES,
-        )
+        return _unpack_archive(path, target)
     except ArchiveError as exc:
         raise ModelVersionError(f"The archive was refused: {exc}.") from exc
+
+
+def _unpack_archive(path: Path, target: Path) -> Path:
+    """``path`` unpacked into ``target`` within the archive bounds of the settings; the model folder inside."""
+    return unpack_model_archive(
+        path,
+        target,
+        max_bytes=settings.CLASSIFIER_MODEL_ARCHIVE_MAX_BYTES,
+        max_ratio=settings.CLASSIFIER_MODEL_ARCHIVE_MAX_RATIO,
+        max_metadata_bytes=settings.CLASSIFIER_MODEL_METADATA_MAX_BYTES,
+    )
 
 
 def _model_files(folder: Path, scratch: Path) -> dict[str, Path]:

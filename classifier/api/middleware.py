@@ -7,6 +7,7 @@ import uuid
 
 from django.conf import settings
 
+from accounts.selectors import THROTTLED_STATUS
 from accounts.services import anonymous_request_count_increment, repeated_throttle_count, request_log_create
 
 from .. import metrics
@@ -60,7 +61,7 @@ def _record_request(call: CallRecord, request, response, seconds: float) -> None
     if call.api_key is None:
         anonymous_request_count_increment(route=call.route, status_code=response.status_code, client_ip=client_ip)
         return
-    if response.status_code == THROTTLED and not repeated_throttle_count(
+    if response.status_code == THROTTLED_STATUS and not repeated_throttle_count(
         api_key_id=call.api_key.pk, endpoint=call.route
     ):
         return
@@ -76,9 +77,6 @@ def _record_request(call: CallRecord, request, response, seconds: float) -> None
         model_name=call.model_name,
         model_version=call.model_version,
     )
-
-
-THROTTLED = 429
 
 
 def _log_request_line(call: CallRecord, request, response, seconds: float) -> None:
