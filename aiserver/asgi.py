@@ -1,4 +1,5 @@
-"""ASGI entry point: Django (aiserver.handlers.ASGIHandler) behind the request guard (aiserver.guard).
+"""ASGI entry point: Django (aiserver.handlers.ASGIHandler) behind the lean classify path (classifier.api.lean) and the
+request guard (aiserver.guard).
 
 uvicorn runs no system checks of its own, so this module runs them before it serves anything:
 a server whose pages cannot work (static files not collected with DJANGO_DEBUG off, see
@@ -19,12 +20,13 @@ from django.conf import settings  # noqa: E402 - after Django is set up
 
 from aiserver.guard import RequestGuard  # noqa: E402
 from aiserver.handlers import ASGIHandler  # noqa: E402
+from classifier.api.lean import LeanClassify  # noqa: E402
 from classifier.checks import run_start_checks  # noqa: E402
 
 run_start_checks()
 django_application = ASGIHandler()
 application = RequestGuard(
-    django_application,
+    LeanClassify(django_application, threads=settings.API_LEAN_THREADS),
     max_body_bytes=settings.API_MAX_BODY_BYTES,
     upload_path_prefix=settings.ADMIN_UPLOAD_PATH_PREFIX,
     max_upload_bytes=settings.ADMIN_UPLOAD_MAX_BYTES,

@@ -332,6 +332,19 @@ API_SEND_TIMEOUT_SECONDS = config.float(
     "a connection whose client reads nothing of its answer for this long is aborted (`--http aiserver.protocols:H11Protocol`)",
     shown="`30`",
 )
+# The lean path (classifier.api.lean): v1 classifications with a JSON body answered in front of Django's generic
+# request machinery, with the same checks, limits, log rows and answers; off: every request goes through Django.
+API_LEAN_PATH = config.bool(
+    "API_LEAN_PATH",
+    True,
+    "answer v1 JSON classifications on the lean path (same checks, answers and log rows, less CPU); off: through Django only",
+    shown="`true`",
+)
+# Threads the lean path's requests run in (decode, preprocess, wait for the batch, write the log row); more requests
+# wait for a thread with their bodies read (uvicorn's --limit-concurrency bounds how many).
+API_LEAN_THREADS = config.int(
+    "API_LEAN_THREADS", 64, "threads for the lean path's requests; more in flight wait for one", shown="`64`"
+)
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 100
 DATA_UPLOAD_MAX_NUMBER_FILES = (
     32  # above CLASSIFIER_MAX_BATCH_IMAGES, so v2 can say "too many" itself (system check classifier.E011)

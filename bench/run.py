@@ -331,8 +331,8 @@ def main() -> None:
         print(f"raw pipelines, every engine ({args.seconds:.0f} s each) ...", flush=True)
         import torch
 
-        from classifier.runtime.engines import bf16_supported
         from classifier.runtime.openvino_engine import bf16_native
+        from classifier.runtime.torch_engines import bf16_supported
 
         raw = raw_reference(
             cores,

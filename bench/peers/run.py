@@ -32,6 +32,14 @@ TITLES = {
     "fastapi": "a minimal FastAPI server (no auth, no limits, no log)",
     "litserve": "LitServe (batching, max 16)",
     "aiserver": "aiserver, default",
+    "aiserver-django": "aiserver, every request through Django (`API_LEAN_PATH=false`)",
+    "aiserver-delay2": "aiserver, batcher waits 2 ms (`CLASSIFIER_MAX_BATCH_DELAY_MS=2`)",
+}
+# aiserver's variants (--servers aiserver-django,...): the one step measured on its own against the default.
+VARIANTS = {
+    "aiserver": {},
+    "aiserver-django": {"API_LEAN_PATH": "false"},
+    "aiserver-delay2": {"CLASSIFIER_MAX_BATCH_DELAY_MS": "2"},
 }
 
 
@@ -110,8 +118,8 @@ def export_graph(path: Path) -> Path:
 def measure(
     name: str, number: int, *, workdir: Path, graph: Path, body_path: Path, concurrency: int, seconds: float
 ) -> Round:
-    if name == "aiserver":
-        server, key = start_server(workdir, workers=1, weights="random", extra_env={})
+    if name in VARIANTS:
+        server, key = start_server(workdir, workers=1, weights="random", extra_env=VARIANTS[name])
         assert server.process is not None  # started
         url, pid, stop = f"{server.url}/api/v1/classify", server.process.pid, server.stop
     else:
@@ -142,7 +150,7 @@ def table(rounds: list[Round], concurrency: int) -> str:
         "requests/s | p50 / p99 ms | server CPU ms/request | errors | every round's requests/s |",
         "|---|---:|---:|---:|---:|---|",
     ]
-    for name in SERVERS:
+    for name in TITLES:
         mine = [r for r in rounds if r.server == name]
         if not mine:
             continue

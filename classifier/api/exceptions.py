@@ -177,7 +177,7 @@ def api_error(exc: runtime_errors.ServingError) -> APIException:
     return answer(exc.detail)
 
 
-def _translate(exc: Exception) -> Exception:
+def translate_error(exc: Exception) -> Exception:
     """Map the runtime's errors and Django's own request errors onto API errors with the right status."""
     if isinstance(exc, runtime_errors.ServingError):
         return api_error(exc)
@@ -195,7 +195,7 @@ def _translate(exc: Exception) -> Exception:
 
 def api_exception_handler(exc: Exception, context) -> Response:
     """DRF's EXCEPTION_HANDLER: every error becomes JSON ``{"detail", "code"}`` (+ ``errors``)."""
-    exc = _translate(exc)
+    exc = translate_error(exc)
     response = drf_exception_handler(exc, context)
     if response is None:
         logger.exception("unhandled error in %s", context.get("view").__class__.__name__, exc_info=exc)
@@ -230,7 +230,7 @@ DRF_CODES = {
     "method_not_allowed": (405, "The endpoint does not take this HTTP method."),
     "unsupported_media_type": (415, "The body's content type is not JSON or multipart."),
     "throttled": (429, "The key's rate limit is spent; wait Retry-After seconds."),
-    "too_many_fields": (400, "The form has more fields or files than the server accepts."),  # _translate's
+    "too_many_fields": (400, "The form has more fields or files than the server accepts."),  # translate_error's
 }
 
 

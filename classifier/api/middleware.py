@@ -46,30 +46,39 @@ class RequestLogMiddleware:
         response = self.get_response(request)
         elapsed = time.perf_counter() - call.started
         call.route = _route(request)
-        for record in (_record_metrics, _log_request_line, _record_request):
-            try:
-                record(call, request, response, elapsed)
-            except Exception:  # the answer is ready: no logging failure may replace it with a 500
-                logger.exception("%s failed for %s %r", record.__name__, request.method, request.path)
+        write_call(
+            call,
+            method=request.method,
+            status=response.status_code,
+            client_ip=request.META.get("REMOTE_ADDR") or None,
+            seconds=elapsed,
+        )
         return response
 
 
-def _record_request(call: CallRecord, request, response, seconds: float) -> None:
+def write_call(call: CallRecord, *, method: str, status: int, client_ip: str | None, seconds: float) -> None:
+    """Account for an answered call: its metrics, its request line, and its RequestLog row or count. A failing
+    step is logged and the others still run: no logging failure may replace the answer with a 500."""
+    for record in (_record_metrics, _log_request_line, _record_request):
+        try:
+            record(call, method, status, client_ip, seconds)
+        except Exception:
+            logger.exception("%s failed for %s %s", record.__name__, method, call.route)
+
+
+def _record_request(call: CallRecord, method: str, status: int, client_ip: str | None, seconds: float) -> None:
     """A RequestLog row when the call's key was identified (a repeated 429: +1 on its minute's repeats),
     else +1 on its anonymous count."""
-    client_ip = request.META.get("REMOTE_ADDR") or None
     if call.api_key is None:
-        anonymous_request_count_increment(route=call.route, status_code=response.status_code, client_ip=client_ip)
+        anonymous_request_count_increment(route=call.route, status_code=status, client_ip=client_ip)
         return
-    if response.status_code == THROTTLED_STATUS and not repeated_throttle_count(
-        api_key_id=call.api_key.pk, endpoint=call.route
-    ):
+    if status == THROTTLED_STATUS and not repeated_throttle_count(api_key_id=call.api_key.pk, endpoint=call.route):
         return
     request_log_create(
         api_key_id=call.api_key.pk,
         endpoint=call.route,
-        method=request.method,
-        status_code=response.status_code,
+        method=method,
+        status_code=status,
         response_time_ms=seconds * 1000.0,
         client_ip=client_ip,
         request_id=call.request_id,
@@ -79,15 +88,15 @@ def _record_request(call: CallRecord, request, response, seconds: float) -> None
     )
 
 
-def _log_request_line(call: CallRecord, request, response, seconds: float) -> None:
+def _log_request_line(call: CallRecord, method: str, status: int, client_ip: str | None, seconds: float) -> None:
     """Log the request line; its fields are the JSON log's (aiserver.log_format): never the key, only its
     prefix, and the matched route, never the raw path."""
     fields = {
         "request_id": call.request_id or None,
         "key_prefix": call.api_key.prefix if call.api_key else None,
         "route": call.route,
-        "method": _method(request),
-        "status": response.status_code,
+        "method": _method(method),
+        "status": status,
         "latency_ms": round(seconds * 1000.0, 1),
     }
     request_logger.info(REQUEST_LINE, fields, extra=fields)
@@ -100,14 +109,14 @@ def _route(request) -> str:
     return f"/{route}" if route and not route.startswith("^") else UNMATCHED_ROUTE
 
 
-def _method(request) -> str:
-    return request.method if request.method in _METHODS else "other"
+def _method(method: str) -> str:
+    return method if method in _METHODS else "other"
 
 
-def _record_metrics(call: CallRecord, request, response, seconds: float) -> None:
-    status = str(response.status_code)
-    metrics.REQUESTS.labels(call.route, _method(request), status).inc()
-    metrics.REQUEST_LATENCY.labels(call.route, status).observe(seconds)
+def _record_metrics(call: CallRecord, method: str, status: int, client_ip: str | None, seconds: float) -> None:
+    label = str(status)
+    metrics.REQUESTS.labels(call.route, _method(method), label).inc()
+    metrics.REQUEST_LATENCY.labels(call.route, label).observe(seconds)
 
 
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})

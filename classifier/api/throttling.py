@@ -40,10 +40,16 @@ class _WindowThrottle(BaseThrottle):
         quota: QuotaRule | None = None,
         record: bool = True,
     ) -> WindowState:
-        options = {} if quota is None and record else {"quota": quota, "record": record}
         try:
-            self.state = self.store.acquire(
-                key_id=key_id, limit=limit, window=window, cost=cost, now=self.clock(), **options
+            self.state = acquire(
+                self.store,
+                key_id=key_id,
+                limit=limit,
+                window=window,
+                cost=cost,
+                now=self.clock(),
+                quota=quota,
+                record=record,
             )
         except WindowStoreUnavailable as exc:
             raise RateLimiterUnavailable() from exc
@@ -52,6 +58,23 @@ class _WindowThrottle(BaseThrottle):
 
     def wait(self) -> int:
         return self.state.retry_after
+
+
+def acquire(
+    store,
+    *,
+    key_id: int,
+    limit: int,
+    window: int,
+    cost: int,
+    now: float,
+    quota: QuotaRule | None = None,
+    record: bool = True,
+) -> WindowState:
+    """Ask ``store`` whether ``cost`` units of the key fit its window (and ``quota``) at ``now``, charging them when they
+    do and ``record`` is on; raises WindowStoreUnavailable. (The throttles and the lean path, classifier.api.lean.)"""
+    options = {} if quota is None and record else {"quota": quota, "record": record}
+    return store.acquire(key_id=key_id, limit=limit, window=window, cost=cost, now=now, **options)
 
 
 class SlidingWindowThrottle(_WindowThrottle):

@@ -30,9 +30,9 @@ def written(monkeypatch):
     records: list[CallRecord] = []
     real = middleware._record_request
 
-    def capture(call, request, response, seconds):
+    def capture(call, *answer):
         records.append(call)
-        real(call, request, response, seconds)
+        real(call, *answer)
 
     monkeypatch.setattr(middleware, "_record_request", capture)
     return records
