@@ -502,7 +502,10 @@ CLASSIFIER_MAX_BATCH_SIZE = config.int(
     "CLASSIFIER_MAX_BATCH_SIZE", 8, "images per forward pass (dynamic batching)", shown="`8`"
 )  # images per forward pass
 CLASSIFIER_MAX_BATCH_DELAY_MS = config.float(
-    "CLASSIFIER_MAX_BATCH_DELAY_MS", 2.0, "how long the batcher waits to fill a batch", shown="`2`"
+    "CLASSIFIER_MAX_BATCH_DELAY_MS",
+    0.0,
+    "how long the batcher waits to fill a batch; `0`: it takes the images already waiting and runs (ONNX Runtime and OpenVINO gain little from waiting for more)",
+    shown="`0`",
 )  # wait to fill a batch
 CLASSIFIER_QUEUE_SIZE = config.int(
     "CLASSIFIER_QUEUE_SIZE", 64, "images waiting for the model; beyond it requests get 503 at once", shown="`64`"

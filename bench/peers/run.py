@@ -104,6 +104,12 @@ class Peer:
             self.process.wait()
 
 
+def variant_env(name: str) -> dict[str, str]:
+    """The settings of an aiserver variant: a named one (VARIANTS), or ``aiserver+NAME=VALUE+...`` for a trial."""
+    base, *pairs = name.split("+")
+    return {**VARIANTS[base], **dict(pair.split("=", 1) for pair in pairs)}
+
+
 def export_graph(path: Path) -> Path:
     """ResNet-18 (random weights: the pretrained ones' compute) as aiserver exports it."""
     from classifier.runtime.artifacts import load_artifact
@@ -118,8 +124,8 @@ def export_graph(path: Path) -> Path:
 def measure(
     name: str, number: int, *, workdir: Path, graph: Path, body_path: Path, concurrency: int, seconds: float
 ) -> Round:
-    if name in VARIANTS:
-        server, key = start_server(workdir, workers=1, weights="random", extra_env=VARIANTS[name])
+    if name.startswith("aiserver"):
+        server, key = start_server(workdir, workers=1, weights="random", extra_env=variant_env(name))
         assert server.process is not None  # started
         url, pid, stop = f"{server.url}/api/v1/classify", server.process.pid, server.stop
     else:
@@ -150,7 +156,7 @@ def table(rounds: list[Round], concurrency: int) -> str:
         "requests/s | p50 / p99 ms | server CPU ms/request | errors | every round's requests/s |",
         "|---|---:|---:|---:|---:|---|",
     ]
-    for name in TITLES:
+    for name in dict.fromkeys([*TITLES, *(r.server for r in rounds)]):
         mine = [r for r in rounds if r.server == name]
         if not mine:
             continue
@@ -159,7 +165,7 @@ def table(rounds: list[Round], concurrency: int) -> str:
             return statistics.median(getattr(r, field) for r in rows)
 
         lines.append(
-            f"| {TITLES[name]} | {median('requests_per_s'):.1f} | {median('p50_ms'):.0f} / {median('p99_ms'):.0f} | "
+            f"| {TITLES.get(name, name)} | {median('requests_per_s'):.1f} | {median('p50_ms'):.0f} / {median('p99_ms'):.0f} | "
             f"{median('server_cpu_ms_per_request'):.1f} | {sum(r.errors for r in mine)} | "
             f"{', '.join(f'{r.requests_per_s:.1f}' for r in mine)} |"
         )
