@@ -107,7 +107,9 @@ def _run(request: dict) -> tuple[dict, dict, dict | None]:
     source_fields = dict(request["source"])
     folder = source_fields.pop("folder")
     source = ModelSource(**source_fields, folder=Path(folder) if folder else None)
-    plan = EnginePlan(EngineKind(request["engine"]), Precision(request["precision"]), request["device"])
+    plan = EnginePlan(
+        EngineKind(request["engine"]), Precision(request["precision"]), request["device"], request["fallback"]
+    )
     options = CompileOptions(**request.get("options", {}))
     if request.get("gate"):
         from classifier.runtime.validation import gate

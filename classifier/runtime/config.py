@@ -62,3 +62,6 @@ class CompileOptions:
     max_calibration_images: int = 300
     max_image_pixels: int = 40_000_000
     race_engines: bool = True
+    # How many callers run the engine at once when it serves (its batch workers): an OpenVINO engine gets one
+    # stream each, and the compile measures every engine with that many concurrent callers, as it will serve.
+    callers: int = 1

@@ -165,6 +165,7 @@ def compile_request(source: ModelSource, plan: EnginePlan, config: RuntimeConfig
         "engine": str(plan.engine),
         "precision": str(plan.precision),
         "device": plan.device,
+        "fallback": plan.fallback,  # ``auto``: the child races the exact engines (CompileOptions.race_engines)
         "threads": config.engine_threads(),
         "max_batch_size": config.max_batch_size,
         "options": asdict(compile_options(config)),
@@ -177,6 +178,7 @@ def compile_options(config: RuntimeConfig) -> CompileOptions:
         max_calibration_images=config.max_calibration_images,
         max_image_pixels=config.max_image_pixels,
         race_engines=config.race_engines,
+        callers=config.workers_for("cpu"),
     )
 
 
@@ -270,7 +272,7 @@ def build_model(source: ModelSource, config: RuntimeConfig) -> LoadedModel:
 def _from_compiled(source: ModelSource, plan: EnginePlan, config: RuntimeConfig) -> LoadedModel:
     compiled = compiled_artifact(source, plan, config)
     manifest = compiled.manifest
-    engine = compiled_engine(compiled, plan=plan, threads=config.engine_threads())
+    engine = compiled_engine(compiled, plan=plan, threads=config.engine_threads(), streams=config.workers_for("cpu"))
     return LoadedModel(
         name=source.name,
         kind=manifest["kind"],
@@ -286,17 +288,18 @@ def _from_compiled(source: ModelSource, plan: EnginePlan, config: RuntimeConfig)
     )
 
 
-def compiled_engine(compiled: CompiledModel, *, plan: EnginePlan, threads: int) -> Engine:
-    """The engine the artifact was compiled for (the one ``auto`` measured fastest, where it measured)."""
+def compiled_engine(compiled: CompiledModel, *, plan: EnginePlan, threads: int, streams: int = 1) -> Engine:
+    """The engine the artifact was compiled for (the one ``auto`` measured fastest, where it measured), for
+    ``streams`` concurrent callers (the batch workers) of ``threads`` threads each."""
     manifest = compiled.manifest
     if manifest["engine"] == EngineKind.OPENVINO:
         from .openvino_engine import OpenVinoEngine, OpenVinoError
 
         try:
             if manifest["precision"] == Precision.INT8:
-                return OpenVinoEngine.load(compiled.folder, precision="int8", threads=threads)
+                return OpenVinoEngine.load(compiled.folder, precision="int8", threads=threads, streams=streams)
             return OpenVinoEngine.from_onnx(
-                compiled.graph.read_bytes(), precision=manifest["precision"], threads=threads
+                compiled.graph.read_bytes(), precision=manifest["precision"], threads=threads, streams=streams
             )
         except OpenVinoError as exc:
             raise ArtifactError(str(exc)) from exc

@@ -31,7 +31,9 @@ from .sources import ModelSource, file_sha256
 
 logger = logging.getLogger(__name__)
 
-FORMAT = "aiserver-compiled-1"  # bump when the compiled graph or the manifest changes meaning
+FORMAT = (
+    "aiserver-compiled-2"  # bump when the compiled graph or the manifest changes meaning (2: engines raced as served)
+)
 MANIFEST = "manifest.json"
 
 

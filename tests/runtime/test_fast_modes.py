@@ -33,13 +33,22 @@ def calibrated(folder, tmp_path, *, count: int = 40):
 
 def test_an_int8_version_is_calibrated_measured_and_admitted_with_its_numbers(flower_folders, tmp_path):
     folder = calibrated(flower_folders["state_dict"], tmp_path)
-    slot = load(folder_source(folder), engine="openvino", precision="int8", CLASSIFIER_ENGINE_CACHE_DIR=tmp_path / "c")
+    slot = load(
+        folder_source(folder),
+        engine="openvino",
+        precision="int8",
+        CLASSIFIER_ENGINE_CACHE_DIR=tmp_path / "c",
+        CLASSIFIER_BATCH_WORKERS=2,
+    )
     assert slot.status == LOADED, slot.reason
+    # One OpenVINO stream per batch worker: with one, the two workers' passes would run one after the other.
+    assert (slot.model.engine.streams, slot.model.engine.threads) == (2, 1)
     described = describe_slot(slot, default=False)
     assert (described["engine"], described["precision"], described["exact"]) == ("openvino", "int8", False)
     fast = slot.model.report["fast_mode"]
     assert fast["images"] == "40 images of the folder's calibration/"
     assert fast["agreement"]["top1"] >= 0.99 and fast["int8_images_per_s"] > 0 and fast["fp32_images_per_s"] > 0
+    assert fast["callers"] == 2  # measured as it serves: two workers at once
     pictures = [flower_picture(label) for label in FLOWERS]
     assert [labels[0] for labels in top_labels(slot, pictures)] == list(FLOWERS)
 
@@ -68,11 +77,31 @@ def test_int8_without_calibration_images_is_refused(flower_folders, tmp_path):
 
 
 def test_auto_measures_the_exact_engines_and_a_restart_keeps_its_choice(flower_folders, tmp_path):
-    settings = {"CLASSIFIER_ENGINE_CACHE_DIR": tmp_path / "c", "CLASSIFIER_AUTO_MEASURES_ENGINES": True}
+    settings = {
+        "CLASSIFIER_ENGINE_CACHE_DIR": tmp_path / "c",
+        "CLASSIFIER_AUTO_MEASURES_ENGINES": True,
+        "CLASSIFIER_BATCH_WORKERS": 2,
+    }
     first = load(folder_source(flower_folders["state_dict"]), **settings)
     choice = first.model.report["engine_choice"]
-    assert set(choice["measured"]) == {"onnxruntime", "openvino"}
+    assert set(choice["measured"]) == {"onnxruntime", "openvino"} and choice["callers"] == 2
     assert choice["chosen"] == max(choice["measured"], key=choice["measured"].get)
     assert first.model.engine.name == choice["chosen"] and first.model.engine.exact
     again = load(folder_source(flower_folders["state_dict"]), **settings)
     assert again.model.provenance == "loaded compiled" and again.model.engine.name == choice["chosen"]
+
+
+def test_auto_races_in_the_sandboxed_compiling_child_as_in_process(flower_folders, tmp_path):
+    """The default compile runs in the sandboxed child: the plan it receives keeps ``auto``'s fallback, so the
+    race runs there too (a child given a plain plan would have compiled ONNX Runtime without measuring)."""
+    slot = load(
+        folder_source(flower_folders["state_dict"]),
+        CLASSIFIER_ENGINE_CACHE_DIR=tmp_path / "c",
+        CLASSIFIER_AUTO_MEASURES_ENGINES=True,
+        CLASSIFIER_COMPILE_IN_CHILD=True,
+        CLASSIFIER_BATCH_WORKERS=2,
+    )
+    assert slot.status == LOADED, slot.reason
+    choice = slot.model.report["engine_choice"]
+    assert set(choice["measured"]) == {"onnxruntime", "openvino"} and choice["callers"] == 2
+    assert slot.model.engine.name == choice["chosen"]
