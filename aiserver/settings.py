@@ -445,13 +445,13 @@ CLASSIFIER_WEIGHTS = config.str(
 CLASSIFIER_DEVICE = config.str(
     "CLASSIFIER_DEVICE", "auto", "`auto` (CUDA when present), `cpu`, `cuda`, `cuda:N`", shown="`auto`"
 )  # auto, cpu, cuda, cuda:N
-# What runs the network: auto (on a CPU the fastest exact engine, onnxruntime fp32; on CUDA torch), torch or
-# onnxruntime; and in what precision: auto (fp32 on a CPU, fp16 on CUDA), fp32, bf16 (inexact; CPUs with
+# What runs the network: auto (on a CPU the fastest exact engine, ONNX Runtime or OpenVINO fp32 as measured when
+# compiling; on CUDA torch), torch, onnxruntime or openvino; and in what precision: auto (fp32 on a CPU, fp16 on CUDA), fp32, bf16 (inexact; CPUs with
 # bf16 support, CUDA) or fp16 (CUDA).
 CLASSIFIER_ENGINE = config.str(
     "CLASSIFIER_ENGINE",
     "auto",
-    "what runs the network: `auto` (on a CPU the fastest exact engine, ONNX Runtime fp32; on CUDA torch), `torch`, `onnxruntime`",
+    "what runs the network: `auto` (on a CPU the fastest exact engine: ONNX Runtime or OpenVINO fp32, measured when compiling with the batch workers' concurrent callers; on CUDA torch), `torch`, `onnxruntime`, `openvino`",
     shown="`auto`",
 )
 CLASSIFIER_PRECISION = config.str(

@@ -66,11 +66,17 @@ def _header(run: dict) -> list[str]:
         f"- Input: a {run['jpeg_bytes'] // 1000} KB 500x375 JPEG sent as JSON base64 ({run['body_bytes'] // 1000} KB body) "
         "to `POST /api/v1/classify`; ResNet-18 (random weights: same compute as the pretrained ones); result cache off.",
         f"- Server: uvicorn with {run['workers']} worker process(es), SQLite (WAL), the default engine "
-        "(`CLASSIFIER_ENGINE=auto`: onnxruntime fp32 on a CPU), default batching (one batch worker thread per core "
+        f"(`CLASSIFIER_ENGINE=auto`, which measured the exact engines when compiling and serves {_engine(run)}), "
+        "default batching (one batch worker thread per core "
         "of the process, one engine thread each), "
         f"settings {run['settings']}; load from `wrk` (one thread) on the same machine; {run['seconds']:.0f} s per point.",
         "",
     ]
+
+
+def _engine(run: dict) -> str:
+    engines = sorted({row.get("engine") or "?" for row in run["served"]})
+    return " and ".join(engines)
 
 
 def _gpu(machine: dict) -> str:

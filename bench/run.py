@@ -65,6 +65,7 @@ class LoadResult:
     mean_batch: float
     server_cpu_ms_per_request: float
     wrk_cpu_share: float  # of all the CPU time used by server and wrk together
+    engine: str = ""  # what served the default model, as /api/v2/models says (e.g. "openvino fp32")
 
 
 def run_raw(*, engine: str, precision: str, streams: int, threads: int, seconds: float, batch: int) -> RawResult:
@@ -225,7 +226,15 @@ def drive(server: LiveServer, *, key: str, body_path: Path, concurrency: int, se
         mean_batch=(images_after - images_before) / batches if batches else 0.0,
         server_cpu_ms_per_request=1000.0 * server_cpu / answered,
         wrk_cpu_share=wrk_cpu / (wrk_cpu + server_cpu) if server_cpu else 0.0,
+        engine=served_engine(server, key),
     )
+
+
+def served_engine(server: LiveServer, key: str) -> str:
+    """The engine and precision of the server's default model (``auto``'s choice where it chose)."""
+    answer = requests.get(f"{server.url}/api/v2/models", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    model = next(model for model in answer.json()["models"] if model["default"])
+    return f"{model['engine']} {model['precision']}"
 
 
 def calibrated_resnet18(workdir: Path, *, images: int = 48) -> Path:

@@ -10,8 +10,9 @@ loading anything:
   normalisation and the softmax inside the graph; an operator's own ``model.onnx`` runs as given.
 - ``torch``: eager PyTorch in fp32, bf16 (autocast, on CPUs with bf16 support or on CUDA) or fp16 (CUDA).
 
-``auto`` picks the fastest exact engine: on a CPU ONNX Runtime fp32 (about twice eager torch's rate on the
-2-core machines of docs/benchmarks.md), on CUDA torch fp16 channels-last.
+``auto`` picks the fastest exact engine: on a CPU ONNX Runtime or OpenVINO fp32, whichever the compile measured
+faster with the batch workers' concurrent callers (both about twice eager torch's rate on the 2-core machines of
+docs/benchmarks.md), on CUDA torch fp16 channels-last.
 """
 
 import logging
