@@ -715,6 +715,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ModelStatusEnum": ["loaded", "loading", "unavailable"],
         "VersionStatusEnum": ["staged", "active", "retired"],
+        "EngineEnum": ["torch", "onnxruntime", "openvino"],  # a model's engine, and the engine that answered
     },
 }
 

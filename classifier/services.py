@@ -1,5 +1,7 @@
-"""Classification as one service call: decode and preprocess here, infer in the batcher."""
+"""Classification as one service call: decode and preprocess here, infer in the batcher (a lone image whose
+forward pass would start at once runs in the request thread: MicroBatcher.run_now)."""
 
+import logging
 import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -14,6 +16,8 @@ from .runtime.budget import PixelBudget
 from .runtime.errors import BatcherClosed, ImageError, InferenceFailed, InferenceTimeout, ModelNotFound, ServingError
 from .runtime.registry import LoadedModel, Ready, Slot
 from .serving import process_runtime
+
+logger = logging.getLogger(__name__)
 
 # The pixels this process decodes at once, shared by every request thread (swappable in tests).
 decode_budget = PixelBudget(settings.CLASSIFIER_DECODE_BUDGET_MEGAPIXELS * 1_000_000)
@@ -73,6 +77,8 @@ def _classify_on(slot: Slot, images: list[bytes], *, top_k: int) -> tuple[Loaded
                 outcomes.append(exc)
             if len(pending) == batcher.max_batch_size:  # a whole batch's images enter the queue together
                 _submit(batcher, outcomes, pending)
+        if len(pending) == 1 and not any(isinstance(outcome, Future) for outcome in outcomes):
+            _run_alone(batcher, outcomes, pending)  # the request's one image, run here when a worker would at once
         _submit(batcher, outcomes, pending)
     except ServingError:
         _cancel(outcomes)
@@ -105,6 +111,7 @@ class BatchClassification:
     processing_time_ms: float
     results: list[list[pipeline.Prediction] | Exception]  # per input image, in order
     model_version: str = ""  # the version that answered (LoadedModel.version)
+    engine: dict | None = None  # what ran it (LoadedModel.served_as)
 
 
 def classify_batch(
@@ -125,7 +132,11 @@ def classify_batch(
     results = [next(answers) if isinstance(data, bytes) else data for data in images]
     elapsed_ms = round((time.perf_counter() - started) * 1000.0, 2)
     return BatchClassification(
-        model=model.name, model_version=model.version, processing_time_ms=elapsed_ms, results=results
+        model=model.name,
+        model_version=model.version,
+        processing_time_ms=elapsed_ms,
+        results=results,
+        engine=model.served_as(),
     )
 
 
@@ -141,6 +152,27 @@ def _submit(batcher, outcomes: list, pending: list[int]) -> None:
     """Queue the pending images as one group (so they share a forward pass) and put their Futures in place."""
     for position, future in zip(pending, batcher.submit_many([outcomes[position] for position in pending])):
         outcomes[position] = future
+    pending.clear()
+
+
+def _run_alone(batcher, outcomes: list, pending: list[int]) -> None:
+    """Run the one pending image in this thread if the batcher would run it alone at once (``run_now``): its
+    outcome becomes a finished Future, as a worker's would (its row, or the model's error); else it stays
+    pending, to be queued. BatcherClosed is raised (the request runs again on the new version)."""
+    (position,) = pending
+    future: Future = Future()
+    try:
+        row = batcher.run_now(outcomes[position])
+    except BatcherClosed:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the model failed on this image, as on a worker's batch
+        logger.exception("inference failed on an image run in its request's thread")
+        future.set_exception(exc)
+    else:
+        if row is None:
+            return
+        future.set_result(row)
+    outcomes[position] = future
     pending.clear()
 
 

@@ -10,6 +10,7 @@ rounds to docs/benchmark-peers.json.
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import psutil
 import requests
 
 from bench.images import photo_jpeg
@@ -96,12 +98,36 @@ class Peer:
         raise RuntimeError(f"the {name} peer did not become healthy")
 
     def stop(self) -> None:
+        """Stop the server and every process it started (LitServe's workers outlived their parent and kept a
+        core busy into the next server's round), whatever group they are in."""
+        try:
+            tree = [psutil.Process(self.process.pid), *psutil.Process(self.process.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            tree = []
         os.killpg(self.process.pid, signal.SIGTERM)
+        for process in tree[1:]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.terminate()
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+        _, alive = psutil.wait_procs(tree, timeout=15)
+        for process in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        psutil.wait_procs(alive, timeout=15)
+
+
+def wait_for_quiet(*, busy_percent: float = 25.0, patience_s: float = 60.0) -> float:
+    """Wait (at most ``patience_s``) until the machine's CPU is mostly idle over a second, so that what the last
+    server left running does not weigh on the next one's round; returns the last second's CPU percent."""
+    deadline = time.monotonic() + patience_s
+    busy = psutil.cpu_percent(interval=1.0)
+    while busy > busy_percent and time.monotonic() < deadline:
+        busy = psutil.cpu_percent(interval=1.0)
+    return busy
 
 
 def variant_env(name: str) -> dict[str, str]:
@@ -124,6 +150,9 @@ def export_graph(path: Path) -> Path:
 def measure(
     name: str, number: int, *, workdir: Path, graph: Path, body_path: Path, concurrency: int, seconds: float
 ) -> Round:
+    idle = wait_for_quiet()
+    if idle > 25.0:
+        print(f"  the machine is still {idle:.0f}% busy before {name}'s round {number}", flush=True)
     if name.startswith("aiserver"):
         server, key = start_server(workdir, workers=1, weights="random", extra_env=variant_env(name))
         assert server.process is not None  # started

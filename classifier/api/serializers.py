@@ -347,10 +347,37 @@ class ImageResultOutput(serializers.Serializer):
     error = ImageErrorOutput(required=False, help_text="Why this image was not classified (absent on success).")
 
 
+class AgreementOutput(serializers.Serializer):
+    """A fast mode's agreement with fp32, as its compile gate measured it on the operator's images."""
+
+    images = serializers.IntegerField(help_text="How many images were compared.")
+    top1 = serializers.FloatField(help_text="The share of them whose top-1 class is fp32's.")
+    top5_overlap = serializers.FloatField(help_text="The mean share of fp32's top 5 found in this engine's top 5.")
+    max_confidence_difference = serializers.FloatField(help_text="The largest |p - p_fp32| over every image and class.")
+    measured_on = serializers.CharField(
+        help_text="Which images: the model folder's calibration/ images, or the gate's generated pictures."
+    )
+
+
+class EngineOutput(serializers.Serializer):
+    name = serializers.ChoiceField(
+        choices=[kind.value for kind in EngineKind if kind != EngineKind.AUTO], help_text="What ran the network."
+    )
+    precision = serializers.ChoiceField(
+        choices=[precision.value for precision in Precision if precision != Precision.AUTO]
+    )
+    exact = serializers.BooleanField(
+        help_text="True: the answers equal eager fp32 torch's within 1e-4 on every probability. False: a fast mode "
+        "(bf16, int8), which promises only its measured agreement."
+    )
+    agreement = AgreementOutput(allow_null=True, help_text="A fast mode's measured agreement; null when exact.")
+
+
 class ClassifyBatchOutput(serializers.Serializer):
     id = serializers.CharField(help_text="The request id, also in the X-Request-ID header and the request log.")
     model = serializers.CharField()
     model_version = serializers.CharField(help_text=MODEL_VERSION_HELP)
+    engine = EngineOutput(help_text="The engine that answered: exact, or a fast mode with its measured agreement.")
     created = serializers.DateTimeField(help_text="ISO-8601, UTC.")
     processing_time_ms = serializers.FloatField()
     results = ImageResultOutput(many=True, help_text="One per input image, in input order.")
@@ -361,6 +388,7 @@ class ClassifyBatchOutput(serializers.Serializer):
             "id": str(instance["id"]),
             "model": str(instance["model"]),
             "model_version": str(instance["model_version"]),
+            "engine": instance["engine"],
             "created": _CREATED.to_representation(instance["created"]),
             "processing_time_ms": float(instance["processing_time_ms"]),
             "results": [_image_result(result) for result in instance["results"]],

@@ -6,6 +6,11 @@ runs them as one batch and resolves each Future. Several workers may share one q
 CPU, one per core with one torch thread each: two single-threaded batches at once beat one
 two-threaded batch). A full queue refuses at once (load shedding) instead of letting
 latency grow without bound.
+
+No more forward passes run at once than there are workers (``_passes``). With no wait for a
+batch to fill (``max_delay_s`` 0), a request thread that finds no image waiting and a pass free
+runs its one image itself (``run_now``): a worker would have taken it alone at once too, and the
+two thread hand-offs (to the worker and back) are saved.
 """
 
 import logging
@@ -58,6 +63,8 @@ class MicroBatcher:
         self._stats_lock = threading.Lock()
         self._closing = threading.Lock()  # a submit sees the batcher open and queues, or sees it closed
         self.closed = False
+        self._passes = threading.Semaphore(workers)  # forward passes running now, the workers' and run_now's
+        self._started = threading.local()  # whether on_start ran in this thread (run_now's callers)
         self._threads = [
             threading.Thread(target=self._loop, name=f"{name}-{index}", daemon=True) for index in range(workers)
         ]
@@ -83,6 +90,28 @@ class MicroBatcher:
                 raise Overloaded() from None
         return future
 
+    def run_now(self, pixels: np.ndarray) -> np.ndarray | None:
+        """Run one image in the calling thread when that is what a worker would do at once (no wait for a batch
+        to fill, no image waiting, a forward pass free); its probability row, or None (then ``submit`` it).
+
+        Raises BatcherClosed when the batcher was closed, and what the model raises."""
+        if self.closed:
+            raise BatcherClosed()
+        if self.max_delay_s > 0 or self._queue.qsize() or not self._passes.acquire(blocking=False):
+            return None
+        try:
+            if self.closed:
+                raise BatcherClosed()
+            if not getattr(self._started, "done", False):
+                self._on_start()
+                self._started.done = True
+            started = time.perf_counter()
+            row = self._run_batch([pixels])[0]
+            self._count(1, time.perf_counter() - started)
+            return row
+        finally:
+            self._passes.release()
+
     def submit_many(self, images: list[np.ndarray]) -> list[Future]:
         """Queue several preprocessed images back to back, so that a worker takes them as one batch.
 
@@ -101,7 +130,8 @@ class MicroBatcher:
 
     def close(self) -> None:
         """Refuse new images (BatcherClosed), answer every image already queued, then stop the workers and
-        drop the model's references (``run_batch``), so that the model can be freed; returns once they stopped."""
+        drop the model's references (``run_batch``), so that the model can be freed; returns once they stopped
+        and no forward pass runs (run_now's included)."""
         with self._closing:
             if self.closed:
                 return
@@ -111,6 +141,9 @@ class MicroBatcher:
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join()
+        if threading.current_thread() not in self._threads:
+            for _ in self._threads:  # and every pass run_now started before the batcher closed has ended
+                self._passes.acquire()
         self._run_batch = _closed_run_batch
         self._on_batch = lambda size, seconds: None
 
@@ -147,22 +180,26 @@ class MicroBatcher:
             items, stop = self._collect()
             if not items:
                 continue
-            started = time.perf_counter()
-            try:
-                probabilities = self._run_batch([pixels for pixels, _ in items])
-            except BaseException as exc:  # noqa: BLE001 - an OOM or model error fails this batch only
-                logger.exception("inference failed on a batch of %d", len(items))
-                for _, future in items:
-                    future.set_exception(exc)
-                continue
-            elapsed = time.perf_counter() - started
+            with self._passes:
+                started = time.perf_counter()
+                try:
+                    probabilities = self._run_batch([pixels for pixels, _ in items])
+                except BaseException as exc:  # noqa: BLE001 - an OOM or model error fails this batch only
+                    logger.exception("inference failed on a batch of %d", len(items))
+                    for _, future in items:
+                        future.set_exception(exc)
+                    continue
+                elapsed = time.perf_counter() - started
             for row, (_, future) in zip(probabilities, items):
                 future.set_result(row)
-            with self._stats_lock:
-                self.stats.batches += 1
-                self.stats.images += len(items)
-                self.stats.last_batch_size = len(items)
-            self._on_batch(len(items), elapsed)
+            self._count(len(items), elapsed)
+
+    def _count(self, size: int, seconds: float) -> None:
+        with self._stats_lock:
+            self.stats.batches += 1
+            self.stats.images += size
+            self.stats.last_batch_size = size
+        self._on_batch(size, seconds)
 
 
 def _closed_run_batch(images: list[np.ndarray]) -> np.ndarray:

@@ -39,6 +39,12 @@ class Throughput:
     concurrency: int
     images: int
     seconds: float
+    cpu_seconds: float = 0.0  # the process's CPU time over the same span (every thread)
+
+    @property
+    def cpu_ms_per_image(self) -> float:
+        """CPU per image: unlike the rate, it does not drop when neighbours take the cores for a while."""
+        return 1000.0 * self.cpu_seconds / self.images if self.images else float("inf")
 
     def as_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -83,7 +89,8 @@ def measure_throughput(
     clock: Callable[[], float] = time.perf_counter,
 ) -> Throughput:
     """Run ``batch`` on ``engine`` from ``concurrency`` threads for about ``seconds`` (after ``warmup`` runs
-    each, not counted); every thread finishes the run it started. Returns the images per second."""
+    each, not counted); every thread finishes the run it started. Returns the images per second and the
+    process's CPU per image (nothing else should run in the process meanwhile)."""
     for _ in range(warmup):
         engine.run(batch)
     counts = [0] * concurrency
@@ -96,13 +103,13 @@ def measure_throughput(
             if clock() >= deadline:
                 return
 
-    started = clock()
+    started, cpu_started = clock(), time.process_time()
     threads = [threading.Thread(target=worker, args=(index,), daemon=True) for index in range(concurrency)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    elapsed = clock() - started
+    elapsed, cpu = clock() - started, time.process_time() - cpu_started
     images = sum(counts)
     return Throughput(
         images_per_s=images / elapsed if elapsed > 0 else 0.0,
@@ -110,4 +117,5 @@ def measure_throughput(
         concurrency=concurrency,
         images=images,
         seconds=elapsed,
+        cpu_seconds=cpu,
     )

@@ -17,6 +17,7 @@ against fp32 on the operator's own images (the compile gate's figures).
 """
 
 import logging
+import queue
 import tempfile
 import threading
 from collections.abc import Iterable
@@ -66,7 +67,8 @@ class OpenVinoEngine:
     threads each (as the ONNX Runtime engine's intra-op threads: the process's cores over its batch workers).
 
     Build it with ``from_onnx`` (fp32, bf16), ``from_ir`` or ``load`` (any precision; int8 needs a quantized IR).
-    ``run`` may be called from several threads at once: each thread has its own infer request.
+    ``run`` may be called from any number of threads at once: ``streams`` of them run together, each on an
+    infer request of its own, and the others wait for one.
     """
 
     name = NAME
@@ -101,7 +103,11 @@ class OpenVinoEngine:
             self._compiled = _core().compile_model(model, "CPU", config)
         except RuntimeError as exc:
             raise OpenVinoError(f"OpenVINO cannot compile this graph ({_first_line(exc)})") from exc
-        self._local = threading.local()
+        # One infer request per stream, lent to one caller at a time: a caller waits for a free one, so any
+        # number of threads may call ``run`` and no more than ``streams`` requests' buffers are ever made.
+        self._requests: queue.SimpleQueue = queue.SimpleQueue()
+        for _ in range(streams):
+            self._requests.put(self._compiled.create_infer_request())
 
     @classmethod
     def from_onnx(cls, graph: bytes, *, precision: str = "fp32", threads: int, streams: int = 1) -> "OpenVinoEngine":
@@ -127,11 +133,12 @@ class OpenVinoEngine:
         if self._batch_limit is not None and len(batch) > self._batch_limit:
             limit = self._batch_limit
             return np.concatenate([self.run(batch[start : start + limit]) for start in range(0, len(batch), limit)])
-        request = getattr(self._local, "request", None)
-        if request is None:
-            request = self._local.request = self._compiled.create_infer_request()
-        request.infer({0: np.ascontiguousarray(batch)}, share_inputs=True)
-        return np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+        request = self._requests.get()
+        try:
+            request.infer({0: np.ascontiguousarray(batch)}, share_inputs=True)
+            return np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+        finally:
+            self._requests.put(request)
 
 
 def read_onnx(graph: bytes) -> "openvino.Model":

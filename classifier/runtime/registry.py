@@ -65,6 +65,19 @@ class LoadedModel:
         """Forward a list of preprocessed HxWx3 uint8 arrays; return their probability rows."""
         return self.engine.run(np.stack(images))
 
+    def served_as(self) -> dict:
+        """What answers say of the engine: its name, precision, whether it is exact and, for a fast mode, the
+        agreement with fp32 its compile gate measured (and on which images); None for an exact engine, which
+        agrees with eager fp32 within engines.AGREEMENT_TOLERANCE."""
+        fast = self.report.get("fast_mode")
+        agreement = {**fast["agreement"], "measured_on": fast["images"]} if fast else None
+        return {
+            "name": str(self.engine.name),
+            "precision": str(self.engine.precision),
+            "exact": bool(self.engine.exact),
+            "agreement": agreement,
+        }
+
 
 @dataclass(frozen=True)
 class Loading:

@@ -28,6 +28,18 @@ def test_v2_answer_matches_its_declared_fields_with_results_and_errors():
         "id": "abc",
         "model": "resnet18",
         "model_version": "settings",
+        "engine": {
+            "name": "openvino",
+            "precision": "int8",
+            "exact": False,
+            "agreement": {
+                "images": 48,
+                "top1": 0.9792,
+                "top5_overlap": 0.9875,
+                "max_confidence_difference": 0.061,
+                "measured_on": "48 images of the folder's calibration/",
+            },
+        },
         "created": dt.datetime(2026, 11, 22, 21, 45, 4, 123456, tzinfo=dt.UTC),
         "processing_time_ms": 41.7,
         "results": image_results(
@@ -36,6 +48,8 @@ def test_v2_answer_matches_its_declared_fields_with_results_and_errors():
     }
     fast = ClassifyBatchOutput(instance).data
     assert fast == declared(ClassifyBatchOutput, instance)
+    exact = {**instance, "engine": {"name": "onnxruntime", "precision": "fp32", "exact": True, "agreement": None}}
+    assert ClassifyBatchOutput(exact).data == declared(ClassifyBatchOutput, exact)
     assert fast["created"] == "2026-11-22T21:45:04.123456Z"
     assert [list(result) for result in fast["results"]] == [
         ["index", "filename", "predictions"],

@@ -1,5 +1,6 @@
 import base64
 import io
+import threading
 
 import pytest
 from PIL import Image
@@ -27,6 +28,21 @@ def test_json_classification_returns_the_known_label(auth_client, label, fmt):
     assert body["model"] == "resnet18"
     assert body["predictions"][0]["label"] == label
     assert len(body["predictions"]) == 5
+
+
+def test_an_idle_servers_image_runs_in_its_request_thread(auth_client, monkeypatch):
+    batcher = process_runtime().get().batcher
+    real, passes = batcher._run_batch, []
+
+    def spy(images):
+        passes.append((threading.current_thread(), len(images)))
+        return real(images)
+
+    monkeypatch.setattr(batcher, "_run_batch", spy)
+    label = next(iter(PICTURES))
+    answered = auth_client.post(URL, {"image": b64(picture(label)), "filename": "x"}, format="json")
+    assert answered.status_code == 200 and answered.json()["predictions"][0]["label"] == label
+    assert passes == [(threading.current_thread(), 1)]  # no hand-off to a batch worker and back
 
 
 def test_predictions_are_sorted_probabilities_rounded_to_four_places(auth_client):

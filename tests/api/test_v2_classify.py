@@ -8,6 +8,7 @@ from accounts.models import RateLimitEvent, RequestLog
 from classifier.api.throttling import SlidingWindowThrottle
 from classifier.runtime.registry import Slot
 from classifier.runtime.sources import ModelSource
+from classifier.serving import process_runtime
 from tests.model_weights import picture
 from tests.runtime.helpers import load_slot
 
@@ -58,6 +59,18 @@ def clock(monkeypatch):
     now = [1_000_000.0]
     monkeypatch.setattr(SlidingWindowThrottle, "clock", staticmethod(lambda: now[0]))
     return now
+
+
+def test_the_answer_says_the_engine_that_ran_it_is_exact(v2):
+    response = v2.post(URL, {"images": [item("goldfish")]}, format="json")
+    assert response.status_code == 200, response.content
+    engine = process_runtime().get().model.engine
+    assert response.json()["engine"] == {
+        "name": str(engine.name),
+        "precision": "fp32",
+        "exact": True,
+        "agreement": None,  # exact: equal to eager fp32 within 1e-4, nothing to measure per version
+    }
 
 
 def test_batch_with_good_and_bad_images_answers_each_in_input_order(v2):

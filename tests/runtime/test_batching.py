@@ -124,3 +124,103 @@ def test_closing_answers_every_queued_image_then_refuses_new_ones_and_drops_the_
     with pytest.raises(BatcherClosed):
         batcher.submit(np.array([9]))
     assert batcher._run_batch is not run_batch  # the model's function is no longer referenced
+
+
+def test_run_now_runs_a_lone_image_in_the_calling_thread_and_counts_it():
+    threads, started = [], []
+
+    def run_batch(images):
+        threads.append(threading.current_thread())
+        return np.stack([image * 3 for image in images])
+
+    batcher = MicroBatcher(
+        run_batch, max_batch_size=4, max_delay_s=0, queue_size=8, on_start=lambda: started.append(1), workers=2
+    )
+    started.clear()  # the workers' own on_start calls
+    rows = [batcher.run_now(np.array([index])) for index in range(3)]
+    assert [int(row[0]) for row in rows] == [0, 3, 6]
+    assert threads == [threading.current_thread()] * 3  # no hand-off to a worker and back
+    assert started == [1]  # the library knobs set once in this thread, as in each worker
+    assert (batcher.stats.batches, batcher.stats.images, batcher.stats.last_batch_size) == (3, 3, 1)
+
+
+def test_run_now_leaves_the_image_to_the_queue_unless_a_worker_would_run_it_alone_at_once():
+    gate, inside = threading.Event(), threading.Event()
+
+    def run_batch(images):
+        inside.set()
+        gate.wait(5)
+        return np.stack(images)
+
+    waiting = MicroBatcher(lambda images: np.stack(images), max_batch_size=4, max_delay_s=0.01, queue_size=8)
+    assert waiting.run_now(np.array([1])) is None  # a batcher that waits for batches to fill never runs inline
+
+    busy = MicroBatcher(run_batch, max_batch_size=1, max_delay_s=0, queue_size=8, workers=1)
+    first = busy.submit(np.array([1]))
+    assert inside.wait(5)
+    assert busy.run_now(np.array([2])) is None  # the one pass this batcher may run at once is taken
+    second = busy.submit(np.array([3]))  # waits in the queue behind the running pass
+    gate.set()
+    assert (first.result(5)[0], second.result(5)[0]) == (1, 3)
+
+
+def test_forward_passes_never_outnumber_the_workers():
+    running, most, lock = [0], [0], threading.Lock()
+
+    def run_batch(images):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        for _ in range(2000):  # hold the pass a little
+            pass
+        with lock:
+            running[0] -= 1
+        return np.stack(images)
+
+    batcher = MicroBatcher(run_batch, max_batch_size=2, max_delay_s=0, queue_size=256, workers=2)
+
+    def caller(index):
+        for step in range(40):
+            pixels = np.array([index * 100 + step])
+            row = batcher.run_now(pixels)
+            assert (row if row is not None else batcher.submit(pixels).result(5))[0] == index * 100 + step
+
+    callers = [threading.Thread(target=caller, args=(index,)) for index in range(6)]
+    for thread in callers:
+        thread.start()
+    for thread in callers:
+        thread.join(30)
+    assert batcher.stats.images == 240 and 1 <= most[0] <= 2
+
+
+def test_run_now_after_close_refuses():
+    from classifier.runtime.errors import BatcherClosed
+
+    batcher = MicroBatcher(lambda images: np.stack(images), max_batch_size=1, max_delay_s=0, queue_size=8)
+    batcher.close()
+    with pytest.raises(BatcherClosed):
+        batcher.run_now(np.array([1]))
+
+
+def test_close_returns_only_after_a_pass_run_now_started_has_ended():
+    gate, inside = threading.Event(), threading.Event()
+
+    def run_batch(images):
+        inside.set()
+        gate.wait(5)
+        return np.stack(images)
+
+    batcher = MicroBatcher(run_batch, max_batch_size=1, max_delay_s=0, queue_size=8, workers=2)
+    rows = []
+    caller = threading.Thread(target=lambda: rows.append(batcher.run_now(np.array([7]))))
+    caller.start()
+    assert inside.wait(5)
+    closing = threading.Thread(target=batcher.close)
+    closing.start()
+    closing.join(0.2)
+    assert closing.is_alive()  # the model is still running in the caller's thread: not yet closed
+    gate.set()
+    closing.join(5)
+    caller.join(5)
+    assert not closing.is_alive() and rows[0][0] == 7
+    assert batcher._run_batch is not run_batch

@@ -96,6 +96,7 @@ class ClassifyBatchView(KeyedEndpoint):
                     "id": call.request_id,
                     "model": result.model,
                     "model_version": result.model_version,
+                    "engine": result.engine,
                     "created": timezone.now(),
                     "processing_time_ms": result.processing_time_ms,
                     "results": s.image_results(payload.filenames(), result.results),
