@@ -36,12 +36,15 @@ TITLES = {
     "aiserver": "aiserver, default",
     "aiserver-django": "aiserver, every request through Django (`API_LEAN_PATH=false`)",
     "aiserver-delay2": "aiserver, batcher waits 2 ms (`CLASSIFIER_MAX_BATCH_DELAY_MS=2`)",
+    "aiserver-queued": "aiserver, every image handed to a batch worker (`CLASSIFIER_MAX_BATCH_DELAY_MS=0.001`)",
 }
 # aiserver's variants (--servers aiserver-django,...): the one step measured on its own against the default.
 VARIANTS = {
     "aiserver": {},
     "aiserver-django": {"API_LEAN_PATH": "false"},
     "aiserver-delay2": {"CLASSIFIER_MAX_BATCH_DELAY_MS": "2"},
+    # Any wait at all turns off running a lone image in its request thread (MicroBatcher.run_now).
+    "aiserver-queued": {"CLASSIFIER_MAX_BATCH_DELAY_MS": "0.001"},
 }
 
 
