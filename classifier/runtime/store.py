@@ -31,9 +31,9 @@ from .sources import ModelSource, file_sha256
 
 logger = logging.getLogger(__name__)
 
-FORMAT = (
-    "aiserver-compiled-2"  # bump when the compiled graph or the manifest changes meaning (2: engines raced as served)
-)
+# Bump when the compiled graph or the manifest changes meaning (3: auto's race measured as served, chosen by CPU
+# per image).
+FORMAT = "aiserver-compiled-3"
 MANIFEST = "manifest.json"
 
 
