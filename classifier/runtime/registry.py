@@ -165,6 +165,13 @@ def plan_for(source: ModelSource, config: RuntimeConfig) -> EnginePlan:
     )
 
 
+def plan_artifact_key(source: ModelSource, plan: EnginePlan) -> str:
+    """The name of ``source``'s compiled artifact under ``plan``. ``auto``'s artifact (whichever exact engine its
+    race chose) is not an explicit ``onnxruntime`` choice's: each would otherwise load the other's."""
+    engine = EngineKind.AUTO if plan.fallback else plan.engine
+    return artifact_key(source, engine=engine, precision=plan.precision, device=plan.device)
+
+
 def sandbox_limits(config: RuntimeConfig) -> SandboxLimits:
     return SandboxLimits(timeout_seconds=config.compile_timeout_seconds, memory_bytes=config.compile_memory_bytes)
 
@@ -222,7 +229,7 @@ def compiled_artifact(source: ModelSource, plan: EnginePlan, config: RuntimeConf
     """``source``'s compiled artifact for ``plan``: read from the store, or compiled once (one compiler per key on
     this machine; the others wait and read what it stored)."""
     store = artifact_store(config)
-    key = artifact_key(source, engine=plan.engine, precision=plan.precision, device=plan.device)
+    key = plan_artifact_key(source, plan)
     found = store.read(key)
     if found is not None:
         return found
@@ -256,7 +263,7 @@ def validate_folder(folder: Path, config: RuntimeConfig, *, engine: str = "", pr
             "summary": f"Refused: loads failed: {exc}.",
         }
     if result.report.get("passed") and plan.compiled:
-        key = artifact_key(source, engine=plan.engine, precision=plan.precision, device=plan.device)
+        key = plan_artifact_key(source, plan)
         stored = artifact_store(config).write(key, result.files, result.manifest)
         result.report["artifact_key"] = stored.key
     return result.report

@@ -31,9 +31,9 @@ from .sources import ModelSource, file_sha256
 
 logger = logging.getLogger(__name__)
 
-# Bump when the compiled graph or the manifest changes meaning (3: auto's race measured as served, chosen by CPU
-# per image).
-FORMAT = "aiserver-compiled-3"
+# Bump when the compiled graph or the manifest changes meaning (4: auto's race measured as served, chosen by CPU
+# per image, and auto's artifact named apart from an explicit onnxruntime choice's).
+FORMAT = "aiserver-compiled-4"
 MANIFEST = "manifest.json"
 
 

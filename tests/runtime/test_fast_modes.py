@@ -129,3 +129,17 @@ def test_auto_races_in_the_sandboxed_compiling_child_as_in_process(flower_folder
     choice = slot.model.report["engine_choice"]
     assert set(choice["measured"]) == {"onnxruntime", "openvino"} and choice["callers"] == 2
     assert slot.model.engine.name == choice["chosen"]
+
+
+def test_auto_and_an_explicit_onnxruntime_choice_keep_their_own_artifacts(flower_folders, tmp_path):
+    """An explicit CLASSIFIER_ENGINE=onnxruntime compiles without racing; auto's artifact of the same folder is
+    another one, raced, and neither loads the other's (auto once served a benchmark's plain ONNX Runtime
+    artifact, and an explicit choice could have been served what auto chose)."""
+    settings = {"CLASSIFIER_ENGINE_CACHE_DIR": tmp_path / "c", "CLASSIFIER_AUTO_MEASURES_ENGINES": True}
+    explicit = load(folder_source(flower_folders["state_dict"]), engine="onnxruntime", **settings)
+    assert explicit.model.engine.name == "onnxruntime" and "engine_choice" not in explicit.model.report
+    auto = load(folder_source(flower_folders["state_dict"]), **settings)
+    assert auto.model.provenance == "compiled here" and "engine_choice" in auto.model.report
+    assert auto.model.artifact_key != explicit.model.artifact_key
+    again = load(folder_source(flower_folders["state_dict"]), engine="onnxruntime", **settings)
+    assert again.model.artifact_key == explicit.model.artifact_key and again.model.engine.name == "onnxruntime"

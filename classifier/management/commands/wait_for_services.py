@@ -9,8 +9,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 
 from accounts.windows import window_store_from_settings
-from classifier.runtime.registry import artifact_store, configured_sources, plan_for
-from classifier.runtime.store import artifact_key
+from classifier.runtime.registry import artifact_store, configured_sources, plan_artifact_key, plan_for
 from classifier.runtime_settings import runtime_config
 from classifier.selectors import database_problem
 
@@ -72,7 +71,7 @@ def missing_artifacts() -> list[str]:
         plan = plan_for(source, config)
         if not plan.compiled:
             continue
-        key = artifact_key(source, engine=plan.engine, precision=plan.precision, device=plan.device)
+        key = plan_artifact_key(source, plan)
         if store.read(key) is None:
             missing.append(f"the compiled artifact of {source.name}")
     return missing
