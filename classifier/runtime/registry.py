@@ -67,8 +67,8 @@ class LoadedModel:
 
     def served_as(self) -> dict:
         """What answers say of the engine: its name, precision, whether it is exact and, for a fast mode, the
-        agreement with fp32 its compile gate measured (and on which images); None for an exact engine, which
-        agrees with eager fp32 within engines.AGREEMENT_TOLERANCE."""
+        agreement with fp32 its compile gate measured (and on which images). An exact engine's agreement is None:
+        it agrees with eager fp32 within engines.AGREEMENT_TOLERANCE."""
         fast = self.report.get("fast_mode")
         agreement = {**fast["agreement"], "measured_on": fast["images"]} if fast else None
         return {
