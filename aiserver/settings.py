@@ -332,12 +332,12 @@ API_SEND_TIMEOUT_SECONDS = config.float(
     "a connection whose client reads nothing of its answer for this long is aborted (`--http aiserver.protocols:H11Protocol`)",
     shown="`30`",
 )
-# The lean path (classifier.api.lean): v1 classifications with a JSON body answered in front of Django's generic
-# request machinery, with the same checks, limits, log rows and answers; off: every request goes through Django.
+# The lean path (classifier.api.lean): v1 and v2 classifications with a JSON body answered in front of Django's
+# generic request machinery, with the same checks, limits, log rows and answers; off: every request goes through Django.
 API_LEAN_PATH = config.bool(
     "API_LEAN_PATH",
     True,
-    "answer v1 JSON classifications on the lean path (same checks, answers and log rows, less CPU); off: through Django only",
+    "answer v1 and v2 JSON classifications on the lean path (same checks, answers and log rows, less CPU); off: through Django only",
     shown="`true`",
 )
 # Threads the lean path's requests run in (decode, preprocess, wait for the batch, write the log row); more requests

@@ -182,9 +182,14 @@ class RequestIdMiddleware:
     def __call__(self, request):
         if not request.path.startswith(REQUEST_ID_PREFIX):
             return self.get_response(request)
-        sent = request.META.get("HTTP_X_REQUEST_ID", "").strip()
         call = call_record(request)
-        call.request_id = sent if _CALLER_REQUEST_ID.match(sent) else uuid.uuid4().hex
+        call.request_id = request_id(request.META.get("HTTP_X_REQUEST_ID", ""))
         response = self.get_response(request)
         response[REQUEST_ID_HEADER] = call.request_id
         return response
+
+
+def request_id(sent: str) -> str:
+    """A v2 request's id: the caller's X-Request-ID when it is sane, else a new one."""
+    sent = sent.strip()
+    return sent if _CALLER_REQUEST_ID.match(sent) else uuid.uuid4().hex

@@ -1,4 +1,4 @@
-"""The lean v1 classify path (classifier.api.lean) against Django's: the same answers, headers and log rows.
+"""The lean classify path (classifier.api.lean, v1 and v2) against Django's: the same answers, headers and log rows.
 
 Each case sends the same request twice, through aiserver's ASGI handler alone and through the lean path in
 front of it, each with a fresh key of the same limits at the same (frozen) clock. A spy on the handler tells
@@ -93,10 +93,13 @@ def request(app, *, body: bytes = b"", headers=(), method="POST", path=URL, scop
     return sent[0]["status"], answer_headers, b"".join(m.get("body", b"") for m in sent[1:])
 
 
-def comparable(headers: dict) -> dict:
-    """The headers without the CSP nonce (fresh per answer)."""
+def comparable(answer) -> dict:
+    """The answer's headers without the CSP nonce (fresh per answer), and its Content-Length checked against the
+    body (a v2 answer's length moves with its processing_time_ms)."""
+    _, headers, body = answer
+    assert headers.get("content-length", str(len(body))) == str(len(body))  # Django's redirects carry none
     policy = headers.get("content-security-policy", "")
-    return {**headers, "content-security-policy": re.sub(r"nonce-[\w-]+", "nonce-N", policy)}
+    return {**headers, "content-security-policy": re.sub(r"nonce-[\w-]+", "nonce-N", policy), "content-length": "N"}
 
 
 def log_rows(api_key) -> list[tuple]:
@@ -111,7 +114,8 @@ def log_rows(api_key) -> list[tuple]:
 
 def both(apps, make_key, *, key_kwargs=None, auth=True, **request_kwargs):
     """The same request through Django alone and through the lean path, each with its own fresh key:
-    (Django's answer, the lean path's answer, whether the lean path answered it itself)."""
+    (Django's answer, the lean path's answer, whether the lean path answered it itself). A v2 answer's
+    ``created`` and ``processing_time_ms`` differ between any two answers; they are compared as present."""
     handler, spy, lean = apps
     answers, rows = [], []
     sent = list(request_kwargs.pop("headers", ()))
@@ -122,9 +126,21 @@ def both(apps, make_key, *, key_kwargs=None, auth=True, **request_kwargs):
         answers.append(request(app, headers=headers, **request_kwargs))
         rows.append(log_rows(api_key))
     assert rows[0] == rows[1], "the two paths wrote different log rows"
-    assert answers[0][0] == answers[1][0] and answers[0][2] == answers[1][2]
-    assert comparable(answers[0][1]) == comparable(answers[1][1])
+    assert answers[0][0] == answers[1][0] and same_body(answers[0][2]) == same_body(answers[1][2])
+    assert comparable(answers[0]) == comparable(answers[1])
     return answers[0], answers[1], spy.calls == calls
+
+
+def same_body(body: bytes):
+    """A v2 answer with its timing fields reduced to their presence; any other body as it is."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body
+    if isinstance(data, dict) and "created" in data:
+        data["created"] = bool(data["created"])
+        data["processing_time_ms"] = data["processing_time_ms"] >= 0
+    return data
 
 
 def image_body(**fields) -> bytes:
@@ -284,3 +300,124 @@ def test_a_png_with_transparency_answers_the_same(apps, make_key):
     Image.new("RGBA", (40, 30), (10, 200, 30, 128)).save(buffer, format="PNG")
     body = json.dumps({"image": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()}).encode()
     assert both(apps, make_key, body=body, headers=[JSON])[2]
+
+
+# --- v2 -------------------------------------------------------------------------------------
+
+V2 = "/api/v2/classify"
+V2_HEADERS = [JSON, (b"x-request-id", b"lean-parity-1")]  # the same request id on both paths, for the log rows
+
+
+def item(name="goldfish", **fields) -> dict:
+    return {"image": base64.b64encode(picture(name)).decode(), **fields}
+
+
+def batch_body(items=None, **fields) -> bytes:
+    return json.dumps({"images": items if items is not None else [item()], **fields}).encode()
+
+
+def both_v2(apps, make_key, *, headers=V2_HEADERS, **kwargs):
+    return both(apps, make_key, path=V2, headers=headers, **kwargs)
+
+
+def test_a_good_batch_is_answered_on_the_lean_path_as_django_answers_it(apps, make_key):
+    body = batch_body([item(filename="a.jpg"), item("jellyfish", filename=" b.jpg "), item()], top_k=3)
+    django, lean, on_lean_path = both_v2(apps, make_key, body=body)
+    assert on_lean_path and apps[2].answered == 1
+    answer = json.loads(lean[2])
+    assert lean[0] == 200 and answer["id"] == lean[1]["x-request-id"] == "lean-parity-1"
+    assert [r["predictions"][0]["label"] for r in answer["results"]] == ["goldfish", "jellyfish", "goldfish"]
+    assert [r["filename"] for r in answer["results"]] == ["a.jpg", "b.jpg", ""]
+    assert all(len(r["predictions"]) == 3 for r in answer["results"]) and answer["engine"]["exact"] is True
+    assert lean[1]["x-ratelimit-remaining"] == "97"  # one unit per image
+    assert RequestLog.objects.filter(endpoint=V2, status_code=200, images=3, model_name="resnet18").count() == 2
+
+
+def test_unreadable_images_are_their_own_errors_on_the_lean_path(apps, make_key):
+    body = batch_body([item(), {"image": "!!!"}, {"image": " "}, {"image": NOT_AN_IMAGE, "filename": "x.jpg"}])
+    django, lean, on_lean_path = both_v2(apps, make_key, body=body)
+    assert on_lean_path and lean[0] == 200
+    codes = [r.get("error", {}).get("code") for r in json.loads(lean[2])["results"]]
+    assert codes == [None, "invalid_base64", "empty_image", "invalid_image"]
+    assert lean[1]["x-ratelimit-remaining"] == "96"
+
+
+def test_a_model_and_a_version_it_does_not_serve_is_charged_and_404_on_the_lean_path(apps, make_key):
+    django, lean, on_lean_path = both_v2(apps, make_key, body=batch_body(model="resnet18@v999"))
+    assert on_lean_path and lean[0] == 404 and json.loads(lean[2])["code"] == "model_not_found"
+    assert lean[1]["x-ratelimit-remaining"] == "99" and lean[1]["x-request-id"] == "lean-parity-1"
+
+
+def test_a_named_model_the_key_may_use_takes_the_lean_path(apps, make_key):
+    body = batch_body(model="resnet18")
+    django, lean, on_lean_path = both_v2(apps, make_key, body=body, key_kwargs={"allowed_models": ["resnet18"]})
+    assert on_lean_path and lean[0] == 200 and json.loads(lean[2])["model"] == "resnet18"
+
+
+def test_a_request_without_a_sane_request_id_gets_a_new_one_on_the_lean_path(apps, make_key):
+    handler, spy, lean = apps
+    api_key, raw = make_key(rate_limit=5)
+    headers = [JSON, (b"x-request-id", b"not sane!"), (b"authorization", f"Bearer {raw}".encode())]
+    status, answer_headers, body = request(lean, path=V2, body=batch_body(), headers=headers)
+    assert status == 200 and lean.answered == 1
+    assert (
+        re.fullmatch(r"[0-9a-f]{32}", answer_headers["x-request-id"])
+        and json.loads(body)["id"] == answer_headers["x-request-id"]
+    )
+    assert log_rows(api_key)[0][-1] == answer_headers["x-request-id"]
+
+
+@pytest.mark.parametrize(
+    "case,body,status",
+    [
+        ("no images", b'{"top_k": 3}', 400),
+        ("an empty batch", batch_body([]), 400),
+        ("too many images", batch_body([item()] * 17), 400),
+        ("images not a list", b'{"images": {"image": "x"}}', 400),
+        ("top_k 0", batch_body(top_k=0), 400),
+        ("top_k as a string", batch_body(top_k="3"), 200),
+        ("top_k true", batch_body(top_k=True), 400),
+        ("an unknown model", batch_body(model="vgg_nonexistent"), 400),
+        ("a null model", batch_body(model=None), 400),
+        ("a model with spaces", batch_body(model=" resnet18 "), 200),
+        ("an unknown field", batch_body(extra=1), 200),
+        ("files in JSON", batch_body(files=["x"]), 400),
+        ("an item with another field", batch_body([item(note="x")]), 200),
+        ("an image that is a number", batch_body([{"image": 12}]), 200),
+        ("a null filename", batch_body([item(filename=None)]), 400),
+        ("a long filename", batch_body([item(filename="f" * 256)]), 400),
+        ("a null character in a filename", batch_body([item(filename="a\x00b")]), 400),
+        ("an item that is not an object", batch_body(["x"]), 400),
+        ("not JSON", b'{"images": [', 400),
+        # where orjson (the lean path's parser) and SafeJSONParser differ: Django parses and answers
+        ("top_k over 64 bits", batch_body(top_k=10**30), 400),
+        ("top_k NaN", batch_body()[:-1] + b', "top_k": NaN}', 400),
+        ("top_k 1e400", batch_body()[:-1] + b', "top_k": 1e400}', 400),
+        ("a lone surrogate in a filename", batch_body([item(filename="\ud800")]), 400),
+    ],
+)
+def test_batches_that_are_not_plainly_well_formed_go_to_django_untouched(apps, make_key, case, body, status):
+    django, lean, on_lean_path = both_v2(apps, make_key, body=body)
+    assert not on_lean_path, case
+    assert lean[0] == status, (case, lean)
+
+
+def test_a_model_the_key_may_not_use_is_djangos_403(apps, make_key):
+    body = batch_body(model="resnet18")
+    django, lean, on_lean_path = both_v2(apps, make_key, body=body, key_kwargs={"allowed_models": ["flowers"]})
+    assert not on_lean_path and lean[0] == 403
+
+
+def test_a_batch_over_the_keys_whole_window_is_djangos_400(apps, make_key):
+    django, lean, on_lean_path = both_v2(apps, make_key, body=batch_body([item()] * 3), key_kwargs={"rate_limit": 2})
+    assert not on_lean_path and lean[0] == 400 and json.loads(lean[2])["code"] == "batch_exceeds_limit"
+
+
+def test_a_large_body_from_a_key_out_of_room_is_refused_by_django_before_it_is_parsed(apps, make_key):
+    handler, spy, lean = apps
+    api_key, raw = make_key(rate_limit=1, rate_window_seconds=60)
+    headers = [*V2_HEADERS, (b"authorization", f"Bearer {raw}".encode())]
+    with override_settings(ACCOUNTS_PEEK_BEFORE_BODY_BYTES=0):  # every body is "large"
+        answers = [request(lean, path=V2, body=batch_body(), headers=headers) for _ in range(2)]
+    assert [a[0] for a in answers] == [200, 429]
+    assert lean.answered == 1 and spy.calls == 1  # the peek sent the second to Django, which refused it

@@ -2,10 +2,18 @@
 
 import datetime as dt
 
+import pytest
 from rest_framework import serializers
 
 from classifier.api.exceptions import InvalidImage
-from classifier.api.serializers import ClassifyBatchOutput, ClassifyOutput, image_results
+from classifier.api.serializers import (
+    ClassifyBatchInput,
+    ClassifyBatchOutput,
+    ClassifyOutput,
+    ImageItemInput,
+    image_results,
+    plain_item,
+)
 from classifier.runtime.preprocessing import Prediction
 from classifier.services import Classification
 
@@ -55,3 +63,58 @@ def test_v2_answer_matches_its_declared_fields_with_results_and_errors():
         ["index", "filename", "predictions"],
         ["index", "filename", "error"],
     ]
+
+
+# --- the v2 items' fast reading (ImageItemList) ------------------------------------------------
+
+PLAIN_ITEMS = [
+    {"image": " abc "},
+    {"image": "abc", "filename": " f.jpg "},
+    {"image": ""},
+    {"image": "a", "filename": ""},
+    {"image": "a", "filename": "f" * 255},
+    {"image": "a", "filename": "fïsh 🐟.jpg"},
+]
+OTHER_ITEMS = [
+    {"image": 1},
+    {"image": "a\x00"},
+    {"image": "a", "filename": "f" * 256},
+    {"image": "a", "filename": None},
+    {"image": "a", "filename": 7},
+    {"image": "a", "filename": "\ud800"},
+    {"image": "a", "filename": "a\x00"},
+    {"filename": "x"},
+    {"image": "a", "note": 1},
+    "a string",
+    None,
+]
+
+
+@pytest.mark.parametrize("item", PLAIN_ITEMS)
+def test_a_plain_item_reads_as_the_item_serializer_reads_it(item):
+    assert plain_item(item) == dict(ImageItemInput().run_validation(item))
+
+
+@pytest.mark.parametrize("item", OTHER_ITEMS)
+def test_any_other_item_is_left_to_the_item_serializer(item):
+    assert plain_item(item) is None
+
+
+def test_the_images_list_answers_what_the_item_serializer_answers():
+    items = [*PLAIN_ITEMS, *OTHER_ITEMS]
+    fast = ClassifyBatchInput(data={"images": items})
+    assert not fast.is_valid()
+    assert fast.errors["images"] == {
+        index: _item_errors(item) for index, item in enumerate(items) if _item_errors(item)
+    }
+    valid = ClassifyBatchInput(data={"images": PLAIN_ITEMS + [{"image": 1}]})
+    assert valid.is_valid() and valid.validated_data["images"][-1] == {"image": "1"}  # DRF's CharField reads a number
+
+
+def _item_errors(item):
+    """What DRF's ListSerializer records for ``item`` through ImageItemInput alone: its errors, or None."""
+    try:
+        ImageItemInput().run_validation(item)
+    except serializers.ValidationError as exc:
+        return exc.detail
+    return None

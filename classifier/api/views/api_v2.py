@@ -3,7 +3,6 @@
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.urls import reverse
-from django.utils import timezone
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import APIException, NotAuthenticated, ParseError
 from rest_framework.parsers import MultiPartParser
@@ -91,17 +90,7 @@ class ClassifyBatchView(KeyedEndpoint):
         call = call_record(request)
         call.answered_by(model=result.model, version=result.model_version)
         return Response(
-            s.ClassifyBatchOutput(
-                {
-                    "id": call.request_id,
-                    "model": result.model,
-                    "model_version": result.model_version,
-                    "engine": result.engine,
-                    "created": timezone.now(),
-                    "processing_time_ms": result.processing_time_ms,
-                    "results": s.image_results(payload.filenames(), result.results),
-                }
-            ).data
+            s.batch_classification_body(request_id=call.request_id, result=result, filenames=payload.filenames())
         )
 
 
