@@ -201,7 +201,7 @@ def _classify_batch(scope, body: bytes, started: float) -> tuple[int, list, byte
     api_key = _api_key(headers)
     if _declared_length(headers) > settings.ACCOUNTS_PEEK_BEFORE_BODY_BYTES and not _room_for_one(api_key):
         raise Fallback()  # Django refuses it before parsing the body, as the view does
-    items, top_k, name, version = _batch(body, api_key)
+    items, top_k, name, version = _batch(body)
     _model_ready(api_key, name)
     images = item_images(items)
     call = CallRecord(
@@ -253,21 +253,9 @@ def _plain_request(scope) -> tuple[dict[bytes, bytes], bool]:
 def _charge(api_key, cost: int):
     """Charge ``cost`` units to the key's window and quota (SlidingWindowThrottle): the window's state, or
     Fallback with nothing charged (a refusal is Django's 429, a cost over the key's whole window its 400)."""
-    limit, window = api_key.effective_rate_limit, api_key.effective_rate_window_seconds
-    if not 1 <= cost <= limit:
+    if not 1 <= cost <= api_key.effective_rate_limit:
         raise Fallback()
-    try:
-        state = acquire(
-            SlidingWindowThrottle.store,
-            key_id=api_key.pk,
-            limit=limit,
-            window=window,
-            cost=cost,
-            now=SlidingWindowThrottle.clock(),
-            quota=quota_rule(api_key),
-        )
-    except WindowStoreUnavailable:
-        raise Fallback() from None
+    state = _window(api_key, cost, record=True)
     if state.quota_exceeded or not state.allowed:
         raise Fallback()
     return state
@@ -275,21 +263,27 @@ def _charge(api_key, cost: int):
 
 def _room_for_one(api_key) -> bool:
     """Whether one more image fits the key's window and quota now, charging nothing (the throttle's
-    allow_one_more); False when the store cannot say (Django answers)."""
+    allow_one_more)."""
+    state = _window(api_key, 1, record=False)
+    return state.allowed and not state.quota_exceeded
+
+
+def _window(api_key, cost: int, *, record: bool):
+    """The key's window and quota asked for ``cost`` units now (charged when they fit and ``record``);
+    Fallback when the store cannot say (Django answers its 503)."""
     try:
-        state = acquire(
+        return acquire(
             SlidingWindowThrottle.store,
             key_id=api_key.pk,
             limit=api_key.effective_rate_limit,
             window=api_key.effective_rate_window_seconds,
-            cost=1,
+            cost=cost,
             now=SlidingWindowThrottle.clock(),
             quota=quota_rule(api_key),
-            record=False,
+            record=record,
         )
     except WindowStoreUnavailable:
-        return False
-    return state.allowed and not state.quota_exceeded
+        raise Fallback() from None
 
 
 def _declared_length(headers: dict[bytes, bytes]) -> int:
@@ -378,9 +372,9 @@ def _image(body: bytes) -> bytes:
         raise Fallback() from None
 
 
-def _batch(body: bytes, api_key) -> tuple[list[dict], int, str | None, str | None]:
-    """(items, top_k, model name, version) of a v2 JSON body as ClassifyBatchInput reads it, naming a model that
-    the key may use and this server has; Fallback for any other body (Django answers its 400 or 403)."""
+def _batch(body: bytes) -> tuple[list[dict], int, str | None, str | None]:
+    """(items, top_k, model name, version) of a v2 JSON body as ClassifyBatchInput reads it, naming a model this
+    server has; Fallback for any other body (Django answers its 400)."""
     data = _json(body)
     if not isinstance(data, dict) or not data.keys() <= _BATCH_FIELDS:
         raise Fallback()
@@ -393,13 +387,13 @@ def _batch(body: bytes, api_key) -> tuple[list[dict], int, str | None, str | Non
         raise Fallback()
     if not 1 <= top_k <= settings.CLASSIFIER_MAX_TOP_K:
         raise Fallback()
-    name, version = _model_choice(data, api_key)
+    name, version = _model_choice(data)
     return items, top_k, name, version  # type: ignore[return-value]
 
 
-def _model_choice(data: dict, api_key) -> tuple[str | None, str | None]:
+def _model_choice(data: dict) -> tuple[str | None, str | None]:
     """(name, version) of the body's ``model`` (None for what it leaves to the server); Fallback unless it plainly
-    names a model this server has, which the key may use."""
+    names a model this server has (whether the key may use it is _model_ready's question)."""
     if "model" not in data:
         return None, None
     model = data["model"]
@@ -407,8 +401,6 @@ def _model_choice(data: dict, api_key) -> tuple[str | None, str | None]:
         raise Fallback()
     name, at, version = model.partition(VERSION_SEPARATOR)
     if name not in process_runtime().names():
-        raise Fallback()
-    if api_key.effective_allowed_models and not api_key.may_use_model(name):
         raise Fallback()
     return name, (version if at else None)
 

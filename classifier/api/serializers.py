@@ -246,7 +246,7 @@ class ImageItemList(serializers.ListSerializer):
     of a string ``image`` without a null character and, if sent, a ``filename`` string that is short and plain.
     Any other item goes through ImageItemInput, whose errors are the answer. DRF's per-field machinery costs
     about 0.06 ms an item, an eighth of the per-image overhead budget (docs/performance.md);
-    tests/api/test_v2_classify.py holds both ways to the same result."""
+    tests/api/test_output_shapes.py holds both ways to the same result."""
 
     def run_child_validation(self, data):
         item = plain_item(data)
