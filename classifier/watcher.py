@@ -21,7 +21,7 @@ from django.db import close_old_connections
 
 from . import selectors, versions
 from .models import ModelLoadStatus, ModelVersion
-from .runtime.registry import Ready, Runtime, Slot, Unavailable
+from .runtime.registry import Ready, Runtime, Slot, Unavailable, release_freed_memory
 from .runtime.sources import ModelSource
 
 logger = logging.getLogger(__name__)
@@ -164,6 +164,7 @@ def _retire(previous: Slot | None) -> threading.Timer | None:
         ready.batcher.close()
         previous.state = Unavailable("Replaced by a newer version.")
         gc.collect()
+        release_freed_memory()  # else glibc keeps the freed version's heap, and RSS climbs with every switch
 
     timer = threading.Timer(settings.CLASSIFIER_MODEL_DRAIN_SECONDS, free)
     timer.name, timer.daemon = f"retire-{previous.name}", True
