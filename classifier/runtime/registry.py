@@ -292,7 +292,9 @@ def build_model(source: ModelSource, config: RuntimeConfig) -> LoadedModel:
 def _from_compiled(source: ModelSource, plan: EnginePlan, config: RuntimeConfig) -> LoadedModel:
     compiled = compiled_artifact(source, plan, config)
     manifest = compiled.manifest
-    engine = compiled_engine(compiled, plan=plan, threads=config.engine_threads(), streams=config.workers_for("cpu"))
+    callers = config.workers_for("cpu")
+    _warn_if_raced_otherwise(source, manifest.get("report", {}).get("engine_choice"), callers)
+    engine = compiled_engine(compiled, plan=plan, threads=config.engine_threads(), streams=callers)
     return LoadedModel(
         name=source.name,
         kind=manifest["kind"],
@@ -306,6 +308,21 @@ def _from_compiled(source: ModelSource, plan: EnginePlan, config: RuntimeConfig)
         artifact_key=compiled.key,
         report=manifest.get("report", {}),
     )
+
+
+def _warn_if_raced_otherwise(source: ModelSource, choice: dict | None, callers: int) -> None:
+    """``auto``'s race measured the engines with the batch workers of the process that compiled; the artifact's key
+    leaves that count out (a container compiled on a build machine must find its artifact wherever it runs), so a
+    process serving with another count is told that the choice was measured for a different load."""
+    if choice and choice.get("measured") and choice.get("callers") != callers:
+        logger.warning(
+            "%s: auto chose %s measuring %s concurrent callers, but this process serves with %s batch workers; "
+            "remove its compiled artifact from CLASSIFIER_ENGINE_CACHE_DIR to measure again",
+            source.name,
+            choice.get("chosen"),
+            choice.get("callers"),
+            callers,
+        )
 
 
 def compiled_engine(compiled: CompiledModel, *, plan: EnginePlan, threads: int, streams: int = 1) -> Engine:

@@ -115,6 +115,17 @@ def test_auto_measures_the_exact_engines_and_a_restart_keeps_its_choice(flower_f
     assert again.model.provenance == "loaded compiled" and again.model.engine.name == choice["chosen"]
 
 
+def test_a_process_serving_with_other_batch_workers_than_the_race_measured_is_warned(flower_folders, tmp_path, caplog):
+    settings = {"CLASSIFIER_ENGINE_CACHE_DIR": tmp_path / "c", "CLASSIFIER_AUTO_MEASURES_ENGINES": True}
+    with caplog.at_level("WARNING", logger="classifier.runtime.registry"):
+        load(folder_source(flower_folders["state_dict"]), CLASSIFIER_BATCH_WORKERS=2, **settings)
+        assert "measuring" not in caplog.text  # compiled and served with the same two workers
+        again = load(folder_source(flower_folders["state_dict"]), CLASSIFIER_BATCH_WORKERS=1, **settings)
+    assert again.model.provenance == "loaded compiled"  # the same artifact, whatever the worker count
+    assert f"auto chose {again.model.engine.name} measuring 2 concurrent callers" in caplog.text
+    assert "serves with 1 batch workers" in caplog.text
+
+
 def test_auto_races_in_the_sandboxed_compiling_child_as_in_process(flower_folders, tmp_path):
     """The default compile runs in the sandboxed child: the plan it receives keeps ``auto``'s fallback, so the
     race runs there too (a child given a plain plan would have compiled ONNX Runtime without measuring)."""
