@@ -40,7 +40,7 @@ def photo(size=(500, 375), seed=0) -> Image.Image:
 
 
 def normalised(pixels: np.ndarray, spec) -> torch.Tensor:
-    tensor = torch.from_numpy(pixels).permute(2, 0, 1).float() / 255.0
+    tensor = torch.from_numpy(pixels.copy()).permute(2, 0, 1).float() / 255.0
     return (tensor - torch.tensor(spec.mean).view(3, 1, 1)) / torch.tensor(spec.std).view(3, 1, 1)
 
 
@@ -188,9 +188,9 @@ def test_decoding_a_large_image_holds_only_the_copies_its_conversion_needs(tmp_p
 
 def test_wide_greyscale_is_scaled_and_clipped_to_eight_bits():
     wide = Image.fromarray(np.array([[0, 257 * 100, 65535, 70000, -5]], dtype=np.int32), "I")
-    assert list(pipeline.to_rgb(wide).getdata()) == [(0,) * 3, (100,) * 3, (255,) * 3, (255,) * 3, (0,) * 3]
+    assert list(pipeline.to_rgb(wide).get_flattened_data()) == [(0,) * 3, (100,) * 3, (255,) * 3, (255,) * 3, (0,) * 3]
     floats = Image.fromarray(np.array([[-1.0, 12.7, 300.0]], dtype=np.float32), "F")
-    assert [pixel[0] for pixel in pipeline.to_rgb(floats).getdata()] == [0, 12, 255]
+    assert [pixel[0] for pixel in pipeline.to_rgb(floats).get_flattened_data()] == [0, 12, 255]
 
 
 def test_half_transparent_pixels_are_blended_with_white():
