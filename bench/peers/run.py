@@ -134,7 +134,8 @@ def wait_for_quiet(*, busy_percent: float = 25.0, patience_s: float = 60.0) -> f
 
 
 def variant_env(name: str) -> dict[str, str]:
-    """The settings of an aiserver variant: a named one (VARIANTS), or ``aiserver+NAME=VALUE+...`` for a trial."""
+    """The settings of an aiserver variant: a named one (VARIANTS), or ``aiserver+NAME=VALUE+...`` for a trial
+    (``WEB_CONCURRENCY`` among them sets the number of worker processes)."""
     base, *pairs = name.split("+")
     return {**VARIANTS[base], **dict(pair.split("=", 1) for pair in pairs)}
 
@@ -157,7 +158,9 @@ def measure(
     if idle > 25.0:
         print(f"  the machine is still {idle:.0f}% busy before {name}'s round {number}", flush=True)
     if name.startswith("aiserver"):
-        server, key = start_server(workdir, workers=1, weights="random", extra_env=variant_env(name))
+        settings = variant_env(name)
+        workers = int(settings.pop("WEB_CONCURRENCY", "1"))  # aiserver+WEB_CONCURRENCY=2: worker processes
+        server, key = start_server(workdir, workers=workers, weights="random", extra_env=settings)
         assert server.process is not None  # started
         url, pid, stop = f"{server.url}/api/v1/classify", server.process.pid, server.stop
     else:
